@@ -1,0 +1,382 @@
+"""
+Staff review of conversations.
+
+What was said is never edited here: utterances, the event journal and usage records are
+read-only everywhere; on a conversation only the review fields (reviewed, flagged, note) can
+change. Deleting a conversation is allowed and goes through the shared delete function.
+Every list is annotated (turn counts, durations) so its query count does not grow with rows.
+"""
+
+import json
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.template.defaultfilters import pluralize
+from django.template.loader import render_to_string
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.formats import date_format, time_format
+from django.utils.html import format_html, format_html_join
+from django.utils.text import smart_split, unescape_string_literal
+
+from . import downloads, history, pricing, retention, review, usage
+from .admin_filters import FailedTranscriptionFilter, InterruptedFilter
+from .forms import DateRangeForm
+from .models import Conversation, Event, ResponseUsage, Utterance
+from .templatetags.history_format import clock, tokens
+
+admin.site.site_header = "voiceproject administration"
+admin.site.site_title = "voiceproject admin"
+admin.site.index_title = "Review and administration"
+# The review lists are wide (nine columns and the filters): they need the room more.
+admin.site.enable_nav_sidebar = False
+
+
+class ReadOnlyMixin:
+    """No one adds, edits or deletes what was said: these rows are the journal or derive from it."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class UtteranceInline(ReadOnlyMixin, admin.TabularInline):
+    model = Utterance
+    fields = ("position", "said_at", "role", "kind", "status_label", "text", "error")
+    readonly_fields = fields
+    ordering = ("position",)
+    extra = 0
+    verbose_name = "line"
+    verbose_name_plural = "Transcript"
+    empty_value_display = ""  # no "-" for an empty text or error: the status says why
+    classes = ("transcript-inline",)
+
+    @admin.display(description="status")
+    def status_label(self, utterance):
+        return utterance.get_status_display()
+
+    @admin.display(description="time")
+    def said_at(self, utterance):
+        return time_format(timezone.localtime(utterance.created_at), "H:i:s")
+
+
+@admin.register(Conversation)
+class ConversationAdmin(admin.ModelAdmin):
+    list_display = (
+        "display_title",
+        "user",
+        "started",
+        "duration_display",
+        "turns_display",
+        "usage_display",
+        "cost_display",
+        "status",
+        "review_state",
+    )
+    list_display_links = ("display_title",)
+    list_filter = (
+        ("user", admin.RelatedOnlyFieldListFilter),
+        ("created_at", admin.DateFieldListFilter),
+        "model",
+        "status",
+        "flagged",
+        "reviewed",
+        FailedTranscriptionFilter,
+        InterruptedFilter,
+    )
+    search_fields = ("title", "user__username")  # and the transcript: see get_search_results
+    search_help_text = "Searches usernames, titles and what was said."
+    list_select_related = ("user",)
+    list_per_page = 50
+    date_hierarchy = "created_at"
+    ordering = ("-created_at",)
+    actions = ("mark_reviewed", "flag", "unflag", "export_jsonl", "export_csv")
+    inlines = (UtteranceInline,)
+    change_list_template = "admin/conversations/conversation/change_list.html"
+    view_on_site = False  # the history page is the owner's alone: staff would get a 404
+
+    class Media:
+        css = {"all": ("history/admin.css",)}  # noqa: RUF012 (Django's Media declaration)
+
+    fieldsets = (
+        (
+            None,
+            {
+                "fields": (
+                    "display_title",
+                    "user",
+                    "uuid",
+                    "status",
+                    "started",
+                    "duration_display",
+                    "model",
+                    "voice",
+                    "turn_detection",
+                )
+            },
+        ),
+        ("Review", {"fields": ("reviewed", "flagged", "review_note", "reviewed_at", "reviewed_by")}),
+        (
+            "Times",
+            {
+                "fields": ("created_at", "started_at", "last_activity_at", "ended_at", "segments"),
+                "classes": ("collapse",),
+            },
+        ),
+        ("Usage", {"fields": ("usage_table", "cost_display")}),
+        ("Debugging", {"fields": ("journal", "links")}),
+    )
+    EDITABLE = ("reviewed", "flagged", "review_note")
+
+    def get_readonly_fields(self, request, obj=None):
+        editable = set(self.EDITABLE)
+        return [name for name in flatten(self.fieldsets) if name not in editable]
+
+    def has_add_permission(self, request):
+        # Conversations begin in the browser, never here.
+        return False
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request).select_related("user", "reviewed_by")
+        return history.with_first_line(history.with_turns(history.with_duration(queryset)))
+
+    # --- Columns and read-only fields ---------------------------------------------------------
+    @admin.display(description="conversation", ordering="title")
+    def display_title(self, conversation):
+        return history.display_title(conversation, length=60)
+
+    @admin.display(description="started", ordering="started_at")
+    def started(self, conversation):
+        return date_format(
+            timezone.localtime(conversation.started_at or conversation.created_at), "j M Y, H:i"
+        )
+
+    @admin.display(description="duration", ordering="duration_value")
+    def duration_display(self, conversation):
+        return clock(conversation.duration)
+
+    @admin.display(description="turns", ordering="turns")
+    def turns_display(self, conversation):
+        return conversation.turns
+
+    @admin.display(description="tokens")
+    def usage_table(self, conversation):
+        return render_to_string("admin/conversations/includes/usage_table.html", {"usage": conversation})
+
+    @admin.display(description="tokens (in / out)")
+    def usage_display(self, conversation):
+        return f"{tokens(conversation.input_tokens)} / {tokens(conversation.output_tokens)}"
+
+    @admin.display(description="est. cost")
+    def cost_display(self, conversation):
+        cost = pricing.estimate_cost(conversation, conversation.model)
+        return pricing.format_usd(cost) if cost is not None else "—"
+
+    @admin.display(description="review")
+    def review_state(self, conversation):
+        states = []
+        if conversation.flagged:
+            states.append(("review-flagged", "⚑ flagged"))
+        if conversation.reviewed:
+            states.append(("review-done", "✓ reviewed"))
+        return format_html_join(" ", '<span class="{}">{}</span>', states or [("review-todo", "to review")])
+
+    @admin.display(description="event journal")
+    def journal(self, conversation):
+        count = conversation.events.count()
+        if not count:
+            return "No events stored."
+        url = reverse("admin:conversations_event_changelist") + f"?conversation__id__exact={conversation.pk}"
+        return format_html(
+            '<a href="{}">{} event{} — open the journal</a>', url, count, "" if count == 1 else "s"
+        )
+
+    @admin.display(description="also")
+    def links(self, conversation):
+        usages = (
+            reverse("admin:conversations_responseusage_changelist")
+            + f"?conversation__id__exact={conversation.pk}"
+        )
+        others = (
+            reverse("admin:conversations_conversation_changelist")
+            + f"?user__id__exact={conversation.user_id}"
+        )
+        return format_html(
+            '<a href="{}">usage per response</a> · <a href="{}">all conversations of {}</a>',
+            usages,
+            others,
+            conversation.user.get_username(),
+        )
+
+    # --- Search: username, title and what was said --------------------------------------------
+    def get_search_results(self, request, queryset, search_term):
+        # The default would join the utterances (duplicate rows, then DISTINCT); an EXISTS
+        # subquery per term finds the same conversations without either.
+        for term in smart_split(search_term):
+            if term[0] in "\"'" and term[0] == term[-1]:
+                term = unescape_string_literal(term)
+            queryset = queryset.filter(
+                history.matches_title_or_user(term) | history.transcript_contains(term)
+            )
+        return queryset, False
+
+    # --- Saving and deleting -----------------------------------------------------------------
+    def save_model(self, request, obj, form, change):
+        if "reviewed" in form.changed_data:
+            for name, value in review.review_values(obj.reviewed, request.user).items():
+                setattr(obj, name, value)
+        super().save_model(request, obj, form, change)
+
+    def delete_model(self, request, obj):
+        retention.delete_conversations(Conversation.objects.filter(pk=obj.pk))
+
+    def delete_queryset(self, request, queryset):
+        retention.delete_conversations(queryset)
+
+    def get_deleted_objects(self, objs, request):
+        # Django's default lists every related row (thousands of journal events) and refuses
+        # because those rows are read-only here; deleting a conversation takes them with it.
+        conversations = Conversation.objects.filter(pk__in=[obj.pk for obj in objs])
+        counts = retention.count_conversations(conversations)
+        summary = [
+            format_html('{} <span class="muted">({}, {} turns)</span>', str(c), c.user, c.turns)
+            for c in history.with_turns(conversations.select_related("user"))
+        ]
+        model_count = {
+            "conversations": counts[Conversation._meta.label],
+            "transcript lines": counts[Utterance._meta.label],
+            "journal events": counts[Event._meta.label],
+            "usage records": counts[ResponseUsage._meta.label],
+        }
+        perms_needed = set() if self.has_delete_permission(request) else {"conversation"}
+        return summary, model_count, perms_needed, []
+
+    # --- Actions -----------------------------------------------------------------------------
+    @admin.action(description="Mark selected conversations as reviewed")
+    def mark_reviewed(self, request, queryset):
+        count = review.set_reviewed(queryset, request.user)
+        self.message_user(request, f"Marked {conversations(count)} as reviewed.", messages.SUCCESS)
+
+    @admin.action(description="Flag selected conversations")
+    def flag(self, request, queryset):
+        count = review.set_flagged(queryset, True)
+        self.message_user(request, f"Flagged {conversations(count)}.", messages.SUCCESS)
+
+    @admin.action(description="Remove the flag from selected conversations")
+    def unflag(self, request, queryset):
+        count = review.set_flagged(queryset, False)
+        self.message_user(request, f"Removed the flag from {conversations(count)}.", messages.SUCCESS)
+
+    @admin.action(description="Export selected conversations (JSON Lines)")
+    def export_jsonl(self, request, queryset):
+        return self._export(queryset, "jsonl")
+
+    @admin.action(description="Export selected conversations (CSV)")
+    def export_csv(self, request, queryset):
+        return self._export(queryset, "csv")
+
+    def _export(self, queryset, format_name):
+        stamp = timezone.localtime().strftime("%Y%m%d-%H%M%S")
+        return downloads.attachment(queryset, format_name, f"conversations-{stamp}", include_review=True)
+
+    # --- The usage view ----------------------------------------------------------------------
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        return [
+            path("usage/", wrap(self.usage_view), name="conversations_conversation_usage"),
+            path("<path:object_id>/live/", wrap(self.live_view), name="conversations_conversation_live"),
+            *super().get_urls(),
+        ]
+
+    def live_view(self, request, object_id):
+        """The transcript as it is being said, for a reviewer (the page's live.js socket)."""
+        conversation = self.get_object(request, object_id)
+        if conversation is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if not self.has_view_permission(request, conversation):
+            raise PermissionDenied
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "original": conversation,
+            "title": f"Live transcript: {self.display_title(conversation)}",
+            "utterances": history.transcript(conversation),
+            "labels": history.transcript_labels(conversation.user.get_username()),
+            "live_url": history.live_path(conversation),
+        }
+        return TemplateResponse(request, "admin/conversations/live.html", context)
+
+    def usage_view(self, request):
+        """Tokens and estimated cost per user and per day, over a date range (default: 30 days)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        form = DateRangeForm(request.GET or DateRangeForm.last_days(30))
+        conversations = history.created_between(Conversation.objects.all(), **form.range())
+        per_user = usage.by_user(conversations)
+        per_day = usage.by_day(conversations)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Usage per user and per day",
+            "form": form,
+            "per_user": per_user,
+            "per_day": per_day,
+            "user_total": usage.total(per_user),
+            "changelist_url": reverse("admin:conversations_conversation_changelist"),
+        }
+        return TemplateResponse(request, "admin/conversations/usage.html", context)
+
+
+def conversations(count: int) -> str:
+    return f"{count} conversation{pluralize(count)}"
+
+
+def flatten(fieldsets):
+    for _name, options in fieldsets:
+        for entry in options["fields"]:
+            yield from entry if isinstance(entry, tuple) else (entry,)
+
+
+@admin.register(Utterance)
+class UtteranceAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ("conversation", "position", "role", "kind", "status", "text")
+    list_select_related = ("conversation",)
+    list_filter = ("role", "kind", "status")
+    search_fields = ("text",)
+    show_full_result_count = False
+
+
+@admin.register(Event)
+class EventAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """The journal, for debugging: what the browser forwarded, exactly as received."""
+
+    list_display = ("seq", "type", "conversation", "received_at")
+    list_select_related = ("conversation",)
+    list_filter = ("type",)
+    list_per_page = 200
+    ordering = ("conversation", "seq")
+    show_full_result_count = False
+    fields = ("conversation", "seq", "type", "received_at", "payload_pretty")
+    readonly_fields = fields
+
+    class Media:
+        css = {"all": ("history/admin.css",)}  # noqa: RUF012 (Django's Media declaration)
+
+    @admin.display(description="payload")
+    def payload_pretty(self, event):
+        return format_html(
+            '<pre class="json-payload">{}</pre>', json.dumps(event.payload, indent=2, ensure_ascii=False)
+        )
+
+
+@admin.register(ResponseUsage)
+class ResponseUsageAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ("response_id", "conversation", "status", "input_tokens", "output_tokens", "created_at")
+    list_select_related = ("conversation",)
+    show_full_result_count = False

@@ -1,0 +1,35 @@
+"""List filters of the conversation admin that look into the transcript (EXISTS subqueries)."""
+
+from django.contrib import admin
+
+from . import history
+from .models import Utterance
+
+
+class UtteranceStatusFilter(admin.SimpleListFilter):
+    """Conversations with (or without) at least one utterance of `status`."""
+
+    status: str
+
+    def lookups(self, request, model_admin):
+        return (("yes", "Yes"), ("no", "No"))
+
+    def queryset(self, request, queryset):
+        condition = history.has_utterance_status(self.status)
+        if self.value() == "yes":
+            return queryset.filter(condition)
+        if self.value() == "no":
+            return queryset.filter(~condition)
+        return queryset
+
+
+class FailedTranscriptionFilter(UtteranceStatusFilter):
+    title = "failed transcriptions"
+    parameter_name = "has_failed"
+    status = Utterance.Status.FAILED
+
+
+class InterruptedFilter(UtteranceStatusFilter):
+    title = "interrupted replies"
+    parameter_name = "has_interrupted"
+    status = Utterance.Status.INTERRUPTED

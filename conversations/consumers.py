@@ -1,0 +1,187 @@
+"""
+The transcript socket, `/ws/conversations/<uuid>/` (DESIGN.md "Transcript socket").
+
+The browser forwards the OpenAI server events of a conversation here; each one is stored in the
+journal and applied to the transcript before it is acknowledged. Frames are handled in the
+order they arrive: event frames are queued and written in batches by the process's
+`JournalWriter` (group commit), so a busy socket — or 200 of them — costs few transactions;
+acks go out after the commit, in order. `ping` is answered at once; `end` waits its turn
+behind the events sent before it.
+
+Close codes: 4401 not signed in, 4404 unknown or someone else's conversation (also when the
+conversation is deleted while the socket is open), 1011 the database refused a batch (nothing
+of it was stored; the browser reconnects and resends what was not acked), 1013 the client sent
+far more than the server could store meanwhile (same recovery).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import deque
+
+from channels.consumer import get_handler_name
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from . import journal, live
+from .frames import Frame, FrameError, parse_frame
+from .models import Conversation
+from .writer import get_writer
+
+logger = logging.getLogger(__name__)
+
+CLOSE_NOT_AUTHENTICATED = 4401
+CLOSE_NOT_FOUND = 4404
+CLOSE_SERVER_ERROR = 1011
+CLOSE_TRY_AGAIN_LATER = 1013
+
+# Frames handed to the writer at a time (one socket's share of a transaction).
+MAX_FRAMES_PER_WRITE = 500
+# Back-pressure: received but not yet stored.
+MAX_QUEUED_FRAMES = 10_000
+MAX_QUEUED_BYTES = 64 * 1024 * 1024
+
+
+def _open_conversation(user, conversation_uuid):
+    """The owner's conversation (id, uuid, last seq) or None; also ends the user's idle ones."""
+    conversation = Conversation.objects.filter(uuid=conversation_uuid, user=user).only("id", "uuid").first()
+    if conversation is None:
+        return None
+    ended = journal.end_idle_conversations(user=user, exclude=[conversation.pk])
+    return conversation.pk, conversation.uuid, journal.last_seq(conversation.pk), ended
+
+
+def _end_conversation(conversation_id):
+    conversation = Conversation.objects.filter(pk=conversation_id).first()
+    if conversation is not None and journal.end_conversation(conversation):
+        return conversation.ended_at
+    return None
+
+
+class TranscriptConsumer(AsyncWebsocketConsumer):
+    # This socket only writes: it publishes live updates (live.publish, default layer) but never
+    # receives channel-layer messages, so it registers no channel of its own. That spares a Redis
+    # receive loop per socket, and channels_redis 4.3 with redis-py 8 can take until its blocking
+    # read times out to let such a receive go when the socket closes.
+    channel_layer_alias = None
+    conversation_id: int | None = None
+
+    async def dispatch(self, message):
+        # Channels (>= 4.2) runs close_old_connections() in the process's ONE database thread
+        # before every handler, so each incoming frame would wait for the batch being written and
+        # frames could never pile up into the next batch. These handlers touch the database only
+        # through database_sync_to_async, which cleans up connections itself.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    async def connect(self):
+        self._queue: deque[Frame] = deque()
+        self._queued_bytes = 0
+        self._flushing = None
+        self._closed = False
+        user = self.scope.get("user")
+        # Accept, then close with a code: a refused handshake would reach the browser as 1006,
+        # and it could not tell "log in again" from "network trouble".
+        if user is None or not user.is_authenticated:
+            await self.accept()
+            await self._close(CLOSE_NOT_AUTHENTICATED)
+            return
+        opened = await database_sync_to_async(_open_conversation)(
+            user, self.scope["url_route"]["kwargs"]["conversation_id"]
+        )
+        if opened is None:
+            await self.accept()
+            await self._close(CLOSE_NOT_FOUND)
+            return
+        self.conversation_id, self.conversation_uuid, last_seq, ended = opened
+        await self.accept()
+        await self._send({"type": "ready", "conversation": str(self.conversation_uuid), "last_seq": last_seq})
+        for uuid, ended_at in ended:
+            await live.publish(uuid, live.ended_message(uuid, ended_at))
+
+    async def receive(self, text_data=None, bytes_data=None):
+        if self.conversation_id is None or self._closed:
+            return
+        try:
+            frame = parse_frame(
+                text_data,
+                max_bytes=settings.TRANSCRIPT_MAX_FRAME_BYTES,
+                max_chars=settings.TRANSCRIPT_MAX_CHARS,
+            )
+        except FrameError as error:
+            await self._send(error.reply())
+            return
+        if frame.type == "ping":
+            await self._send({"type": "pong"})
+            return
+        self._queue.append(frame)
+        self._queued_bytes += frame.size
+        if len(self._queue) > MAX_QUEUED_FRAMES or self._queued_bytes > MAX_QUEUED_BYTES:
+            # Unacked frames stay in the browser's outbox; it resends them after reconnecting.
+            logger.warning("Closing a transcript socket that outran the database (%d frames)", len(self._queue))
+            self._queue.clear()
+            await self._close(CLOSE_TRY_AGAIN_LATER)
+            return
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.ensure_future(self._flush())
+
+    async def _flush(self):
+        """Store the queued frames in order; runs while frames keep arriving."""
+        writer = get_writer()
+        while self._queue:
+            if self._queue[0].type == "end":
+                self._queue.popleft()
+                ended_at = await database_sync_to_async(_end_conversation)(self.conversation_id)
+                await self._send({"type": "ended", "conversation": str(self.conversation_uuid)})
+                if ended_at:
+                    await live.publish(self.conversation_uuid, live.ended_message(self.conversation_uuid, ended_at))
+                continue
+            batch = []
+            while self._queue and self._queue[0].type == "event" and len(batch) < MAX_FRAMES_PER_WRITE:
+                batch.append(self._queue.popleft())
+            self._queued_bytes -= sum(f.size for f in batch)
+            try:
+                result = await writer.write(self.conversation_id, batch)
+            except Exception:
+                logger.exception("Transcript writer failed")
+                result = journal.AppendResult(self.conversation_id, failed=True)
+            if result.failed:
+                self._queue.clear()
+                await self._close(CLOSE_SERVER_ERROR)
+                return
+            if not result.found:
+                for seq in result.seqs:
+                    await self._send(
+                        {"type": "error", "seq": seq, "code": "unknown_conversation",
+                         "message": "This conversation no longer exists."}
+                    )  # fmt: skip
+                self._queue.clear()
+                await self._close(CLOSE_NOT_FOUND)
+                return
+            for seq in result.seqs:
+                await self._send({"type": "ack", "seq": seq})
+            if result.changed:
+                await live.publish(self.conversation_uuid, live.changed_message(self.conversation_uuid, result.changed))
+
+    async def disconnect(self, code):
+        self._closed = True
+        # What was received is still stored (it cannot be acked; the resend will be a no-op).
+        if self._flushing is not None:
+            try:
+                await self._flushing
+            except Exception:
+                logger.exception("Transcript socket failed while closing")
+
+    async def _send(self, message: dict) -> None:
+        if not self._closed:
+            await self.send(text_data=json.dumps(message))
+
+    async def _close(self, code: int) -> None:
+        if not self._closed:
+            self._closed = True
+            await self.close(code=code)

@@ -1,0 +1,178 @@
+"""
+Queries over stored conversations, shared by the history pages, the admin and the live socket.
+
+Every list here is built so that its query count does not grow with the number of rows:
+counts and excerpts are annotations (correlated subqueries), transcript search is an
+`EXISTS` subquery (no join, no duplicate rows, no DISTINCT).
+"""
+
+from datetime import date, datetime, time, timedelta
+
+from django.db.models import (
+    Count,
+    DurationField,
+    Exists,
+    ExpressionWrapper,
+    F,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+)
+from django.db.models.functions import Coalesce
+from django.http import Http404
+from django.utils import timezone
+
+from .models import Conversation, Utterance
+
+
+def owned_by(user) -> QuerySet[Conversation]:
+    """The user's own conversations: the only ones a history page may ever touch."""
+    return Conversation.objects.filter(user=user)
+
+
+def get_owned(user, conversation_id) -> Conversation:
+    """The user's conversation with that public id; 404 for anyone else's (never a 403: no leak)."""
+    try:
+        return owned_by(user).get(uuid=conversation_id)
+    except Conversation.DoesNotExist:
+        raise Http404("No such conversation.") from None
+
+
+def get_viewable(user, conversation_id) -> Conversation | None:
+    """
+    The conversation if `user` may watch it live: its owner, or staff who may view
+    conversations in the admin. None otherwise (unknown and forbidden look the same).
+    """
+    if not user.is_authenticated:
+        return None
+    reviewer = user.is_staff and user.has_perm("conversations.view_conversation")
+    conversations = Conversation.objects.all() if reviewer else owned_by(user)
+    return conversations.filter(uuid=conversation_id).first()
+
+
+def with_turns(conversations: QuerySet[Conversation]) -> QuerySet[Conversation]:
+    """Annotate `turns`: how many utterances each conversation holds."""
+    # A correlated subquery rather than Count() over a join, so that it composes with other
+    # annotations and filters without GROUP BY over every column.
+    turns = (
+        Utterance.objects.filter(conversation=OuterRef("pk"))
+        .order_by()
+        .values("conversation")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return conversations.annotate(turns=Coalesce(Subquery(turns), 0))
+
+
+def with_duration(conversations: QuerySet[Conversation]) -> QuerySet[Conversation]:
+    """Annotate `duration_value` (the `duration` property, in SQL) so that lists can sort by it."""
+    return conversations.annotate(
+        duration_value=ExpressionWrapper(
+            F("last_activity_at") - F("started_at"), output_field=DurationField()
+        )
+    )
+
+
+def with_first_line(conversations: QuerySet[Conversation]) -> QuerySet[Conversation]:
+    """Annotate `first_line`: the first thing said, to name untitled conversations."""
+    first = (
+        Utterance.objects.filter(conversation=OuterRef("pk"))
+        .exclude(text="")
+        .order_by("position")
+        .values("text")[:1]
+    )
+    return conversations.annotate(first_line=Subquery(first))
+
+
+def display_title(conversation: Conversation, length: int = 70) -> str:
+    """Its title; else the first thing said (with `with_first_line`); else "Untitled conversation"."""
+    if conversation.title:
+        return conversation.title
+    first_line = " ".join((getattr(conversation, "first_line", None) or "").split())
+    if first_line:
+        return first_line if len(first_line) <= length else first_line[: length - 1].rstrip() + "…"
+    return "Untitled conversation"
+
+
+def transcript_contains(text: str) -> Exists:
+    """An EXISTS condition: some utterance of the conversation contains `text` (any case)."""
+    return Exists(Utterance.objects.filter(conversation=OuterRef("pk"), text__icontains=text))
+
+
+def matches_title_or_user(text: str) -> Q:
+    """The conversation's title or its owner's username contains `text` (any case)."""
+    return Q(title__icontains=text) | Q(user__username__icontains=text)
+
+
+def search(conversations: QuerySet[Conversation], text: str) -> QuerySet[Conversation]:
+    """
+    Conversations whose transcript contains `text`, with `match` annotated: the first line that
+    contains it, to show in the results.
+    """
+    text = text.strip()
+    if not text:
+        return conversations
+    first_match = (
+        Utterance.objects.filter(conversation=OuterRef("pk"), text__icontains=text)
+        .order_by("position")
+        .values("text")[:1]
+    )
+    return conversations.filter(transcript_contains(text)).annotate(match=Subquery(first_match))
+
+
+def has_utterance_status(status: str) -> Exists:
+    """An EXISTS condition: some utterance of the conversation has that status (failed, …)."""
+    return Exists(Utterance.objects.filter(conversation=OuterRef("pk"), status=status))
+
+
+def created_between(
+    conversations: QuerySet[Conversation], start: date | None = None, end: date | None = None
+) -> QuerySet[Conversation]:
+    """Conversations created on the days from `start` to `end`, both included (current time zone)."""
+    # Compare with the bounds of the days rather than with created_at__date, so that the
+    # (user, -created_at) index serves the range.
+    if start:
+        conversations = conversations.filter(created_at__gte=start_of_day(start))
+    if end:
+        conversations = conversations.filter(created_at__lt=start_of_day(end + timedelta(days=1)))
+    return conversations
+
+
+def start_of_day(day: date) -> datetime:
+    return timezone.make_aware(datetime.combine(day, time.min))
+
+
+def history_list(user, *, text: str = "", start: date | None = None, end: date | None = None):
+    """The history page's list: the user's conversations, newest first, ready to display."""
+    conversations = created_between(owned_by(user), start, end)
+    conversations = search(conversations, text)
+    return with_first_line(with_turns(conversations)).order_by("-created_at", "-pk")
+
+
+def transcript(conversation: Conversation) -> QuerySet[Utterance]:
+    """The conversation's utterances in the order their items entered the conversation."""
+    return conversation.utterances.order_by("position")
+
+
+def live_path(conversation: Conversation) -> str:
+    """
+    The read-only socket of a transcript page (routing.py, history_consumer.py); "" once the
+    conversation has ended, as only an active conversation changes while the page is open.
+    """
+    if conversation.status != Conversation.Status.ACTIVE:
+        return ""
+    return f"/ws/conversations/{conversation.uuid}/live/"
+
+
+def transcript_labels(user_label: str = "You") -> dict:
+    """
+    The words a transcript shows for roles and statuses, for the templates and live.js alike.
+    `user_label` names the user's side: "You" for the owner, their username for a reviewer.
+    """
+    return {
+        "roles": {Utterance.Role.USER: user_label, Utterance.Role.ASSISTANT: "Assistant"},
+        "statuses": dict(Utterance.Status.choices),
+        "kinds": dict(Utterance.Kind.choices),
+        "conversation": dict(Conversation.Status.choices),
+    }

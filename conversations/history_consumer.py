@@ -1,0 +1,84 @@
+"""
+The read-only live socket of a transcript page: `/ws/conversations/<uuid>/live/`.
+
+It joins the conversation's channel-layer group (live.py), which the transcript consumer tells
+about every change and about the end of the conversation, and relays those messages to the
+page (static/history/live.js). On connect it
+first sends the whole transcript as it is, so that nothing said between rendering the page
+and opening the socket (or during a reconnect) is missed; lines are keyed by item id, so a
+change that arrives both in the snapshot and as a message is applied twice harmlessly.
+
+Owner and staff only: anonymous → closed with 4401, anyone else or an unknown conversation →
+4404. The socket is accepted before it is closed so that the browser sees the code.
+"""
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from . import history
+from .consumers import CLOSE_NOT_AUTHENTICATED, CLOSE_NOT_FOUND
+from .live import group_name, serialize_utterance
+
+
+@database_sync_to_async
+def _viewable(user, conversation_id):
+    return history.get_viewable(user, conversation_id)
+
+
+@database_sync_to_async
+def _snapshot(conversation) -> dict:
+    return {
+        "type": "snapshot",
+        "conversation": str(conversation.uuid),
+        "status": conversation.status,
+        "utterances": [serialize_utterance(u) for u in history.transcript(conversation)],
+    }
+
+
+class HistoryLiveConsumer(AsyncJsonWebsocketConsumer):
+    group = None
+
+    async def connect(self):
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self._refuse(CLOSE_NOT_AUTHENTICATED)
+            return
+        conversation = await _viewable(user, self.scope["url_route"]["kwargs"]["conversation_id"])
+        if conversation is None:
+            await self._refuse(CLOSE_NOT_FOUND)
+            return
+        # Join before reading the snapshot: a change made in between then arrives twice rather
+        # than never.
+        self.group = group_name(conversation.uuid)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        await self.send_json(await _snapshot(conversation))
+
+    async def _refuse(self, code):
+        await self.accept()
+        await self.close(code=code)
+
+    async def disconnect(self, code):
+        if self.group:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def receive_json(self, content, **kwargs):
+        if isinstance(content, dict) and content.get("type") == "ping":
+            await self.send_json({"type": "pong"})
+        else:
+            await self.send_json(
+                {"type": "error", "code": "read_only", "message": "This socket only sends updates."}
+            )
+
+    async def decode_json(self, text_data):
+        try:
+            return await super().decode_json(text_data)
+        except ValueError:
+            return None
+
+    # The group's messages (live.py), passed on as they are: live.js reads the same shapes.
+    async def transcript_changed(self, message):
+        await self.send_json(message)
+
+    async def conversation_ended(self, message):
+        await self.send_json(message)

@@ -1,0 +1,448 @@
+"""
+Persistence of the event journal and of what the reducer derives from it.
+
+- `append_batches()` / `append_frames()`: store validated event frames and apply them to the
+  transcript, all in ONE short transaction with a fixed number of queries (bulk inserts and
+  updates, never one round trip per row). Seqs already stored are skipped, so resending is safe.
+- `rebuild()`: re-derive utterances, usage and totals of a conversation from its journal with
+  the current reducer — the same code path as live, so the same result; idempotent.
+- `end_conversation()` / `end_idle_conversations()`: the end of a conversation, explicit or after
+  CONVERSATION_IDLE_TIMEOUT seconds of silence.
+
+Concurrent writers to one conversation (two tabs, or two server processes) are serialized by
+locking the conversation rows (`SELECT … FOR UPDATE` in id order on PostgreSQL; SQLite's
+IMMEDIATE transactions already admit one writer at a time), so the "already stored?" check and
+the next position cannot race.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from uuid import UUID
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import BooleanField, Max, Q, Value
+from django.db.models.expressions import RawSQL
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from . import transcripts
+from .frames import Frame
+from .models import Conversation, Event, ResponseUsage, TokenUsage, Utterance
+from .transcripts import TranscriptState, UtteranceState, saturating_add
+
+logger = logging.getLogger(__name__)
+
+UTTERANCE_UPDATE_FIELDS = ["role", "kind", "text", "status", "error", "response_id", "completed_at"]
+CONVERSATION_UPDATE_FIELDS = [
+    "title", "started_at", "last_activity_at", "transcription_tokens", *TokenUsage.USAGE_FIELDS,
+]  # fmt: skip
+
+
+@dataclass
+class AppendResult:
+    """The outcome of one conversation's batch."""
+
+    conversation_id: int
+    seqs: list[int] = field(default_factory=list)  # every seq of the batch: all may be acked
+    stored: int = 0  # how many of them were new
+    changed: list[UtteranceState] = field(default_factory=list)  # new or changed, by position
+    found: bool = True  # False: the conversation does not exist (any more)
+    failed: bool = False  # the database refused the batch: nothing of it was written
+
+
+def to_state(u: Utterance) -> UtteranceState:
+    return UtteranceState(**{name: getattr(u, name) for name in UtteranceState.FIELDS})
+
+
+# --- appending -----------------------------------------------------------------------------------
+
+
+def append_frames(conversation_id: int, frames: Sequence[Frame]) -> AppendResult:
+    """Store one conversation's frames in one transaction (see `append_batches`)."""
+    return append_batches([(conversation_id, frames)])[conversation_id]
+
+
+def append_batches(batches: Iterable[tuple[int, Sequence[Frame]]]) -> dict[int, AppendResult]:
+    """Store the frames of one or more conversations, and apply them, in ONE transaction.
+
+    Returns a result per conversation id. If the transaction fails as a whole, each conversation
+    is retried in a transaction of its own, so that one bad batch cannot hold back the others;
+    a batch that still fails is reported `failed` (and nothing of it is written).
+    """
+    merged: dict[int, list[Frame]] = {}
+    for conversation_id, frames in batches:
+        merged.setdefault(conversation_id, []).extend(frames)
+    if not merged:
+        return {}
+    try:
+        with transaction.atomic():
+            return _append_locked(merged)
+    except Exception:  # a database error, or a bug: never a partial write, never a dead writer
+        if len(merged) == 1:
+            logger.exception("Could not store the frames of conversation %s", next(iter(merged)))
+            return {cid: _failed(cid, frames) for cid, frames in merged.items()}
+    results = {}
+    for conversation_id, frames in merged.items():
+        try:
+            with transaction.atomic():
+                results.update(_append_locked({conversation_id: frames}))
+        except Exception:
+            logger.exception("Could not store the frames of conversation %s", conversation_id)
+            results[conversation_id] = _failed(conversation_id, frames)
+    return results
+
+
+def _failed(conversation_id, frames):
+    return AppendResult(conversation_id, seqs=[f.seq for f in frames], failed=True)
+
+
+def _prepared(model, names, rows):
+    """Rows of Python values → database parameters (each distinct value of a field prepared once:
+    a batch shares its timestamp, and Django's per-value preparation is the costly part)."""
+    fields = [model._meta.get_field(name) for name in names]
+    cache: dict = {}
+    out = []
+    for row in rows:
+        params = []
+        for f, value in zip(fields, row):
+            if isinstance(value, (dict, list)):  # JSON: unhashable, and unique per row anyway
+                params.append(f.get_db_prep_save(value, connection))
+                continue
+            key = (f.name, type(value), value)
+            if key not in cache:
+                cache[key] = f.get_db_prep_save(value, connection)
+            params.append(cache[key])
+        out.append(params)
+    return out
+
+
+def _insert(model, names: list[str], rows: list[tuple], *, skip_duplicates_of: tuple[str, ...] = ()):
+    """Multi-row INSERT of `rows` (tuples of values for `names`), chunked to the backend's limit.
+
+    With `skip_duplicates_of` (the fields of a unique constraint), rows that would violate it are
+    skipped — `ON CONFLICT DO NOTHING`, race-free — and the values of those fields of the rows
+    actually inserted are returned (`RETURNING`; PostgreSQL and SQLite >= 3.35 both have it).
+    """
+    qn = connection.ops.quote_name
+    opts = model._meta
+    columns = ", ".join(qn(opts.get_field(name).column) for name in names)
+    unique = ", ".join(qn(opts.get_field(name).column) for name in skip_duplicates_of)
+    placeholder = "(" + ", ".join(["%s"] * len(names)) + ")"
+    per_statement = max(1, min(500, (connection.features.max_query_params or 65535) // len(names)))
+    inserted = []
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), per_statement):
+            chunk = _prepared(model, names, rows[start : start + per_statement])
+            sql = f"INSERT INTO {qn(opts.db_table)} ({columns}) VALUES {', '.join([placeholder] * len(chunk))}"
+            if skip_duplicates_of:
+                sql += f" ON CONFLICT ({unique}) DO NOTHING RETURNING {unique}"
+            cursor.execute(sql, [value for params in chunk for value in params])
+            if skip_duplicates_of:
+                inserted += [tuple(row) for row in cursor.fetchall()]
+    return inserted
+
+
+def _update_rows(model, updates: list[tuple[int, dict]]) -> None:
+    """UPDATE rows by primary key, each with its own {field: value}: one executemany per set of
+    fields changed. (Django's bulk_update builds a CASE WHEN per row and field: milliseconds a row.)
+    """
+    groups: dict[tuple[str, ...], list[tuple[int, dict]]] = {}
+    for pk, values in updates:
+        if values:
+            groups.setdefault(tuple(values), []).append((pk, values))
+    qn = connection.ops.quote_name
+    opts = model._meta
+    with connection.cursor() as cursor:
+        for names, rows in groups.items():
+            sql = "UPDATE {} SET {} WHERE {} = %s".format(
+                qn(opts.db_table),
+                ", ".join(f"{qn(opts.get_field(name).column)} = %s" for name in names),
+                qn(opts.pk.column),
+            )
+            params = _prepared(model, names, [[values[name] for name in names] for _, values in rows])
+            cursor.executemany(sql, [p + [pk] for p, (pk, _) in zip(params, rows)])
+
+
+def _pairs(model, names: tuple[str, str], pairs) -> RawSQL:
+    """A condition matching rows whose two fields equal one of `pairs`: `(a = x AND b = y) OR …`.
+
+    Both PostgreSQL and SQLite turn it into one index probe per pair. (`a IN (…) AND b IN (…)`
+    makes SQLite probe every combination; `(a, b) IN (VALUES …)` makes it scan.)
+    """
+    qn = connection.ops.quote_name
+    a, b = (qn(model._meta.get_field(name).column) for name in names)
+    sql = " OR ".join([f"({a} = %s AND {b} = %s)"] * len(pairs))
+    return RawSQL(f"({sql})", [value for pair in pairs for value in pair], output_field=BooleanField())
+
+
+def _chunks(items: list, size: int = 1000):
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _load_state(conversations: dict[int, dict], new: dict[int, list[Frame]]):
+    """The part of each conversation's transcript state its new events refer to.
+
+    Returns ({(conversation_id, item_id): utterance pk}, {conversation_id: TranscriptState}).
+    A few queries, whatever the size of the batch: the rows are looked up by exact (conversation,
+    id) pairs, each an index probe. (`order_by()`: the models' default ordering would join and sort.)
+    """
+    items: dict[int, set[str]] = {}
+    responses: dict[int, set[str]] = {}
+    for cid, frames in new.items():
+        items[cid], responses[cid] = set(), set()
+        for f in frames:
+            i, r = transcripts.referenced_ids(f.event)
+            items[cid] |= i
+            responses[cid] |= r
+    loaded: dict[int, dict[str, UtteranceState]] = {cid: {} for cid in new}
+    pks: dict[tuple[int, str], int] = {}
+    wanted = [(cid, item_id) for cid, ids in items.items() for item_id in ids]
+    for part in _chunks(wanted):
+        for pk, cid, *values in (
+            Utterance.objects.filter(_pairs(Utterance, ("conversation", "item_id"), part))
+            .order_by()
+            .values_list("pk", "conversation_id", *UtteranceState.FIELDS)
+        ):
+            u = UtteranceState(**dict(zip(UtteranceState.FIELDS, values)))
+            loaded[cid][u.item_id] = u
+            pks[cid, u.item_id] = pk
+    for cid, utterances in loaded.items():
+        responses[cid] |= {u.response_id for u in utterances.values() if u.response_id}
+    recorded: dict[int, dict[str, str]] = {cid: {} for cid in new}
+    wanted = [(cid, rid) for cid, ids in responses.items() for rid in ids]
+    for part in _chunks(wanted):
+        for cid, rid, status in (
+            ResponseUsage.objects.filter(_pairs(ResponseUsage, ("conversation", "response_id"), part))
+            .order_by()
+            .values_list("conversation_id", "response_id", "status")
+        ):
+            recorded[cid][rid] = status
+    top = {}
+    if any(items.values()):
+        top = dict(
+            Utterance.objects.filter(conversation_id__in=[cid for cid in new if items[cid]])
+            .order_by()
+            .values("conversation_id")
+            .annotate(top=Max("position"))
+            .values_list("conversation_id", "top")
+        )
+    states = {
+        cid: TranscriptState(
+            utterances=loaded[cid],
+            responses=recorded[cid],
+            next_position=top[cid] + 1 if top.get(cid) is not None else 0,
+            has_title=bool(conversations[cid]["title"]),
+        )
+        for cid in new
+    }
+    return pks, states
+
+
+def _append_locked(merged: dict[int, list[Frame]]) -> dict[int, AppendResult]:
+    conversations = {
+        row["id"]: row
+        for row in Conversation.objects.select_for_update()
+        .filter(id__in=merged)
+        .order_by("id")  # rows are locked in this order: no deadlock between two processes
+        .values("id", "title", "transcription_tokens", *TokenUsage.USAGE_FIELDS)
+    }
+    results = {
+        cid: AppendResult(cid, seqs=[f.seq for f in frames], found=cid in conversations)
+        for cid, frames in merged.items()
+    }
+    # 1. Journal the frames; the seqs already stored are skipped: resending changes nothing.
+    # All frames of a transaction share one received_at (the time they were stored).
+    now = timezone.now()
+    first: dict[tuple[int, int], Frame] = {}
+    for cid, frames in merged.items():
+        if cid in conversations:
+            for f in frames:
+                first.setdefault((cid, f.seq), f)  # a seq repeated within the batch: the first copy
+    inserted = set(
+        _insert(
+            Event,
+            ["conversation", "seq", "type", "payload", "received_at"],
+            [(cid, seq, f.event["type"], f.event, now) for (cid, seq), f in first.items()],
+            skip_duplicates_of=("conversation", "seq"),
+        )
+    )
+    new: dict[int, list[Frame]] = {}
+    for (cid, seq), f in sorted(first.items()):  # the reducer sees the journal's order, as a rebuild does
+        if (cid, seq) in inserted:
+            new.setdefault(cid, []).append(f)
+    if not new:
+        return results
+
+    # 2. Reduce the new events over the state they refer to, then write the changes in bulk.
+    pks, states = _load_state(conversations, new)
+    create_utterances, update_utterances, create_usages, update_conversations = [], [], [], []
+    for cid, frames in new.items():
+        originals = dict(states[cid].utterances)
+        changes = transcripts.fold(states[cid], ((f.event, now) for f in frames))
+        changed = []
+        for item_id, u in changes.utterances.items():
+            if originals.get(item_id) == u:
+                continue  # changed, then changed back within the batch
+            changed.append(u)
+            if (cid, item_id) in pks:
+                update_utterances.append((pks[cid, item_id], {n: getattr(u, n) for n in UTTERANCE_UPDATE_FIELDS}))
+            else:
+                create_utterances.append((cid, *(getattr(u, n) for n in UtteranceState.FIELDS)))
+        create_usages += [
+            (cid, usage.response_id, usage.status, usage.created_at, *(usage.counts[n] for n in TokenUsage.USAGE_FIELDS))
+            for usage in changes.usages
+        ]  # fmt: skip
+        update_conversations.append((cid, roll_up(conversations[cid], changes)))
+        results[cid].stored = len(frames)
+        results[cid].changed = sorted(changed, key=lambda u: u.position)
+    _insert(Utterance, ["conversation", *UtteranceState.FIELDS], create_utterances)
+    _update_rows(Utterance, update_utterances)
+    _insert(ResponseUsage, ["conversation", "response_id", "status", "created_at", *TokenUsage.USAGE_FIELDS], create_usages)
+    _update_rows(Conversation, update_conversations)
+    Conversation.objects.filter(id__in=new).update(last_activity_at=now, started_at=Coalesce("started_at", Value(now)))
+    return results
+
+
+def roll_up(current: dict, changes: transcripts.Changes) -> dict:
+    """The title and counts that `changes` alter, {name: new value}, given their `current` values.
+
+    (The times are set apart: live, every batch stamps its conversations with its own time.)
+    """
+    fields = {}
+    if changes.title and not current["title"]:
+        fields["title"] = changes.title
+    if changes.transcription_tokens:
+        fields["transcription_tokens"] = saturating_add(current["transcription_tokens"], changes.transcription_tokens)
+    for usage in changes.usages:
+        for name, count in usage.counts.items():
+            if count:
+                fields[name] = saturating_add(fields.get(name, current[name]), count)
+    return fields
+
+
+def last_seq(conversation_id: int) -> int:
+    return Event.objects.filter(conversation_id=conversation_id).aggregate(top=Max("seq"))["top"] or 0
+
+
+# --- rebuilding ----------------------------------------------------------------------------------
+
+
+@dataclass
+class RebuildResult:
+    status: str  # "rebuilt" | "unchanged" | "skipped" (utterances or usage but no journal)
+    events: int = 0
+    utterances: int = 0
+    usages: int = 0
+
+
+def rebuild(conversation: Conversation) -> RebuildResult:
+    """Re-derive the transcript, usage and totals of a conversation from its journal.
+
+    Runs the events in seq order through the same reducer as the live path, from an empty state
+    (the title is kept when the conversation already has one). Writes nothing when the result is
+    what is stored already. A conversation with a transcript but no journal (e.g. imported
+    without events) is left alone and reported "skipped": rebuilding it would erase it.
+    """
+    with transaction.atomic():
+        conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
+        events = Event.objects.filter(conversation=conversation).order_by("seq")
+        count = events.count()
+        current_utterances = {u.item_id: u for u in Utterance.objects.filter(conversation=conversation)}
+        current_usages = {r.response_id: r for r in ResponseUsage.objects.filter(conversation=conversation)}
+        if not count:
+            if current_utterances or current_usages:
+                return RebuildResult("skipped", 0, len(current_utterances), len(current_usages))
+            return RebuildResult("unchanged")
+
+        state = TranscriptState(has_title=bool(conversation.title))
+        changes = transcripts.fold(state, events.values_list("payload", "received_at").iterator(chunk_size=2000))
+        usages = {
+            r.response_id: ResponseUsage(
+                conversation=conversation, response_id=r.response_id, status=r.status,
+                created_at=r.created_at, **r.counts,
+            )
+            for r in changes.usages
+        }  # fmt: skip
+        before = {name: getattr(conversation, name) for name in CONVERSATION_UPDATE_FIELDS}
+        start = {**dict.fromkeys(CONVERSATION_UPDATE_FIELDS, 0), "title": conversation.title,
+                 "started_at": None, "last_activity_at": None}  # fmt: skip
+        derived = {**start, **roll_up(start, changes), "started_at": state.started_at,
+                   "last_activity_at": state.last_activity_at}  # fmt: skip
+        result = RebuildResult("rebuilt", count, len(state.utterances), len(usages))
+
+        same_utterances = {i: to_state(u) for i, u in current_utterances.items()} == state.utterances
+        same_usages = {i: _usage_key(r) for i, r in current_usages.items()} == {
+            i: _usage_key(r) for i, r in usages.items()
+        }
+        if same_utterances and same_usages and before == derived:
+            result.status = "unchanged"
+            return result
+        if not same_utterances:
+            Utterance.objects.filter(conversation=conversation).delete()
+            Utterance.objects.bulk_create(
+                Utterance(conversation=conversation, **{n: getattr(u, n) for n in UtteranceState.FIELDS})
+                for u in state.utterances.values()
+            )
+        if not same_usages:
+            ResponseUsage.objects.filter(conversation=conversation).delete()
+            ResponseUsage.objects.bulk_create(usages.values())
+        for name, value in derived.items():
+            setattr(conversation, name, value)
+        conversation.save(update_fields=CONVERSATION_UPDATE_FIELDS)
+        return result
+
+
+def _usage_key(r: ResponseUsage):
+    return (r.status, r.created_at, *(getattr(r, n) for n in TokenUsage.USAGE_FIELDS))
+
+
+# --- ending --------------------------------------------------------------------------------------
+
+
+def end_conversation(conversation: Conversation, at: datetime | None = None) -> bool:
+    """Mark an active conversation ended (the user stopped). False if it was not active."""
+    at = at or timezone.now()
+    changed = Conversation.objects.filter(pk=conversation.pk, status=Conversation.Status.ACTIVE).update(
+        status=Conversation.Status.ENDED, ended_at=at
+    )
+    if changed:
+        conversation.status, conversation.ended_at = Conversation.Status.ENDED, at
+    return bool(changed)
+
+
+def end_idle_conversations(
+    *, now: datetime | None = None, timeout: int | None = None, user=None, exclude=()
+) -> list[tuple[UUID, datetime]]:
+    """End the active conversations silent for too long; returns their (uuid, ended_at).
+
+    Silent = no event received (or, with none ever, created) for `timeout` seconds
+    (CONVERSATION_IDLE_TIMEOUT; 0 turns automatic ending off). `ended_at` is set to the last
+    activity, when the conversation actually went quiet, not to the time of the sweep.
+    """
+    timeout = settings.CONVERSATION_IDLE_TIMEOUT if timeout is None else timeout
+    if timeout <= 0:
+        return []
+    cutoff = (now or timezone.now()) - timedelta(seconds=timeout)
+    idle = Conversation.objects.filter(status=Conversation.Status.ACTIVE).filter(
+        Q(last_activity_at__lt=cutoff) | Q(last_activity_at__isnull=True, created_at__lt=cutoff)
+    )
+    if user is not None:
+        idle = idle.filter(user=user)
+    if exclude:
+        idle = idle.exclude(pk__in=exclude)
+    found = [
+        (uuid, last_activity_at or created_at)
+        for uuid, last_activity_at, created_at in idle.values_list("uuid", "last_activity_at", "created_at")
+    ]
+    if found:
+        # The same filter again: a conversation that spoke since the SELECT stays active.
+        idle.filter(uuid__in=[uuid for uuid, _ in found]).update(
+            status=Conversation.Status.ENDED, ended_at=Coalesce("last_activity_at", "created_at")
+        )
+    return found

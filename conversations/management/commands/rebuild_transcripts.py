@@ -1,0 +1,70 @@
+"""manage.py rebuild_transcripts [--conversation UUID]…
+
+Re-derives utterances, usage and totals from the event journal with the current reducer (after
+a parser fix, say). Safe to run again and again: an up-to-date conversation is not written to.
+Conversations with a transcript but no journal are left alone and listed.
+"""
+
+import uuid
+from collections import Counter
+
+from django.core.management.base import BaseCommand, CommandError
+
+from conversations import journal
+from conversations.models import Conversation
+
+PROGRESS_EVERY = 100
+
+
+class Command(BaseCommand):
+    help = "Re-derive transcripts, usage and totals of conversations from their event journal."
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--conversation",
+            action="append",
+            default=[],
+            metavar="UUID",
+            help="Only this conversation (repeatable). Default: every conversation.",
+        )
+
+    def handle(self, *args, conversation, verbosity, **options):
+        conversations, total = self._select(conversation)
+        counts = Counter()
+        for done, item in enumerate(conversations, start=1):
+            result = journal.rebuild(item)
+            counts[result.status] += 1
+            if result.status == "skipped":
+                self.stderr.write(
+                    f"Skipped {item.uuid}: it has {result.utterances} utterances but no journal to rebuild "
+                    "them from (left as it is)."
+                )
+            elif verbosity >= 2:
+                self.stderr.write(
+                    f"{item.uuid}: {result.status} ({result.events} events, {result.utterances} utterances, "
+                    f"{result.usages} responses)"
+                )
+            if verbosity >= 1 and done % PROGRESS_EVERY == 0 and done < total:
+                self.stderr.write(f"{done}/{total} conversations…")
+        if verbosity >= 1:
+            self.stderr.write(
+                f"{sum(counts.values())} conversations: {counts['rebuilt']} rebuilt, "
+                f"{counts['unchanged']} unchanged, {counts['skipped']} skipped."
+            )
+
+    def _select(self, values):
+        if not values:
+            queryset = Conversation.objects.order_by("pk").only("pk", "uuid")
+            return queryset.iterator(chunk_size=500), queryset.count()
+        wanted = []
+        for value in values:
+            try:
+                wanted.append(uuid.UUID(value))
+            except ValueError:
+                raise CommandError(f"{value!r} is not a conversation id (a UUID).") from None
+        wanted = list(dict.fromkeys(wanted))
+        found = {c.uuid: c for c in Conversation.objects.filter(uuid__in=wanted).only("pk", "uuid")}
+        missing = [str(u) for u in wanted if u not in found]
+        if missing:
+            raise CommandError(f"No conversation with id {', '.join(missing)}.")
+        return [found[u] for u in wanted], len(wanted)

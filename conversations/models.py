@@ -1,0 +1,213 @@
+"""
+The stored side of a voice conversation.
+
+The event journal (`Event`) is the source of truth: every accepted socket frame, raw. The
+transcript (`Utterance`) and the usage (`ResponseUsage`, and the totals on `Conversation`) are
+derived from it by the reducer in `transcripts.py`, so they can be rebuilt at any time.
+"""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+
+
+class TokenUsage(models.Model):
+    """Token counts as OpenAI reports them in `response.done.response.usage`."""
+
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    input_text_tokens = models.PositiveIntegerField(default=0)
+    input_audio_tokens = models.PositiveIntegerField(default=0)
+    # Cached tokens are a subset of the input tokens, billed at a lower rate.
+    cached_tokens = models.PositiveIntegerField(default=0)
+    output_text_tokens = models.PositiveIntegerField(default=0)
+    output_audio_tokens = models.PositiveIntegerField(default=0)
+
+    USAGE_FIELDS = (
+        "input_tokens",
+        "output_tokens",
+        "input_text_tokens",
+        "input_audio_tokens",
+        "cached_tokens",
+        "output_text_tokens",
+        "output_audio_tokens",
+    )
+
+    class Meta:
+        abstract = True
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+class Conversation(TokenUsage):
+    """One conversation of one user; it may span several OpenAI sessions (segments)."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        ENDED = "ended", "Ended"
+        FAILED = "failed", "Failed"  # no OpenAI session could be started for it
+
+    class TurnDetection(models.TextChoices):
+        SERVER_VAD = "server_vad", "Hands-free (server VAD)"
+        SEMANTIC_VAD = "semantic_vad", "Hands-free (semantic VAD)"
+        MANUAL = "manual", "Push-to-talk"
+
+    uuid = models.UUIDField("public id", default=uuid.uuid4, unique=True, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
+    )
+    title = models.CharField(max_length=200, blank=True)
+    model = models.CharField(max_length=100)
+    voice = models.CharField(max_length=32)
+    turn_detection = models.CharField(
+        max_length=16, choices=TurnDetection.choices, default=TurnDetection.SERVER_VAD
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    segments = models.PositiveIntegerField(
+        default=0, help_text="How many OpenAI sessions (ephemeral keys) this conversation used."
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True, help_text="First event received.")
+    last_activity_at = models.DateTimeField(null=True, blank=True, help_text="Last event received.")
+    ended_at = models.DateTimeField(null=True, blank=True)
+    # Input transcription is billed apart from the responses.
+    transcription_tokens = models.PositiveIntegerField(default=0)
+
+    # Staff review.
+    reviewed = models.BooleanField(default=False)
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    flagged = models.BooleanField(default=False)
+    review_note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["user", "-created_at"], name="conv_user_created"),
+            models.Index(fields=["status", "last_activity_at"], name="conv_status_activity"),
+            models.Index(fields=["created_at"], name="conv_created"),
+            # The admin's filters and review queues, newest first (history_indexes migration).
+            models.Index(fields=["model", "-created_at"], name="conv_model_created"),
+            models.Index(fields=["-created_at"], condition=models.Q(flagged=True), name="conv_flagged_created"),
+            models.Index(
+                fields=["-created_at"], condition=models.Q(reviewed=False), name="conv_unreviewed_created"
+            ),
+        ]
+
+    def __str__(self):
+        return self.title or f"Conversation {self.uuid}"
+
+    def get_absolute_url(self):
+        return reverse("conversations:detail", args=[self.uuid])
+
+    @property
+    def duration(self):
+        """From the first to the last event received (None before any)."""
+        if self.started_at and self.last_activity_at:
+            return self.last_activity_at - self.started_at
+        return None
+
+
+class Event(models.Model):
+    """One accepted socket frame: an OpenAI server event exactly as the browser received it."""
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="events")
+    seq = models.PositiveBigIntegerField()
+    type = models.CharField(max_length=100)
+    payload = models.JSONField()
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["conversation", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["conversation", "seq"], name="event_unique_seq"),
+            models.CheckConstraint(condition=models.Q(seq__gte=1), name="event_seq_positive"),
+        ]
+
+    def __str__(self):
+        return f"#{self.seq} {self.type}"
+
+
+class Utterance(models.Model):
+    """One item of the OpenAI conversation: what the user or the assistant said or typed."""
+
+    class Role(models.TextChoices):
+        USER = "user", "User"
+        ASSISTANT = "assistant", "Assistant"
+
+    class Kind(models.TextChoices):
+        AUDIO = "audio", "Spoken"
+        TEXT = "text", "Typed"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Transcribing"
+        COMPLETED = "completed", "Completed"
+        FAILED = "failed", "Transcription failed"
+        INTERRUPTED = "interrupted", "Interrupted"
+
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="utterances"
+    )
+    item_id = models.CharField(max_length=100)
+    role = models.CharField(max_length=16, choices=Role.choices)
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.AUDIO)
+    text = models.TextField(blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    error = models.TextField(blank=True, help_text="Why the transcription failed.")
+    response_id = models.CharField(max_length=100, blank=True)
+    # The order in which the item entered the conversation — not when its text arrived.
+    position = models.PositiveIntegerField()
+    created_at = models.DateTimeField(default=timezone.now)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["conversation", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["conversation", "item_id"], name="utterance_unique_item"),
+            models.UniqueConstraint(
+                fields=["conversation", "position"], name="utterance_unique_position"
+            ),
+        ]
+        # "Has failed transcriptions" / "interrupted" filters: small partial indexes, as those
+        # statuses are rare. Transcript text search has a trigram index on PostgreSQL only
+        # (migration 0002), created outside the model state.
+        indexes = [
+            models.Index(fields=["conversation"], condition=models.Q(status="failed"), name="utt_failed"),
+            models.Index(
+                fields=["conversation"], condition=models.Q(status="interrupted"), name="utt_interrupted"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.get_role_display()}: {self.text[:60]}"
+
+
+class ResponseUsage(TokenUsage):
+    """The usage of one model response, recorded once per response_id."""
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="usages")
+    response_id = models.CharField(max_length=100)
+    status = models.CharField(max_length=32, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["conversation", "created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["conversation", "response_id"], name="usage_unique_response"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.response_id}: {self.total_tokens} tokens"

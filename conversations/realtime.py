@@ -1,0 +1,267 @@
+"""
+The upstream client: mints ephemeral Realtime keys with OpenAI's GA API.
+
+`POST {OPENAI_BASE_URL}/realtime/client_secrets` with the real API key; the browser then uses
+the short-lived key (`ek_…`) for its WebRTC call, so the real key never leaves the server.
+The session configuration is chosen here, by the server, not by the browser: model (from the
+allow-list), instructions, voice, input transcription (always on: without it OpenAI sends no
+user transcripts) and turn detection. Facts about the API: ../shared/realtime-api.md.
+
+The body builders are plain functions so that other code (tests, a future server-side call)
+builds exactly the same shapes. Failures are typed exceptions carrying a message a person can
+read; OpenAI's own message is passed on, but never the API key, even masked.
+"""
+
+import logging
+import re
+from dataclasses import dataclass, field
+
+import httpx
+from django.conf import settings
+
+from voiceproject.loopbound import PerLoop
+
+log = logging.getLogger(__name__)
+
+VOICES = ("alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar")
+
+SERVER_VAD, SEMANTIC_VAD, MANUAL = "server_vad", "semantic_vad", "manual"
+TURN_DETECTION_MODES = (SERVER_VAD, SEMANTIC_VAD, MANUAL)
+
+# Hands-free defaults. 500 ms of silence ends a turn: shorter cuts people off mid-thought,
+# longer makes the assistant feel slow. The model answers by itself and can be interrupted.
+SERVER_VAD_CONFIG = {
+    "type": "server_vad",
+    "threshold": 0.5,
+    "prefix_padding_ms": 300,
+    "silence_duration_ms": 500,
+    "create_response": True,
+    "interrupt_response": True,
+}
+SEMANTIC_VAD_CONFIG = {
+    "type": "semantic_vad",
+    "eagerness": "auto",
+    "create_response": True,
+    "interrupt_response": True,
+}
+
+# OpenAI's messages can quote the key they were given, masked ("sk-proj-****abcd"): anything
+# shaped like a key is cut out of every message we pass on or log.
+_KEY_LIKE = re.compile(r"\b(?:sk|ek|rk)[-_][A-Za-z0-9_*\-]{3,}")
+MAX_MESSAGE_LENGTH = 500
+
+
+class RealtimeError(Exception):
+    """Minting a key failed; str(error) is safe to show and to log."""
+
+
+class NotConfigured(RealtimeError):
+    def __init__(self):
+        super().__init__("Voice conversations are not set up on this server: it has no OpenAI API key.")
+
+
+class UpstreamError(RealtimeError):
+    """OpenAI refused, failed, could not be reached, or answered something unreadable."""
+
+    def __init__(self, status: int | None, message: str, code: str | None = None):
+        self.status = status  # OpenAI's HTTP status; None when there was no answer at all
+        self.code = code  # OpenAI's error code, e.g. "insufficient_quota"
+        super().__init__(message)
+
+
+class UpstreamTimeout(RealtimeError):
+    def __init__(self, message="OpenAI did not answer in time. Please try again."):
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class ClientSecret:
+    """A freshly minted ephemeral key. It is handed to the browser, never stored or logged."""
+
+    value: str = field(repr=False)
+    expires_at: int  # unix seconds
+    session: dict = field(repr=False, default_factory=dict)  # the effective configuration
+
+
+# --- pure helpers -------------------------------------------------------------------------------
+
+
+def is_configured() -> bool:
+    return bool(settings.OPENAI_API_KEY)
+
+
+def calls_url() -> str:
+    """Where the browser posts its WebRTC offer (with the ephemeral key)."""
+    return f"{settings.OPENAI_BASE_URL}/realtime/calls"
+
+
+def client_secrets_url() -> str:
+    return f"{settings.OPENAI_BASE_URL}/realtime/client_secrets"
+
+
+def validate_voice(voice: str) -> str:
+    if voice not in VOICES:
+        raise ValueError(f"Unknown voice {voice!r}; choose one of: {', '.join(VOICES)}.")
+    return voice
+
+
+def validate_model(model: str) -> str:
+    """Only allow-listed models: client_secrets may accept a bad name that fails at connect time."""
+    if model not in settings.REALTIME_MODELS:
+        raise ValueError(f"Model {model!r} is not allowed here ({', '.join(settings.REALTIME_MODELS)}).")
+    return model
+
+
+def validate_turn_detection(mode: str) -> str:
+    if mode not in TURN_DETECTION_MODES:
+        choices = ", ".join(TURN_DETECTION_MODES)
+        raise ValueError(f"Unknown turn detection {mode!r}; choose one of: {choices}.")
+    return mode
+
+
+def turn_detection_config(mode: str) -> dict | None:
+    """The `audio.input.turn_detection` value of a mode; manual (push-to-talk) is null."""
+    validate_turn_detection(mode)
+    return {SERVER_VAD: SERVER_VAD_CONFIG, SEMANTIC_VAD: SEMANTIC_VAD_CONFIG, MANUAL: None}[mode]
+
+
+def session_config(
+    *,
+    model: str,
+    voice: str,
+    turn_detection: str = SERVER_VAD,
+    instructions: str | None = None,
+    transcription_model: str | None = None,
+) -> dict:
+    """The GA `session` object of a new Realtime session."""
+    detection = turn_detection_config(turn_detection)
+    return {
+        "type": "realtime",
+        "model": validate_model(model),
+        "instructions": settings.REALTIME_INSTRUCTIONS if instructions is None else instructions,
+        "audio": {
+            "input": {
+                # Off unless set: without it there are no user transcripts to store.
+                "transcription": {"model": transcription_model or settings.REALTIME_TRANSCRIPTION_MODEL},
+                "turn_detection": dict(detection) if detection else None,
+            },
+            "output": {"voice": validate_voice(voice)},
+        },
+    }
+
+
+def client_secret_request(session: dict, ttl: int | None = None) -> dict:
+    """The body of POST /realtime/client_secrets."""
+    return {
+        "expires_after": {"anchor": "created_at", "seconds": ttl or settings.REALTIME_KEY_TTL},
+        "session": session,
+    }
+
+
+def redact(text: str) -> str:
+    """`text` without the API key or anything shaped like a key, cut to a readable length."""
+    key = settings.OPENAI_API_KEY
+    if key:
+        text = text.replace(key, "[redacted]")
+    text = _KEY_LIKE.sub("[redacted]", text)
+    if len(text) > MAX_MESSAGE_LENGTH:
+        text = text[: MAX_MESSAGE_LENGTH - 1] + "…"
+    return text
+
+
+def _error_from_response(response: httpx.Response) -> UpstreamError:
+    message, code = None, None
+    try:
+        error = response.json().get("error")
+        if isinstance(error, dict):
+            message, code = error.get("message"), error.get("code")
+    except (ValueError, AttributeError):
+        pass
+    if not isinstance(message, str) or not message.strip():
+        message = f"OpenAI answered HTTP {response.status_code}."
+    code = redact(code) if isinstance(code, str) else None
+    return UpstreamError(response.status_code, redact(f"OpenAI could not start a session: {message}"), code)
+
+
+def parse_client_secret(response: httpx.Response) -> ClientSecret:
+    """A 2xx answer of client_secrets as a ClientSecret; UpstreamError if it is not one."""
+    try:
+        data = response.json()
+        value, expires_at = data["value"], data["expires_at"]
+        session = data.get("session") or {}
+        valid = (
+            isinstance(value, str)
+            and value
+            and isinstance(expires_at, (int, float))
+            and not isinstance(expires_at, bool)
+            and expires_at > 0
+            and isinstance(session, dict)
+        )
+    except (ValueError, KeyError, TypeError, AttributeError):
+        valid = False
+    if not valid:
+        raise UpstreamError(response.status_code, "OpenAI sent an answer that could not be read.")
+    return ClientSecret(value=value, expires_at=int(expires_at), session=session)
+
+
+# --- the HTTP client ----------------------------------------------------------------------------
+
+
+def _new_client() -> httpx.AsyncClient:
+    # No base_url or timeouts bound here: both are read from settings at each request, so a
+    # changed setting (tests, the stand-in) applies without rebuilding the pool.
+    return httpx.AsyncClient(
+        limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+        follow_redirects=False,
+        trust_env=False,  # no proxies or netrc picked up from the environment
+    )
+
+
+# One pooled client per event loop: under daphne, one for the whole process.
+_clients = PerLoop(_new_client)
+
+
+def http_client() -> httpx.AsyncClient:
+    return _clients.get()
+
+
+def _timeout() -> httpx.Timeout:
+    return httpx.Timeout(settings.REALTIME_READ_TIMEOUT, connect=settings.REALTIME_CONNECT_TIMEOUT)
+
+
+async def create_client_secret(
+    *,
+    model: str,
+    voice: str,
+    turn_detection: str = SERVER_VAD,
+    client: httpx.AsyncClient | None = None,
+) -> ClientSecret:
+    """Mint one ephemeral key (one per connection attempt: a key may not serve two calls)."""
+    if not is_configured():
+        raise NotConfigured()
+    body = client_secret_request(session_config(model=model, voice=voice, turn_detection=turn_detection))
+    client = client or http_client()
+    try:
+        response = await client.post(
+            client_secrets_url(),
+            json=body,
+            headers={"Authorization": f"Bearer {settings.OPENAI_API_KEY}"},
+            timeout=_timeout(),
+        )
+    except httpx.TimeoutException:
+        log.warning("OpenAI client_secrets timed out (%s)", client_secrets_url())
+        raise UpstreamTimeout() from None
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        # Connection refused, reset, DNS, a mistyped OPENAI_BASE_URL… The text names the host,
+        # never headers.
+        log.warning("OpenAI client_secrets unreachable: %s", redact(f"{type(exc).__name__}: {exc}"))
+        raise UpstreamError(None, "OpenAI could not be reached. Please try again.") from None
+    if not response.is_success:
+        error = _error_from_response(response)
+        log.warning("OpenAI client_secrets failed: HTTP %s %s: %s", error.status, error.code or "", error)
+        raise error
+    try:
+        return parse_client_secret(response)
+    except UpstreamError:
+        log.warning("OpenAI client_secrets answered HTTP %s with an unreadable body", response.status_code)
+        raise

@@ -1,0 +1,167 @@
+"""
+The export formats: generators of text chunks over an iterable of records (`records.py`).
+
+`manage.py export_sessions`, the user's download view and the admin's export action all call
+`stream(format, records)`: a command writes the chunks to a file, a view hands them to a
+`StreamingHttpResponse`; either way one chunk of conversations is in memory at a time:
+
+    records = queries.iter_records(Conversation.objects.filter(user=request.user))
+    response = StreamingHttpResponse(
+        serializers.stream("csv", records), content_type=serializers.FORMATS["csv"].content_type
+    )
+
+jsonl and json write the records as they are (`import_sessions` reads jsonl back); csv and
+markdown are views of the same records for spreadsheets and for people.
+"""
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from .models import Utterance
+from .records import UTTERANCE
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    content_type: str
+    extension: str
+
+
+FORMATS = {
+    "jsonl": Format("jsonl", "application/x-ndjson; charset=utf-8", "jsonl"),
+    "json": Format("json", "application/json; charset=utf-8", "json"),
+    "csv": Format("csv", "text/csv; charset=utf-8", "csv"),
+    "markdown": Format("markdown", "text/markdown; charset=utf-8", "md"),
+}
+
+
+def _dumps(record: dict, **kwargs) -> str:
+    # Records are trees of fresh dicts and lists: the circular-reference check is wasted work.
+    return json.dumps(record, ensure_ascii=False, check_circular=False, **kwargs)
+
+
+# --- Formats: generators of text chunks -----------------------------------------------------
+def iter_jsonl(records: Iterable[dict]) -> Iterator[str]:
+    """JSON Lines: one record per line. Nothing for no conversations."""
+    for record in records:
+        yield _dumps(record, separators=(",", ":")) + "\n"
+
+
+def iter_json(records: Iterable[dict]) -> Iterator[str]:
+    """One JSON array of records (`[]` for none)."""
+    separator = "[\n"
+    for record in records:
+        yield separator + _dumps(record, indent=2)
+        separator = ",\n"
+    yield "[]\n" if separator == "[\n" else "\n]\n"
+
+
+# The CSV columns: the conversation's, then the utterance's (prefixed where names clash).
+CSV_CONVERSATION_COLUMNS = ("conversation_id", "user") + tuple(
+    f"conversation_{name}" for name in ("title", "model", "voice", "status", "created_at", "ended_at")
+)
+CSV_COLUMNS = CSV_CONVERSATION_COLUMNS + UTTERANCE.names
+# A spreadsheet runs a cell that starts with one of these as a formula; users type text.
+_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(value):
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
+def iter_csv(records: Iterable[dict]) -> Iterator[str]:
+    """
+    One row per utterance, the conversation's columns repeated on each. A conversation with no
+    utterances still gets one row (utterance columns empty) so that it is not lost from view.
+    Usage, review and events are not in this layout.
+    """
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+
+    def flush():
+        text = buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+        return text
+
+    writer.writerow(CSV_COLUMNS)
+    yield flush()
+    for record in records:
+        head = [record["id"], record["user"]] + [
+            record[name.removeprefix("conversation_")] for name in CSV_CONVERSATION_COLUMNS[2:]
+        ]
+        rows = record["utterances"] or [{}]
+        for utterance in rows:
+            writer.writerow(_csv_cell(v) for v in head + [utterance.get(f) for f in UTTERANCE.names])
+        yield flush()
+
+
+_SPEAKERS = {Utterance.Role.USER: "User", Utterance.Role.ASSISTANT: "Assistant"}
+
+
+def _readable(iso: str | None) -> str:
+    """2025-03-01T12:00:00.123456Z → 2025-03-01 12:00:00 UTC."""
+    return f"{iso[:19].replace('T', ' ')} UTC" if iso else ""
+
+
+def record_markdown(record: dict) -> str:
+    """A transcript for people to read."""
+    usage = record["usage"]
+    created, ended = _readable(record["created_at"]), _readable(record["ended_at"])
+    lines = [
+        f"# {record['title'] or 'Conversation ' + record['id']}",
+        "",
+        f"- Conversation: `{record['id']}`",
+        f"- User: {record['user']}",
+        f"- Created: {created}" + (f", ended: {ended}" if ended else ""),
+        f"- Status: {record['status']}",
+        f"- Model: {record['model']}, voice: {record['voice']}",
+        (
+            f"- Tokens: {usage['input_tokens']} in, {usage['output_tokens']} out, "
+            f"{usage['transcription_tokens']} for transcription"
+        ),
+        "",
+    ]
+    for utterance in record["utterances"]:
+        speaker = _SPEAKERS.get(utterance["role"], utterance["role"])
+        if utterance["kind"] == Utterance.Kind.TEXT:
+            speaker += " (typed)"
+        text = utterance["text"]
+        if utterance["status"] == Utterance.Status.FAILED:
+            text = f"_(transcription failed: {utterance['error'] or 'no reason given'})_"
+        elif utterance["status"] == Utterance.Status.PENDING and not text:
+            text = "_(not transcribed)_"
+        elif utterance["status"] == Utterance.Status.INTERRUPTED:
+            text = f"{text} _(interrupted)_".lstrip()
+        lines += [f"**{speaker}:** {text}", ""]
+    if not record["utterances"]:
+        lines += ["_Nothing was said._", ""]
+    return "\n".join(lines)
+
+
+def iter_markdown(records: Iterable[dict]) -> Iterator[str]:
+    """Human-readable transcripts separated by rules."""
+    separator = ""
+    for record in records:
+        yield separator + record_markdown(record)
+        separator = "\n---\n\n"
+
+
+_WRITERS = {"jsonl": iter_jsonl, "json": iter_json, "csv": iter_csv, "markdown": iter_markdown}
+
+
+def stream(format: str, records: Iterable[dict]) -> Iterator[str]:
+    """Text chunks of `records` in `format` (a key of FORMATS), header and footer included."""
+    try:
+        writer = _WRITERS[format]
+    except KeyError:
+        raise ValueError(f"Unknown format {format!r}; choose from {', '.join(FORMATS)}.") from None
+    return writer(records)

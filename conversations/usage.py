@@ -1,0 +1,91 @@
+"""
+Token usage and its estimated cost, totalled per user and per day (the staff usage view).
+
+Each table is one grouped query per (row, model): costs depend on the model, so rows are
+grouped by model in SQL and the estimates summed here. The query count does not depend on
+how many conversations there are.
+"""
+
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
+
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Sum
+from django.db.models.functions import TruncDate
+
+from . import pricing
+from .models import Conversation
+
+TOKEN_FIELDS = Conversation.USAGE_FIELDS + ("transcription_tokens",)
+
+
+@dataclass
+class UsageRow:
+    key: object  # a username or a date
+    user_id: int | None = None
+    conversations: int = 0
+    duration: timedelta = timedelta(0)
+    tokens: dict = field(default_factory=lambda: dict.fromkeys(TOKEN_FIELDS, 0))
+    cost: Decimal = Decimal(0)
+    # Some conversations used a model that has no price: the cost is a lower bound.
+    unpriced: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.tokens["input_tokens"] + self.tokens["output_tokens"]
+
+    def add(self, values: dict, model: str):
+        self.conversations += values["conversations"]
+        self.duration += values["duration"] or timedelta(0)
+        for name in TOKEN_FIELDS:
+            self.tokens[name] += values[name] or 0
+        cost = pricing.estimate_cost(values, model)
+        if cost is None:
+            self.unpriced += values["conversations"]
+        else:
+            self.cost += cost
+
+
+def _grouped(conversations, *keys):
+    # Duration per conversation: from the first to the last event (see Conversation.duration).
+    duration = ExpressionWrapper(F("last_activity_at") - F("started_at"), output_field=DurationField())
+    return (
+        conversations.order_by()
+        .values(*keys, "model")
+        .annotate(
+            conversations=Count("pk"),
+            duration=Sum(duration),
+            **{name: Sum(name) for name in TOKEN_FIELDS},
+        )
+    )
+
+
+def by_user(conversations) -> list[UsageRow]:
+    """Totals per user, the biggest spender first."""
+    rows: dict[int, UsageRow] = {}
+    for values in _grouped(conversations, "user_id", "user__username"):
+        row = rows.setdefault(values["user_id"], UsageRow(values["user__username"], values["user_id"]))
+        row.add(values, values["model"])
+    return sorted(rows.values(), key=lambda row: (-row.cost, -row.total_tokens, str(row.key)))
+
+
+def by_day(conversations) -> list[UsageRow]:
+    """Totals per day the conversations were created on (current time zone), newest first."""
+    rows: dict[date, UsageRow] = {}
+    for values in _grouped(conversations.annotate(day=TruncDate("created_at")), "day"):
+        row = rows.setdefault(values["day"], UsageRow(values["day"]))
+        row.add(values, values["model"])
+    return sorted(rows.values(), key=lambda row: row.key, reverse=True)
+
+
+def total(rows: list[UsageRow]) -> UsageRow:
+    """The sum of some rows (the footer of a table)."""
+    result = UsageRow("Total")
+    for row in rows:
+        result.conversations += row.conversations
+        result.duration += row.duration
+        for name in TOKEN_FIELDS:
+            result.tokens[name] += row.tokens[name]
+        result.cost += row.cost
+        result.unpriced += row.unpriced
+    return result

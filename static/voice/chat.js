@@ -1,0 +1,373 @@
+// The voice page: controls, WebRTC call, transcript and outbox together; the session's life:
+//   Start → microphone → key (our server) → WebRTC call (OpenAI) → live
+//   live → lost (connection or channel lost, 60-minute cap) → Continue: a new key and peer
+//     connection for the same conversation → live
+//   Stop → call closed, microphone released, `end` delivered after the last transcript event
+
+import { RealtimeCall, mintSession, openMicrophone } from "./connection.js";
+import { Controls } from "./controls.js";
+import { Deliveries } from "./deliveries.js";
+import { VoiceFailure, classifyOpenAIError, describeFailure } from "./failures.js";
+import { shouldForward } from "./outbox.js";
+import { absoluteSocketUrl } from "./socket.js";
+import { TranscriptModel } from "./transcript.js";
+import { TranscriptView } from "./transcript-view.js";
+import { Visualiser } from "./visualiser.js";
+import * as clientEvents from "./client-events.js";
+
+const $ = (id) => document.getElementById(id);
+const config = JSON.parse($("voice-config").textContent);
+const csrfToken = $("voice").dataset.csrf || (document.cookie.match(/(?:^|; )csrftoken=([^;]*)/) || [])[1] || "";
+
+const model = new TranscriptModel();
+const view = new TranscriptView({ list: $("transcript"), empty: $("transcript-empty"), scroller: $("transcript-scroll") });
+const visualiser = new Visualiser([$("mic-canvas"), $("model-canvas")]);
+const speaker = $("voice").appendChild(Object.assign(document.createElement("audio"), { autoplay: true, hidden: true }));
+
+const session = {
+  attempt: 0, // bumped by every start, continue and stop: results of older attempts are ignored
+  conversation: null, // { id, url, socketUrl } of the conversation on screen
+  wentLive: false, // it has had an open session (else a retry reuses it: no empty conversations)
+  stream: null, call: null, socket: null, startedAt: 0,
+  muted: false, pushing: false, responding: false, speaking: false, warned: false,
+};
+
+const ui = new Controls({ start, stop, resume, mute, interrupt, send, mode: changeMode, pushStart, pushEnd });
+
+const deliveries = new Deliveries({
+  storage: storage("localStorage"), owner: tabId(), socketUrl: (path) => absoluteSocketUrl(path, location), onChange: (summary) => ui.setSaveState(summary),
+});
+
+if (!config.openaiConfigured) ui.blockStart(true);
+deliveries.recover();
+setInterval(tick, 1000);
+addEventListener("online", () => deliveries.retryAll());
+addEventListener("pagehide", () => {
+  deliveries.flushAll();
+  closeCall();
+  releaseMicrophone();
+});
+
+// --- Life cycle
+
+async function start() {
+  if (ui.phase === "starting" || ui.phase === "live") return;
+  performance.mark("voice:start");
+  visualiser.audioContext(); // inside the click: only a user gesture may start audio
+  if (session.wentLive || !session.conversation) newConversation();
+  await begin();
+}
+
+// The same conversation in a new OpenAI session.
+async function resume() {
+  if (!session.conversation || (ui.phase !== "lost" && ui.phase !== "live")) return;
+  closeCall();
+  await begin();
+}
+
+async function begin() {
+  const attempt = ++session.attempt;
+  const extra = session.conversation ? { conversation: session.conversation.id } : {};
+  ui.clearAlert();
+  ui.setPhase("starting");
+  try {
+    await ensureMicrophone(attempt);
+    ui.setStatus("Starting a session…");
+    const data = await mintSession(config.apiUrl, csrfToken, { voice: ui.voice, turn_detection: ui.mode, ...extra });
+    current(attempt);
+    adopt(data);
+    ui.setStatus("Connecting to OpenAI…");
+    const call = (session.call = new RealtimeCall({
+      onEvent: (event) => call === session.call && received(event),
+      onState: (state) => call === session.call && callState(state),
+      onRemoteStream: (stream) => call === session.call && playRemote(stream),
+    }));
+    await call.connect({ callsUrl: data.calls_url, key: data.client_secret, stream: session.stream });
+    current(attempt);
+    performance.mark("voice:open");
+    goLive();
+  } catch (failure) {
+    failed(failure, attempt);
+  }
+}
+
+function current(attempt) {
+  if (attempt !== session.attempt) throw new VoiceFailure("cancelled");
+}
+
+function stop() {
+  session.attempt += 1;
+  closeCall();
+  releaseMicrophone();
+  visualiser.detachAll();
+  ui.clearAlert();
+  session.socket?.end(); // after every pending transcript event
+  const ended = session.wentLive;
+  ui.showConversationLink(ended ? session.conversation.url : "");
+  ui.setPhase(ended ? "ended" : "idle");
+  ui.setStatus(ended ? "Session ended. The conversation is saved in your history; press Start for a new one." : "Stopped. Press Start when you are ready.");
+  forgetConversation();
+  ui.focusMain();
+}
+
+function newConversation() {
+  model.reset();
+  view.clear();
+  ui.showConversationLink("");
+  forgetConversation();
+  session.wentLive = false;
+}
+
+function forgetConversation() {
+  Object.assign(session, { conversation: null, socket: null });
+  deliveries.liveId = null;
+}
+
+async function ensureMicrophone(attempt) {
+  if (session.stream?.getAudioTracks().every((track) => track.readyState === "live")) return;
+  ui.setStatus("Waiting for permission to use the microphone…");
+  const stream = await openMicrophone();
+  if (attempt !== session.attempt) stopTracks(stream);
+  current(attempt);
+  session.stream = stream;
+  visualiser.attach(0, stream);
+  stream.getAudioTracks()[0].addEventListener("ended", () => {
+    if (ui.phase === "live") ui.showAlert({ tone: "warning", title: "Microphone disconnected", message: "The microphone stopped working. Reconnect it, then press Continue.", actions: { resume: true } });
+  });
+}
+
+// The conversation the server gave us: its transcript events go out on its socket.
+function adopt(data) {
+  const id = data.conversation.id;
+  if (session.conversation?.id !== id || !session.socket) session.socket = deliveries.open(id, data.socket_url);
+  session.conversation = { id, url: data.conversation.url, socketUrl: data.socket_url };
+  deliveries.liveId = id;
+  ui.setSaveState(deliveries.summary());
+}
+
+function goLive() {
+  Object.assign(session, { wentLive: true, startedAt: performance.now(), warned: false, muted: false });
+  ui.showMute(false);
+  ui.setPhase("live");
+  applyMicrophone();
+  ui.setTimer(0);
+  ui.showConversationLink(session.conversation.url);
+  idleStatus();
+  ui.focusMain();
+}
+
+function failed(failure, attempt) {
+  if (attempt !== session.attempt || failure?.kind === "cancelled") return;
+  if (!(failure instanceof VoiceFailure)) console.error(failure);
+  closeCall();
+  const described = describeFailure(failure);
+  const canResume = session.wentLive;
+  if (!canResume) {
+    releaseMicrophone();
+    visualiser.detachAll();
+  }
+  ui.setPhase(canResume ? "lost" : "idle");
+  ui.showAlert({ ...described, actions: { resume: canResume && described.retry, login: described.login, reload: described.reload } });
+  ui.setStatus(canResume ? "The session is paused." : "Not connected.");
+  if (!described.retry || described.retryAfter > 0) ui.blockStart(true);
+  if (described.retryAfter > 0) {
+    setTimeout(() => {
+      ui.blockStart(!config.openaiConfigured);
+      if (ui.phase !== "idle") return;
+      ui.clearAlert();
+      ui.setStatus("You can start a new session now.");
+    }, described.retryAfter * 1000);
+  }
+}
+
+// The session ended under us: keep the conversation, transcript and microphone; offer Continue.
+function lose(kind) {
+  if (ui.phase === "live") failed(new VoiceFailure(kind), session.attempt);
+}
+
+function closeCall() {
+  session.call?.close();
+  Object.assign(session, { call: null, responding: false, speaking: false, pushing: false });
+  speaker.srcObject = null;
+  ui.setNotes({ mic: "", model: "" });
+}
+
+function releaseMicrophone() {
+  stopTracks(session.stream);
+  session.stream = null;
+}
+
+const stopTracks = (stream) => stream?.getTracks().forEach((track) => track.stop());
+
+// --- Events from OpenAI
+
+function received(event) {
+  // Into the outbox first: stored before anything else can go wrong.
+  if (shouldForward(event)) session.socket?.push(event);
+  view.update(model, model.apply(event));
+  switch (event.type) {
+    case "input_audio_buffer.speech_started":
+      ui.setStatus("Listening…");
+      ui.setNotes({ mic: "speaking" });
+      break;
+    case "input_audio_buffer.speech_stopped":
+      ui.setStatus("Thinking…");
+      ui.setNotes({ mic: "" });
+      break;
+    case "response.created":
+      session.responding = true;
+      break;
+    case "response.done":
+      session.responding = false;
+      idleStatus();
+      break;
+    case "output_audio_buffer.started":
+      session.speaking = true;
+      ui.setStatus("The assistant is speaking. Interrupt with Esc, or just talk.");
+      ui.setNotes({ model: "speaking" });
+      break;
+    case "output_audio_buffer.stopped":
+    case "output_audio_buffer.cleared":
+      session.speaking = false;
+      ui.setNotes({ model: "" });
+      idleStatus();
+      break;
+    case "error": {
+      const verdict = classifyOpenAIError(event);
+      if (verdict.action === "expired") lose("expired");
+      else if (verdict.action === "hint") ui.setStatus(verdict.message);
+      else if (verdict.action === "notify") ui.showAlert({ tone: "warning", ...describeFailure(new VoiceFailure("openai", verdict.error)) });
+      break;
+    }
+    default:
+      break;
+  }
+  ui.setInterruptible(session.responding || session.speaking);
+}
+
+function callState(state) {
+  if (state === "failed") lose("ice");
+  else if (state === "channel-closed") lose("channel-closed");
+  else if (state === "unstable" && ui.phase === "live") {
+    ui.showAlert({ tone: "warning", title: "Connection unstable", message: "The audio connection to OpenAI is interrupted. Waiting for it to recover…" });
+  } else if (state === "connected" && ui.phase === "live") ui.clearAlert();
+}
+
+function playRemote(stream) {
+  speaker.srcObject = stream;
+  speaker.play().catch((error) => {
+    // AbortError: the call ended before playback began. Only a refusal needs the user.
+    if (error.name !== "NotAllowedError") return;
+    ui.setStatus("Your browser blocked audio playback: click anywhere on the page to hear the assistant.");
+    document.addEventListener("click", () => speaker.play().catch(() => {}), { once: true });
+  });
+  visualiser.attach(1, stream);
+}
+
+// --- Controls
+
+// Push-to-talk: the microphone is live only while the button is held. Hands-free: unless muted.
+function applyMicrophone() {
+  const manual = ui.mode === "manual";
+  const on = manual ? session.pushing : !session.muted;
+  session.stream?.getAudioTracks().forEach((track) => (track.enabled = on));
+  if (ui.phase === "live") ui.setNotes({ mic: on ? "" : manual ? "hold to talk" : "muted" });
+}
+
+function idleStatus() {
+  if (ui.phase !== "live" || session.speaking) return;
+  if (ui.mode === "manual") ui.setStatus("Hold the Talk button (or Space) while you speak.");
+  else ui.setStatus(session.muted ? "Your microphone is muted." : "Listening — just speak.");
+}
+
+function sendAll(events) {
+  events.forEach((event) => session.call?.send(event));
+}
+
+function mute(muted) {
+  session.muted = muted;
+  applyMicrophone();
+  idleStatus();
+}
+
+function changeMode(mode) {
+  session.pushing = false;
+  if (ui.phase === "live") sendAll([clientEvents.sessionUpdateMode(mode)]);
+  applyMicrophone();
+  idleStatus();
+}
+
+function pushStart() {
+  sendAll(clientEvents.pushToTalkPress());
+  session.pushing = true;
+  applyMicrophone();
+  ui.setStatus("Listening… release to send.");
+}
+
+function pushEnd() {
+  session.pushing = false;
+  applyMicrophone();
+  sendAll(clientEvents.pushToTalkRelease());
+  ui.setStatus("Sent. Waiting for the answer…");
+}
+
+function send(text) {
+  sendAll(clientEvents.typedMessage(text));
+}
+
+function interrupt() {
+  sendAll(clientEvents.interruptReply());
+  ui.setInterruptible(false);
+  ui.setStatus("Interrupted.");
+}
+
+// Once a second: the clock, the warning before the 60-minute cap, the save indicator's
+// countdown, and a heartbeat on the outboxes this tab delivers.
+function tick() {
+  deliveries.heartbeat();
+  const summary = deliveries.summary();
+  if (summary.state === "offline") ui.setSaveState(summary);
+  if (ui.phase !== "live") return;
+  const elapsed = performance.now() - session.startedAt;
+  ui.setTimer(elapsed);
+  if (!session.warned && elapsed >= (config.sessionLimitSeconds - config.warnBeforeSeconds) * 1000) {
+    session.warned = true;
+    const minutes = Math.round(config.sessionLimitSeconds / 60);
+    ui.showAlert({
+      tone: "info",
+      title: "This session ends soon",
+      message: `OpenAI sessions last at most ${minutes} minutes. Continue now in a new session to carry on this conversation without a break.`,
+      actions: { resume: true },
+    });
+  }
+}
+
+// --- Storage
+
+// The outbox lives in localStorage. If the browser refuses it (some privacy modes), a Map keeps
+// the page working; only a reload could then lose what is unsent.
+function storage(name) {
+  try {
+    const store = window[name];
+    store.setItem("voice.probe", "1");
+    store.removeItem("voice.probe");
+    return store;
+  } catch {
+    const map = new Map();
+    return {
+      get length() { return map.size; },
+      key: (i) => [...map.keys()][i] ?? null,
+      getItem: (k) => map.get(k) ?? null,
+      setItem: (k, value) => map.set(k, String(value)),
+      removeItem: (k) => map.delete(k),
+    };
+  }
+}
+
+// This tab's id survives reloads (sessionStorage): its leftovers are its own to deliver.
+function tabId() {
+  const store = storage("sessionStorage");
+  const id = store.getItem("voice.tab") || crypto.randomUUID?.() || String(Math.random()).slice(2);
+  store.setItem("voice.tab", id);
+  return id;
+}

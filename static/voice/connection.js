@@ -1,0 +1,129 @@
+// The session key from our server, the microphone, and the WebRTC call to OpenAI
+// (realtime-api.md §2). Every failure becomes a VoiceFailure the page can explain.
+
+import { VoiceFailure, parseRetryAfter } from "./failures.js";
+import { parseJson } from "./socket.js";
+
+// POST /api/realtime/sessions → { conversation, client_secret, calls_url, socket_url, … }
+export async function mintSession(apiUrl, csrfToken, body) {
+  let response;
+  try {
+    response = await fetch(apiUrl, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken },
+      body: JSON.stringify(body),
+    });
+  } catch {
+    throw new VoiceFailure("api-network");
+  }
+  const data = await response.json().catch(() => null);
+  if (!response.ok) {
+    const { code, message } = data?.error || {};
+    const retryAfter = parseRetryAfter(response.headers.get("Retry-After"));
+    throw new VoiceFailure("api", { status: response.status, code, message, retryAfter });
+  }
+  if (!data?.client_secret || !data.calls_url || !data.conversation) {
+    throw new VoiceFailure("api", { status: response.status, message: "The server's answer was incomplete." });
+  }
+  return data;
+}
+
+export async function openMicrophone() {
+  if (!navigator.mediaDevices) throw new VoiceFailure("mic", { name: "insecure" });
+  try {
+    return await navigator.mediaDevices.getUserMedia({ audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true } });
+  } catch (error) {
+    throw new VoiceFailure("mic", { name: error?.name });
+  }
+}
+
+// One OpenAI session: the microphone up, the model's voice down, `oai-events` both ways.
+// onEvent(event); onState("connected" | "unstable" | "failed" | "channel-closed");
+// onRemoteStream(stream)
+export class RealtimeCall {
+  constructor({ onEvent, onState, onRemoteStream }) {
+    Object.assign(this, { onEvent, onState, onRemoteStream, queue: [], closed: false, callId: "" });
+  }
+
+  // Resolves when the data channel is open; rejects with a VoiceFailure.
+  async connect({ callsUrl, key, stream, timeoutMs = 15000 }) {
+    const pc = (this.pc = new RTCPeerConnection());
+    stream.getAudioTracks().forEach((track) => pc.addTrack(track, stream));
+    pc.ontrack = (event) => this.onRemoteStream(event.streams[0] || new MediaStream([event.track]));
+    // Before the offer, so that the offer negotiates it.
+    const channel = (this.channel = pc.createDataChannel("oai-events"));
+    const opened = new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new VoiceFailure("timeout")), timeoutMs);
+      this.settle = (failure) => {
+        clearTimeout(timer);
+        if (failure) reject(failure);
+        else resolve();
+      };
+      channel.addEventListener("open", () => this.settle());
+    });
+    channel.addEventListener("open", () => this.queue.splice(0).forEach((event) => this.send(event)));
+    channel.addEventListener("message", (message) => this.receive(message.data));
+    channel.addEventListener("close", () => this.closed || this.onState("channel-closed"));
+    pc.addEventListener("connectionstatechange", () => this.connectionChanged());
+
+    const offer = await pc.createOffer();
+    await pc.setLocalDescription(offer);
+    const answer = await this.exchange(callsUrl, key, offer.sdp);
+    if (this.closed) throw new VoiceFailure("cancelled");
+    await pc.setRemoteDescription({ type: "answer", sdp: answer });
+    await opened;
+  }
+
+  // POST the offer; a 201 carries the answer. Errors are OpenAI's JSON and must never reach
+  // setRemoteDescription.
+  async exchange(callsUrl, key, sdp) {
+    let response;
+    try {
+      response = await fetch(callsUrl, { method: "POST", body: sdp, headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/sdp" } });
+    } catch {
+      throw new VoiceFailure("sdp-network", { origin: new URL(callsUrl, location.href).origin });
+    }
+    const body = await response.text();
+    if (!response.ok) throw new VoiceFailure("sdp", { status: response.status, message: openaiMessage(body) });
+    // rtc_…; readable only if OpenAI exposes the header to this origin.
+    this.callId = (response.headers.get("Location") || "").split("/").pop();
+    return body;
+  }
+
+  connectionChanged() {
+    const state = this.pc.connectionState;
+    if (this.closed) return;
+    if (state === "connected") this.onState("connected");
+    else if (state === "disconnected") this.onState("unstable"); // often recovers by itself
+    else if (state === "failed") {
+      this.settle(new VoiceFailure("ice"));
+      this.onState("failed");
+    }
+  }
+
+  receive(data) {
+    const event = parseJson(data);
+    if (typeof event?.type === "string") this.onEvent(event);
+  }
+
+  // Client events wait, in order, until the channel is open (realtime-api.md §4).
+  send(event) {
+    if (this.closed) return;
+    if (this.channel?.readyState === "open") this.channel.send(JSON.stringify(event));
+    else this.queue.push(event);
+  }
+
+  close() {
+    this.closed = true;
+    this.settle?.(new VoiceFailure("cancelled"));
+    this.channel?.close();
+    this.pc?.close();
+  }
+}
+
+// OpenAI's JSON error, or else the start of the body.
+function openaiMessage(body) {
+  const error = parseJson(body)?.error;
+  return error ? error.message || error.code || "" : String(body || "").trim().slice(0, 200);
+}

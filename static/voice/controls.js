@@ -1,0 +1,219 @@
+// The page's controls and status surfaces (buttons per phase, status line, alert, save
+// indicator, timer, push-to-talk gestures). Knows nothing of WebRTC: chat.js passes handlers in.
+// Phases: idle → starting → live ⇄ lost (→ starting …) → ended → starting …
+
+export function formatClock(ms) {
+  const total = Math.max(0, Math.floor(ms / 1000));
+  const [h, m, s] = [Math.floor(total / 3600), Math.floor(total / 60) % 60, total % 60];
+  const pad = (n) => String(n).padStart(2, "0");
+  return h ? `${h}:${pad(m)}:${pad(s)}` : `${m}:${pad(s)}`;
+}
+
+const BADGE = {
+  idle: ["Not started", "badge-ended"],
+  starting: ["Connecting", "badge-pending"],
+  live: ["Live", "badge-active"],
+  lost: ["Paused", "badge-pending"],
+  ended: ["Ended", "badge-ended"],
+};
+
+const IDS = [
+  "voice", "voice-status", "session-badge", "session-timer", "session-clock", "voice-alert", "voice-alert-box",
+  "voice-alert-title", "voice-alert-message", "voice-alert-actions", "alert-continue", "alert-login", "alert-reload",
+  "start", "stop", "continue", "mute", "interrupt", "ptt", "ptt-help", "voice-select", "detection-select",
+  "detection-field", "message", "send", "composer", "save-state", "conversation-link", "mic-note", "model-note",
+];
+const camel = (id) => id.replace(/-(\w)/g, (_, c) => c.toUpperCase());
+
+export class Controls {
+  constructor(handlers) {
+    this.handlers = handlers;
+    this.el = Object.fromEntries(IDS.map((id) => [camel(id), document.getElementById(id)]));
+    Object.assign(this, { phase: "idle", pressing: false, alertActions: {}, startBlocked: false });
+    this.bind();
+    this.showMode();
+  }
+
+  // server_vad | semantic_vad | manual (push-to-talk)
+  get mode() {
+    const checked = this.el.voice.querySelector('input[name="mode"]:checked');
+    return checked && checked.value === "push-to-talk" ? "manual" : this.el.detectionSelect.value;
+  }
+
+  get voice() {
+    return this.el.voiceSelect.value;
+  }
+
+  bind() {
+    const { el, handlers } = this;
+    const on = (node, type, listener) => node.addEventListener(type, listener);
+    const clicks = { start: "start", stop: "stop", continue: "resume", alertContinue: "resume", interrupt: "interrupt" };
+    Object.entries(clicks).forEach(([id, name]) => on(el[id], "click", () => handlers[name]()));
+    on(el.alertReload, "click", () => location.reload());
+    on(el.mute, "click", () => {
+      const muted = el.mute.getAttribute("aria-pressed") !== "true";
+      this.showMute(muted);
+      handlers.mute(muted);
+    });
+    on(el.composer, "submit", (event) => {
+      event.preventDefault();
+      const text = el.message.value.trim();
+      if (!text || this.phase !== "live") return;
+      el.message.value = "";
+      handlers.send(text);
+    });
+    const modeChanged = () => {
+      this.showMode();
+      handlers.mode(this.mode);
+    };
+    el.voice.querySelectorAll('input[name="mode"]').forEach((radio) => on(radio, "change", modeChanged));
+    on(el.detectionSelect, "change", modeChanged);
+    on(document, "keydown", (event) => {
+      if (event.key === "Escape" && !el.interrupt.disabled) handlers.interrupt();
+    });
+    this.bindPushToTalk(on);
+  }
+
+  // Hold the button (mouse, touch, pen) or Space. Space is left alone in text fields and on
+  // other controls, where it has a meaning of its own.
+  bindPushToTalk(on) {
+    const { el } = this;
+    const pushable = () => this.phase === "live" && this.mode === "manual";
+    const press = (pressing) => {
+      this.pressing = pressing;
+      el.ptt.setAttribute("aria-pressed", String(pressing));
+      pressing ? this.handlers.pushStart() : this.handlers.pushEnd();
+    };
+    const down = () => !this.pressing && pushable() && press(true);
+    const up = () => this.pressing && press(false);
+    this.releasePushToTalk = up;
+    on(el.ptt, "pointerdown", (event) => {
+      if (event.button !== 0) return;
+      el.ptt.setPointerCapture(event.pointerId);
+      down();
+    });
+    ["pointerup", "pointercancel", "lostpointercapture"].forEach((type) => on(el.ptt, type, up));
+    on(el.ptt, "contextmenu", (event) => event.preventDefault()); // a long press on touch screens
+    const isSpace = (event) => event.code === "Space" && (event.target === el.ptt || !event.target.closest?.("input, select, textarea, button, a, [contenteditable]"));
+    on(document, "keydown", (event) => {
+      if (!isSpace(event) || !pushable()) return;
+      event.preventDefault();
+      if (!event.repeat) down();
+    });
+    on(document, "keyup", (event) => {
+      if (event.code === "Space" && this.pressing) {
+        event.preventDefault();
+        up();
+      }
+    });
+    on(window, "blur", up); // a key released in another window never comes back
+  }
+
+  showMode() {
+    const manual = this.mode === "manual";
+    this.el.detectionField.hidden = manual;
+    this.el.ptt.hidden = this.el.pttHelp.hidden = !manual;
+    this.el.voice.dataset.mode = manual ? "push-to-talk" : "hands-free";
+    this.refresh();
+  }
+
+  showMute(muted) {
+    this.el.mute.setAttribute("aria-pressed", String(muted));
+    this.el.mute.textContent = muted ? "Unmute" : "Mute";
+  }
+
+  setPhase(phase) {
+    this.phase = this.el.voice.dataset.phase = phase;
+    if (phase !== "live") this.releasePushToTalk();
+    const [label, cls] = BADGE[phase];
+    this.el.sessionBadge.textContent = label;
+    this.el.sessionBadge.className = `badge ${cls}`;
+    this.refresh();
+  }
+
+  refresh() {
+    const { el, phase } = this;
+    const live = phase === "live";
+    const inSession = live || phase === "starting" || phase === "lost";
+    el.start.hidden = inSession;
+    el.start.disabled = phase === "starting" || this.startBlocked;
+    el.stop.hidden = !inSession;
+    el.continue.hidden = phase !== "lost";
+    el.voiceSelect.disabled = inSession;
+    el.mute.disabled = !live || this.mode === "manual";
+    el.ptt.disabled = el.message.disabled = el.send.disabled = !live;
+    if (!live) el.interrupt.disabled = true;
+    el.sessionTimer.hidden = !(live || phase === "lost");
+    // The alert's own Continue only while the main one is hidden (the "ends soon" warning).
+    const actions = this.alertActions;
+    el.alertContinue.hidden = !actions.resume || !el.continue.hidden;
+    el.alertLogin.hidden = !actions.login;
+    el.alertReload.hidden = !actions.reload;
+    el.voiceAlertActions.hidden = el.alertContinue.hidden && el.alertLogin.hidden && el.alertReload.hidden;
+  }
+
+  // Start stays off while the server cannot issue keys, or a rate limit runs out.
+  blockStart(blocked) {
+    this.startBlocked = blocked;
+    this.refresh();
+  }
+
+  setInterruptible(on) {
+    this.el.interrupt.disabled = !(on && this.phase === "live");
+  }
+
+  setStatus(text) {
+    if (this.el.voiceStatus.textContent !== text) this.el.voiceStatus.textContent = text;
+  }
+
+  setNotes({ mic, model }) {
+    if (mic !== undefined) this.el.micNote.textContent = mic;
+    if (model !== undefined) this.el.modelNote.textContent = model;
+  }
+
+  // tone: error | warning | info; actions: { resume, login, reload }
+  showAlert({ title, message, tone = "error", actions = {} }) {
+    const { el } = this;
+    el.voiceAlertBox.className = `alert alert-${tone}`;
+    el.voiceAlertBox.setAttribute("role", tone === "info" ? "status" : "alert");
+    el.voiceAlertTitle.textContent = title;
+    el.voiceAlertMessage.textContent = message;
+    el.voiceAlert.hidden = false;
+    this.alertActions = actions;
+    this.refresh();
+  }
+
+  clearAlert() {
+    this.el.voiceAlert.hidden = true;
+  }
+
+  setTimer(ms) {
+    this.el.sessionClock.textContent = formatClock(ms);
+  }
+
+  // How many transcript events still wait for the server, and why.
+  setSaveState({ pending, state, retryInMs }) {
+    const retry = state === "offline" && retryInMs > 0 ? `, retrying in ${Math.ceil(retryInMs / 1000)} s` : "";
+    let [kind, text] = ["saved", ""];
+    if (state === "denied") [kind, text] = ["error", `Signed out — ${pending} waiting to be saved`];
+    else if (state === "gone") [kind, text] = ["error", "The conversation was deleted; this transcript is not saved"];
+    else if (state === "offline" || state === "connecting") [kind, text] = ["offline", pending ? `Saving paused — ${pending} waiting${retry}` : `Reconnecting to save${retry}`];
+    else if (pending) [kind, text] = ["saving", `Saving… ${pending} waiting`];
+    else if (["online", "finished", "closed"].includes(state)) text = "All saved";
+    Object.assign(this.el.saveState.dataset, { state: text ? kind : "idle", pending: String(pending) });
+    this.el.saveState.textContent = text;
+  }
+
+  showConversationLink(url) {
+    this.el.conversationLink.href = url || "#";
+    this.el.conversationLink.hidden = !url;
+  }
+
+  // After a phase change, keep the keyboard focus on a control that still exists.
+  focusMain() {
+    const active = document.activeElement;
+    if (active && active !== document.body && !active.hidden && !active.disabled) return;
+    const { el } = this;
+    (this.phase === "live" ? el.stop : el.start.hidden ? el.continue : el.start).focus();
+  }
+}

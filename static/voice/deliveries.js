@@ -1,0 +1,67 @@
+// All transcript sockets of the page: the live conversation's, and those still delivering an
+// ended conversation or an earlier page's leftovers. Summed up for the save indicator. No DOM.
+
+import { Outbox, leftovers } from "./outbox.js";
+import { TranscriptSocket } from "./socket.js";
+
+const DONE = new Set(["finished", "closed"]);
+const SAVED = new Set(["online", ...DONE]);
+const RANK = { idle: 0, finished: 1, closed: 1, online: 2, connecting: 3, offline: 4, gone: 4, denied: 5 };
+
+export class Deliveries {
+  // socketUrl(path) → ws(s):// URL
+  constructor({ storage, owner, socketUrl, socketOptions = {}, onChange = () => {}, now = Date.now }) {
+    Object.assign(this, { storage, owner, socketUrl, socketOptions, onChange, now, sockets: new Map(), liveId: null });
+  }
+
+  // The socket of a conversation, opened if needed.
+  open(conversationId, socketPath, recovering = false) {
+    const known = this.sockets.get(conversationId);
+    if (known && !DONE.has(known.state)) return Object.assign(known, { recovering: known.recovering && recovering });
+    const outbox = new Outbox(this.storage, conversationId, { socketUrl: socketPath, owner: this.owner, now: this.now });
+    outbox.persist(); // claim it for this tab
+    const socket = new TranscriptSocket(this.socketUrl(socketPath), outbox, { ...this.socketOptions, onStatus: () => this.changed(socket) });
+    socket.recovering = recovering;
+    this.sockets.set(conversationId, socket);
+    return socket.start();
+  }
+
+  // Deliver what earlier pages of this tab (or tabs long gone) left behind.
+  recover() {
+    const found = leftovers(this.storage, { owner: this.owner, now: this.now() });
+    found.filter((left) => left.socketUrl).forEach((left) => this.open(left.conversationId, left.socketUrl, true));
+    return found;
+  }
+
+  changed(socket) {
+    // A recovered, unended conversation needs its socket only until its outbox is empty.
+    if (socket.recovering && socket.isReady && !socket.outbox.size && !socket.outbox.ended) socket.stop();
+    this.onChange(this.summary());
+  }
+
+  // Total waiting, and the most worrying state among the sockets that matter: those with
+  // something to deliver, the live one, and those that can say "saved".
+  summary() {
+    let [pending, state, retryAt] = [0, "idle", Infinity];
+    for (const [id, socket] of this.sockets) {
+      if (!socket.outbox.size && id !== this.liveId && !SAVED.has(socket.state)) continue;
+      pending += socket.outbox.size;
+      if (RANK[socket.state] > RANK[state]) state = socket.state;
+      if (socket.state === "offline") retryAt = Math.min(retryAt, socket.retryAt);
+    }
+    return { pending, state, retryInMs: Number.isFinite(retryAt) ? Math.max(0, retryAt - this.now()) : 0 };
+  }
+
+  flushAll() {
+    this.sockets.forEach((socket) => socket.flush());
+  }
+
+  retryAll() {
+    this.sockets.forEach((socket) => socket.retryNow());
+  }
+
+  // Tells other tabs (outbox.leftovers) that this one is still delivering.
+  heartbeat() {
+    this.sockets.forEach((socket) => DONE.has(socket.state) || socket.outbox.persist());
+  }
+}

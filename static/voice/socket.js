@@ -1,0 +1,204 @@
+// Delivers one conversation's outbox over /ws/conversations/<uuid>/.
+// Frames go out only after `ready`, which says what the server already holds: the outbox drops
+// that and resends the rest in order. Every (re)connect starts so, which is why a dropped
+// socket, a restarted server or a reload all end with each frame stored exactly once.
+// No DOM; the WebSocket class and the timers are injectable (node tests).
+
+export const CLOSE_NOT_AUTHENTICATED = 4401;
+export const CLOSE_NOT_FOUND = 4404;
+
+// Exponential backoff with "equal jitter": at least half the step, so a restarting server is
+// not hammered and many tabs do not reconnect in lockstep.
+export function backoffDelay(attempt, { min = 500, max = 15000, random = Math.random } = {}) {
+  const step = Math.min(max, min * 2 ** Math.max(0, attempt));
+  return Math.round(step / 2 + random() * (step / 2));
+}
+
+export function absoluteSocketUrl(path, location) {
+  if (/^wss?:\/\//.test(path)) return path;
+  return `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}${path}`;
+}
+
+// onStatus({ state, pending, retryAt }), state: connecting | online | offline | closed |
+// finished | denied (4401: signed out) | gone (4404: no such conversation for this user)
+export class TranscriptSocket {
+  constructor(url, outbox, options = {}) {
+    const { WebSocket = globalThis.WebSocket, timers = globalThis, onStatus = () => {}, backoff = {} } = options;
+    const onFrameError = options.onFrameError || ((message) => console.warn("Transcript frame refused", message));
+    Object.assign(this, { url, outbox, WebSocket, timers, onStatus, onFrameError, backoff, ws: null, isReady: false, attempt: 0, stopped: false, state: "idle", retryAt: 0 });
+    Object.assign(this, { readyTimeoutMs: options.readyTimeoutMs ?? 8000, pingIntervalMs: options.pingIntervalMs ?? 20000 });
+    this.closing = false; // `end` sent: close once the server has it
+  }
+
+  start() {
+    this.stopped = false;
+    if (!this.ws) this.connect();
+    return this;
+  }
+
+  push(event) {
+    const frame = this.outbox.push(event);
+    if (this.isReady) this.sendFrame(frame);
+    this.report();
+    return frame;
+  }
+
+  sendFrame(frame) {
+    this.send(frame);
+    this.sentUpTo = Math.max(this.sentUpTo, frame.seq);
+  }
+
+  // The user stopped: `end` after every pending frame. A flag in the outbox, so that a reload
+  // before delivery still ends the conversation.
+  end() {
+    this.outbox.markEnded();
+    if (this.isReady) this.sendEnd();
+    else this.start();
+  }
+
+  // Page hide: the last chance. Frames not yet sent on this connection go out even before
+  // `ready` (the server ignores seqs it has); those already in flight need not go twice.
+  flush() {
+    if (this.ws?.readyState === 1) {
+      this.outbox.pending().filter((frame) => frame.seq > this.sentUpTo).forEach((frame) => this.sendFrame(frame));
+    }
+  }
+
+  stop() {
+    this.stopped = true;
+    this.disconnect(1000);
+    this.setState("closed");
+  }
+
+  connect() {
+    this.clearTimers();
+    this.isReady = false;
+    this.sentUpTo = 0; // highest seq sent on this connection
+    this.setState("connecting");
+    let ws;
+    try {
+      ws = new this.WebSocket(this.url);
+    } catch {
+      return this.scheduleReconnect();
+    }
+    this.ws = ws;
+    // A socket that opens but never says `ready` (a stuck proxy or server) is as good as closed.
+    ws.onopen = () => (this.readyTimer = this.timers.setTimeout(() => this.drop(), this.readyTimeoutMs));
+    ws.onmessage = (message) => this.receive(message.data);
+    ws.onclose = (event) => this.closed(event.code);
+    ws.onerror = () => {}; // a close follows
+  }
+
+  receive(data) {
+    const message = parseJson(data);
+    const { outbox } = this;
+    switch (message?.type) {
+      case "ready":
+        this.timers.clearTimeout(this.readyTimer);
+        this.isReady = true;
+        this.attempt = 0;
+        outbox.ready(message.last_seq).forEach((frame) => this.sendFrame(frame));
+        this.pingTimer = this.timers.setInterval(() => this.send({ type: "ping" }), this.pingIntervalMs);
+        this.setState("online");
+        if (outbox.ended) this.sendEnd();
+        break;
+      case "ack":
+        outbox.ack(message.seq);
+        this.report();
+        if (this.closing && outbox.finished) this.send({ type: "ping" });
+        break;
+      case "error":
+        if (Number.isInteger(message.seq)) outbox.reject(message.seq);
+        this.report();
+        this.onFrameError(message);
+        break;
+      case "ended": // our server confirms `end`; the contract does not require it
+      case "pong": // otherwise a pong once all is acked is the best sign there is
+        if (this.closing && outbox.finished) this.finish();
+        break;
+    }
+  }
+
+  sendEnd() {
+    this.send({ type: "end" });
+    this.closing = true;
+    if (this.outbox.finished) this.send({ type: "ping" });
+  }
+
+  finish() {
+    this.outbox.forget();
+    this.stop();
+    this.setState("finished");
+  }
+
+  send(payload) {
+    if (this.ws?.readyState === 1) quietly(() => this.ws.send(JSON.stringify(payload))); // else a close follows
+  }
+
+  drop() {
+    if (!this.ws) return;
+    this.disconnect(4000);
+    this.closed(1006);
+  }
+
+  // Forget the socket (its late events too); close it with `code`, if given.
+  disconnect(code) {
+    const ws = this.ws;
+    this.ws = null;
+    this.isReady = false;
+    this.clearTimers();
+    if (ws) {
+      ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+      if (code) quietly(() => ws.close(code));
+    }
+  }
+
+  closed(code) {
+    this.disconnect();
+    if (this.stopped) return;
+    if (code === CLOSE_NOT_AUTHENTICATED) return this.setState("denied");
+    if (code === CLOSE_NOT_FOUND) return this.setState("gone");
+    this.scheduleReconnect();
+  }
+
+  scheduleReconnect() {
+    const delay = backoffDelay(this.attempt++, this.backoff);
+    this.retryAt = Date.now() + delay;
+    this.setState("offline");
+    this.retryTimer = this.timers.setTimeout(() => this.connect(), delay);
+  }
+
+  // The browser is back online: no need to sit out the backoff.
+  retryNow() {
+    if (this.state === "offline" && !this.stopped) this.connect();
+  }
+
+  clearTimers() {
+    this.timers.clearTimeout(this.retryTimer);
+    this.timers.clearTimeout(this.readyTimer);
+    this.timers.clearInterval(this.pingTimer);
+  }
+
+  setState(state) {
+    this.state = state;
+    this.report();
+  }
+
+  report() {
+    this.onStatus({ state: this.state, pending: this.outbox.size, retryAt: this.retryAt });
+  }
+}
+
+export function parseJson(text) {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null;
+  }
+}
+
+function quietly(action) {
+  try {
+    action();
+  } catch {} // already closed
+}

@@ -1,0 +1,135 @@
+// The live transcript as data: server events in, ordered lines out. Pure (node-tested).
+// A line's place is the order in which its *item* entered the conversation (item.added/created,
+// or the first event naming it), never when its text arrived: the user's transcript often
+// comes after the reply to it, and fills the line already above that reply (DESIGN.md).
+//
+// line: { id, role: user|assistant, kind: audio|text, text, partial (text is deltas so far),
+//         status: pending (user audio awaiting its transcript) | live (reply in progress)
+//                 | completed | failed | interrupted, error, responseId }
+
+const TEXT_PARTS = new Set(["input_text", "output_text", "text"]);
+const AUDIO_PARTS = new Set(["input_audio", "output_audio", "audio"]);
+const ENDED_EARLY = new Set(["cancelled", "incomplete"]);
+const ASSISTANT_TEXT = /^response\.(output_audio_transcript|audio_transcript|output_text|text)\.(delta|done)$/;
+
+export class TranscriptModel {
+  constructor() {
+    this.reset();
+  }
+
+  reset() {
+    this.byId = new Map();
+    this.order = []; // item ids, in the order they entered the conversation
+  }
+
+  get lines() {
+    return this.order.map((id) => this.byId.get(id));
+  }
+
+  // Apply one event; returns the ids of the lines it changed.
+  apply(event) {
+    const type = event?.type;
+    if (typeof type !== "string") return [];
+    switch (type) {
+      case "conversation.item.added":
+      case "conversation.item.created":
+      case "conversation.item.done":
+        return this.item(event.item);
+      case "conversation.item.input_audio_transcription.delta":
+        return this.userDelta(event);
+      case "conversation.item.input_audio_transcription.completed":
+        return this.edit(event.item_id, "user", (line) => finish(line, String(event.transcript ?? "")));
+      case "conversation.item.input_audio_transcription.failed":
+        return this.edit(event.item_id, "user", (line) => {
+          Object.assign(line, { status: "failed", partial: false });
+          line.error = event.error?.message || event.error?.code || "Transcription failed";
+        });
+      case "conversation.item.truncated": // barge-in: the reply's audio was cut
+        return this.byId.get(event.item_id)?.role === "assistant" ? this.edit(event.item_id, "assistant", (line) => (line.status = "interrupted")) : [];
+      case "response.done":
+        return this.responseDone(event.response || {});
+      case "conversation.item.deleted":
+        if (!this.byId.delete(event.item_id)) return [];
+        this.order = this.order.filter((id) => id !== event.item_id);
+        return [event.item_id];
+      default:
+        return ASSISTANT_TEXT.test(type) ? this.assistantText(event) : [];
+    }
+  }
+
+  // Change the line of an item, creating it at the end the first time the item is named.
+  edit(id, role, change) {
+    if (!id) return [];
+    let line = this.byId.get(id);
+    if (!line) {
+      line = { id, role, kind: "audio", text: "", partial: false, status: role === "user" ? "pending" : "live", error: "", responseId: "" };
+      this.byId.set(id, line);
+      this.order.push(id);
+    }
+    change(line);
+    return [id];
+  }
+
+  item(item) {
+    if (!item || item.type !== "message" || (item.role !== "user" && item.role !== "assistant")) return [];
+    const content = Array.isArray(item.content) ? item.content : [];
+    const typed = content.find((part) => TEXT_PARTS.has(part?.type) && typeof part.text === "string");
+    const spoken = content.find((part) => AUDIO_PARTS.has(part?.type) && part.transcript);
+    return this.edit(item.id, item.role, (line) => {
+      if (typed) {
+        line.kind = "text";
+        if (item.role === "user" || item.status === "completed") finish(line, typed.text);
+        else line.text = typed.text;
+      } else if (spoken) {
+        finish(line, String(spoken.transcript));
+      }
+    });
+  }
+
+  userDelta({ item_id: id, delta }) {
+    return this.edit(id, "user", (line) => {
+      if (line.status !== "pending" || typeof delta !== "string") return;
+      line.text = (line.partial ? line.text : "") + delta;
+      line.partial = true;
+    });
+  }
+
+  assistantText(event) {
+    const done = event.type.endsWith(".done");
+    if (!done && typeof event.delta !== "string") return [];
+    return this.edit(event.item_id, "assistant", (line) => {
+      if (event.response_id) line.responseId = event.response_id;
+      if (event.type.includes("text.")) line.kind = "text";
+      if (done) finish(line, String(event.transcript ?? event.text ?? line.text));
+      else if (line.status !== "completed") {
+        line.text += event.delta;
+        line.partial = true;
+      }
+    });
+  }
+
+  // The reply's lines: interrupted when cancelled or cut short, failed, or simply complete.
+  responseDone(response) {
+    const ids = new Set((response.output || []).map((item) => item?.id));
+    for (const line of this.byId.values()) if (response.id && line.responseId === response.id) ids.add(line.id);
+    const changed = [];
+    for (const id of ids) {
+      const line = this.byId.get(id);
+      if (!line || line.role !== "assistant") continue;
+      if (ENDED_EARLY.has(response.status)) line.status = "interrupted";
+      else if (response.status === "failed") {
+        line.status = "failed";
+        line.error = response.status_details?.error?.message || "The reply failed";
+      } else if (line.status === "live") line.status = "completed";
+      line.partial = false;
+      changed.push(id);
+    }
+    return changed;
+  }
+}
+
+// The final text replaces the partial one; an interrupted reply keeps its mark.
+function finish(line, text) {
+  Object.assign(line, { text, partial: false });
+  if (line.status !== "interrupted") line.status = "completed";
+}

@@ -1,0 +1,94 @@
+// Two live waveforms (microphone, model voice) drawn from AnalyserNodes: one
+// requestAnimationFrame loop for both, stopped when nothing plays or the tab is hidden; the
+// canvas is resized only when its box changes; each frame strokes one path of POINTS points.
+
+const POINTS = 160;
+
+export class Visualiser {
+  constructor(canvases) {
+    this.scopes = canvases.map((canvas) => ({ canvas, ctx: canvas.getContext("2d"), analyser: null, gain: 1 }));
+    this.frame = 0;
+    this.sources = [];
+    document.addEventListener("visibilitychange", () => (document.hidden ? this.pause() : this.resume()));
+    const observer = new ResizeObserver(() => this.measure());
+    this.scopes.forEach((scope) => observer.observe(scope.canvas));
+    matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => this.measure());
+  }
+
+  // Call inside the Start click: browsers only let a user gesture start an AudioContext.
+  audioContext() {
+    this.context ||= new AudioContext();
+    if (this.context.state === "suspended") this.context.resume().catch(() => {});
+    return this.context;
+  }
+
+  // Scope 0: microphone, 1: model. The analyser is a dead end; the <audio> element plays.
+  attach(index, stream) {
+    const source = this.audioContext().createMediaStreamSource(stream);
+    const analyser = this.context.createAnalyser();
+    analyser.fftSize = 1024;
+    source.connect(analyser);
+    this.sources.push(source);
+    Object.assign(this.scopes[index], { analyser, data: new Uint8Array(analyser.fftSize) });
+    this.resume();
+  }
+
+  detachAll() {
+    this.sources.forEach((source) => source.disconnect());
+    this.sources = [];
+    this.pause();
+    this.scopes.forEach((scope) => this.draw(Object.assign(scope, { analyser: null })));
+  }
+
+  resume() {
+    if (!this.frame && !document.hidden && this.scopes.some((scope) => scope.analyser)) this.frame = requestAnimationFrame(this.tick);
+  }
+
+  pause() {
+    cancelAnimationFrame(this.frame);
+    this.frame = 0;
+  }
+
+  tick = () => {
+    this.scopes.forEach((scope) => this.draw(scope));
+    this.frame = requestAnimationFrame(this.tick);
+  };
+
+  measure() {
+    const ratio = devicePixelRatio || 1;
+    for (const scope of this.scopes) {
+      const { canvas } = scope;
+      const box = canvas.getBoundingClientRect();
+      canvas.width = Math.max(1, Math.round(box.width * ratio));
+      canvas.height = Math.max(1, Math.round(box.height * ratio));
+      Object.assign(scope, { lineWidth: 2 * ratio, color: getComputedStyle(canvas).color });
+      this.draw(scope);
+    }
+  }
+
+  draw(scope) {
+    const { ctx, analyser, data } = scope;
+    const { width, height } = ctx.canvas;
+    const middle = height / 2;
+    ctx.clearRect(0, 0, width, height);
+    Object.assign(ctx, { lineWidth: scope.lineWidth, lineJoin: "round", strokeStyle: scope.color, globalAlpha: analyser ? 1 : 0.35 });
+    ctx.beginPath();
+    if (!analyser) {
+      ctx.moveTo(0, middle);
+      ctx.lineTo(width, middle);
+    } else {
+      analyser.getByteTimeDomainData(data);
+      // Speech is quiet next to full scale: a smoothed automatic gain (at most 6×) keeps a
+      // voice visible at any level, while silence stays a flat line.
+      let peak = 1;
+      for (let i = 0; i < data.length; i += 8) peak = Math.max(peak, Math.abs(data[i] - 128));
+      scope.gain += (Math.min(6, Math.max(1, 100 / peak)) - scope.gain) * 0.08;
+      const scale = (scope.gain / 128) * middle * 0.9;
+      for (let i = 0; i <= POINTS; i += 1) {
+        const sample = data[Math.min(data.length - 1, Math.floor((i * data.length) / POINTS))];
+        ctx.lineTo((i / POINTS) * width, Math.max(1, Math.min(height - 1, middle + (sample - 128) * scale)));
+      }
+    }
+    ctx.stroke();
+  }
+}

@@ -1,0 +1,34 @@
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits(settings):
+    """Each test starts with no rate-limit counters (they live in process memory or Redis)."""
+    from voiceproject import ratelimit
+
+    ratelimit.reset()
+    yield
+    ratelimit.reset()
+
+
+@pytest.fixture(scope="session")
+def _realtime_standin_server():
+    from tests.realtime_standin import RealtimeStandIn
+
+    with RealtimeStandIn() as server:
+        yield server
+
+
+@pytest.fixture
+def realtime_standin(_realtime_standin_server, settings):
+    """
+    The offline Realtime stand-in (tests/realtime_standin/) on a free port, with the app's
+    OPENAI_BASE_URL and OPENAI_API_KEY pointing at it. One server per test run, wiped for
+    each test: `.url`, `.api_key`, `.fail_next(...)`, `.requests`, `.issued`.
+    """
+    server = _realtime_standin_server
+    server.reset()
+    settings.OPENAI_BASE_URL = server.url
+    settings.OPENAI_API_KEY = server.api_key
+    yield server
+    server.reset()

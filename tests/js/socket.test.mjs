@@ -1,0 +1,177 @@
+import assert from "node:assert/strict";
+import { beforeEach, test } from "node:test";
+
+import { Outbox } from "../../static/voice/outbox.js";
+import { TranscriptSocket, absoluteSocketUrl, backoffDelay } from "../../static/voice/socket.js";
+import { FakeWebSocket, ManualTimers, MemoryStorage } from "./helpers.mjs";
+
+let timers;
+let storage;
+let statuses;
+const ev = (n) => ({ type: "conversation.item.added", n });
+
+function makeSocket(options = {}) {
+  const outbox = new Outbox(storage, "c1", { socketUrl: "/ws/conversations/c1/" });
+  const socket = new TranscriptSocket("ws://x/ws/conversations/c1/", outbox, {
+    WebSocket: FakeWebSocket,
+    timers,
+    backoff: { min: 100, max: 1000, random: () => 1 },
+    onStatus: (s) => statuses.push(s),
+    ...options,
+  });
+  return socket.start();
+}
+
+beforeEach(() => {
+  FakeWebSocket.instances = [];
+  timers = new ManualTimers();
+  storage = new MemoryStorage();
+  statuses = [];
+});
+
+test("nothing is sent before ready; on ready everything pending goes out in order", () => {
+  const socket = makeSocket();
+  socket.push(ev(1));
+  socket.push(ev(2));
+  const ws = FakeWebSocket.last();
+  ws.open();
+  assert.deepEqual(ws.sent, []);
+  ws.message({ type: "ready", conversation: "c1", last_seq: 0 });
+  assert.deepEqual(ws.frames(), [1, 2]);
+  socket.push(ev(3));
+  assert.deepEqual(ws.frames(), [1, 2, 3]);
+  ws.message({ type: "ack", seq: 1 });
+  ws.message({ type: "ack", seq: 2 });
+  assert.equal(socket.outbox.size, 1);
+  assert.equal(statuses.at(-1).pending, 1);
+  assert.equal(statuses.at(-1).state, "online");
+});
+
+test("after a drop it reconnects with backoff and resends only what the server lacks", () => {
+  const socket = makeSocket();
+  let ws = FakeWebSocket.last();
+  ws.open();
+  ws.message({ type: "ready", last_seq: 0 });
+  [1, 2, 3].forEach((n) => socket.push(ev(n)));
+  ws.message({ type: "ack", seq: 1 });
+  ws.drop();
+  assert.equal(socket.state, "offline");
+  socket.push(ev(4)); // arrives while offline: stored, not sent
+  timers.advance(99);
+  assert.equal(FakeWebSocket.instances.length, 1);
+  timers.advance(1);
+  ws = FakeWebSocket.last();
+  assert.equal(FakeWebSocket.instances.length, 2);
+  ws.open();
+  ws.message({ type: "ready", last_seq: 2 }); // frame 2 was stored, its ack lost
+  assert.deepEqual(ws.frames(), [3, 4]);
+  assert.deepEqual(socket.outbox.pending().map((f) => f.seq), [3, 4]);
+});
+
+test("backoff grows and is capped; it resets after a ready", () => {
+  const socket = makeSocket();
+  FakeWebSocket.last().drop();
+  timers.advance(100);
+  FakeWebSocket.last().drop();
+  timers.advance(199);
+  assert.equal(FakeWebSocket.instances.length, 2);
+  timers.advance(1);
+  assert.equal(FakeWebSocket.instances.length, 3);
+  const ws = FakeWebSocket.last();
+  ws.open();
+  ws.message({ type: "ready", last_seq: 0 });
+  assert.equal(socket.attempt, 0);
+  assert.equal(backoffDelay(10, { min: 100, max: 1000, random: () => 1 }), 1000);
+  assert.equal(backoffDelay(0, { min: 100, max: 1000, random: () => 0 }), 50);
+});
+
+test("a socket that never says ready is abandoned and retried", () => {
+  makeSocket({ readyTimeoutMs: 500 });
+  FakeWebSocket.last().open();
+  timers.advance(500);
+  assert.equal(FakeWebSocket.instances.length, 1);
+  timers.advance(100);
+  assert.equal(FakeWebSocket.instances.length, 2);
+});
+
+test("a rejected frame leaves the outbox and is reported", () => {
+  const errors = [];
+  const socket = makeSocket({ onFrameError: (e) => errors.push(e) });
+  const ws = FakeWebSocket.last();
+  ws.open();
+  ws.message({ type: "ready", last_seq: 0 });
+  socket.push(ev(1));
+  ws.message({ type: "error", seq: 1, code: "too_large", message: "…" });
+  assert.equal(socket.outbox.size, 0);
+  assert.equal(errors[0].code, "too_large");
+});
+
+test("4401 and 4404 stop reconnecting", () => {
+  const socket = makeSocket();
+  FakeWebSocket.last().drop(4401);
+  assert.equal(socket.state, "denied");
+  timers.advance(60_000);
+  assert.equal(FakeWebSocket.instances.length, 1);
+});
+
+test("end is sent after the pending frames; a pong then finishes and forgets the outbox", () => {
+  const socket = makeSocket();
+  socket.push(ev(1));
+  socket.end();
+  const ws = FakeWebSocket.last();
+  ws.open();
+  ws.message({ type: "ready", last_seq: 0 });
+  assert.deepEqual(ws.sent.map((m) => m.type), ["event", "end"]);
+  ws.message({ type: "ack", seq: 1 });
+  assert.equal(ws.sent.at(-1).type, "ping");
+  ws.message({ type: "pong" });
+  assert.equal(socket.state, "finished");
+  assert.equal(storage.length, 0);
+});
+
+test("an `ended` reply finishes too", () => {
+  const socket = makeSocket();
+  socket.end();
+  const ws = FakeWebSocket.last();
+  ws.open();
+  ws.message({ type: "ready", last_seq: 0 });
+  ws.message({ type: "ended", conversation: "c1" });
+  assert.equal(socket.state, "finished");
+});
+
+test("an end that was not delivered before a reload is delivered by the next page", () => {
+  const first = makeSocket();
+  first.push(ev(1));
+  first.end(); // no server: nothing delivered
+  first.stop();
+  const outbox = new Outbox(storage, "c1");
+  assert.equal(outbox.ended, true);
+  const second = new TranscriptSocket("ws://x/", outbox, { WebSocket: FakeWebSocket, timers }).start();
+  const ws = FakeWebSocket.last();
+  ws.open();
+  ws.message({ type: "ready", last_seq: 0 });
+  assert.deepEqual(ws.sent.map((m) => m.type), ["event", "end"]);
+  assert.equal(second.closing, true);
+});
+
+test("socket URLs: absolute paths get the page's host and a ws scheme", () => {
+  assert.equal(absoluteSocketUrl("/ws/c/", { protocol: "https:", host: "a.example" }), "wss://a.example/ws/c/");
+  assert.equal(absoluteSocketUrl("/ws/c/", { protocol: "http:", host: "127.0.0.1:8000" }), "ws://127.0.0.1:8000/ws/c/");
+  assert.equal(absoluteSocketUrl("ws://b/ws/", { protocol: "https:", host: "a" }), "ws://b/ws/");
+});
+
+test("page hide sends what this connection has not sent yet, even before ready, and nothing twice", () => {
+  const socket = makeSocket();
+  const ws = FakeWebSocket.last();
+  ws.open();
+  socket.push(ev(1));
+  socket.push(ev(2));
+  socket.flush();
+  assert.deepEqual(ws.frames(), [1, 2]);
+  socket.flush();
+  assert.deepEqual(ws.frames(), [1, 2]);
+  ws.message({ type: "ready", last_seq: 0 });
+  socket.push(ev(3));
+  socket.flush();
+  assert.deepEqual(ws.frames(), [1, 2, 1, 2, 3]);
+});

@@ -1,0 +1,142 @@
+"""
+daphne serving the real ASGI application (voiceproject.asgi) in another process, for the tests
+that need real HTTP and WebSocket connections: the browser tests and the cross-process checks.
+
+The server runs on pytest-django's test database (`test_database_url()`), so the tests that
+use it are transactional: what they write must be committed for another process to see it.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_database_url() -> str:
+    """pytest-django's test database (it must exist: request `django_db_setup`) as a DATABASE_URL."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{Path(db['NAME']).resolve()}"
+    return urlunsplit(urlsplit(os.environ["DATABASE_URL"])._replace(path="/" + db["NAME"]))
+
+
+test_database_url.__test__ = False  # a helper, not a test
+
+
+def server_environment(**overrides: str) -> dict:
+    """This process's environment for a server on the test database, with `overrides`."""
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DATABASE_URL": test_database_url(),
+        "PYTHONUNBUFFERED": "1",
+        **overrides,
+    }
+
+
+class LiveServer:
+    """daphne on a free port of 127.0.0.1, as another process; restartable. Its output goes to `log`."""
+
+    def __init__(self, env: dict, log: Path = ARTIFACTS / "daphne.log"):
+        self.port = free_port()
+        self.env = env
+        self.log = log
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
+                 "voiceproject.asgi:application"],
+                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"daphne exited with {self.process.returncode}; see {self.log}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"daphne did not listen on {self.port} within 30 s; see {self.log}")
+
+    def stop(self) -> None:
+        """Kill it the hard way — as a crash would: open sockets just drop."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        self.process = None
+
+    def ensure_running(self) -> None:
+        if not self.process or self.process.poll() is not None:
+            self.start()
+
+    def __enter__(self) -> "LiveServer":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _server_sessions(cursor, *, busy_only: bool) -> int:
+    """Other sessions on the test database (the servers'), or only those not idle."""
+    cursor.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        + (" AND state <> 'idle'" if busy_only else "")
+    )
+    return cursor.fetchone()[0]
+
+
+def wait_until_server_idle(timeout: float = 5.0) -> None:
+    """Before pytest-django empties the tables (TRUNCATE on PostgreSQL), let the server finish
+    what the closed pages left it (a socket's last writes): TRUNCATE against a transaction in
+    flight can deadlock. SQLite writers simply queue, so only PostgreSQL needs this."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    deadline = time.monotonic() + timeout
+    quiet = 0
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline and quiet < 4:  # quiet for 4 polls in a row
+            quiet = quiet + 1 if _server_sessions(cursor, busy_only=True) == 0 else 0
+            time.sleep(0.05)
+
+
+def wait_for_server_sessions_to_close(timeout: float = 10.0) -> None:
+    """After stopping servers: PostgreSQL ends a dead client's sessions a moment later, and until
+    then it refuses to drop the test database ("being accessed by other users")."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    deadline = time.monotonic() + timeout
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline and _server_sessions(cursor, busy_only=False):
+            time.sleep(0.05)

@@ -1,0 +1,69 @@
+"""The chat page as served: its data for the script, the not-configured state, CSP-safe markup."""
+
+import json
+import re
+
+import pytest
+from django.urls import reverse
+
+from conversations import realtime
+from tests.factories import make_user
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def member(client):
+    client.force_login(make_user())
+    return client
+
+
+def config_of(response) -> dict:
+    match = re.search(rb'<script id="voice-config" type="application/json">(.*?)</script>', response.content, re.S)
+    return json.loads(match.group(1))
+
+
+def test_the_page_tells_its_script_what_it_needs(member, settings):
+    settings.OPENAI_API_KEY = "sk-test"
+    settings.REALTIME_VOICE = "cedar"
+    response = member.get(reverse("chat"))
+    config = config_of(response)
+    assert config["apiUrl"] == "/api/realtime/sessions"
+    assert config["openaiConfigured"] is True
+    html = response.content.decode()
+    # The voice picker offers the server's allow-list, with the configured default chosen.
+    options = re.findall(r'<option value="(\w+)"( selected)?>', html)
+    assert {value for value, _ in options if value in realtime.VOICES} == set(realtime.VOICES)
+    assert ("cedar", " selected") in options
+    assert re.search(r'<button[^>]*id="start"[^>]*>', html) and "disabled" not in re.search(r'<button[^>]*id="start"[^>]*>', html).group(0)
+    assert 'data-csrf="' in html
+    assert "sk-test" not in html
+
+
+def test_without_an_api_key_the_page_says_so_and_start_is_off(member, settings):
+    settings.OPENAI_API_KEY = ""
+    response = member.get(reverse("chat"))
+    html = response.content.decode()
+    assert config_of(response)["openaiConfigured"] is False
+    assert "Voice conversations are not set up on this server." in html
+    assert "OPENAI_API_KEY" in html
+    assert re.search(r'<button[^>]*id="start"[^>]*disabled', html)
+
+
+def test_markup_works_under_the_strict_csp(member):
+    response = member.get(reverse("chat"))
+    html = response.content.decode()
+    policy = response["Content-Security-Policy"]
+    assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
+    # Every script is an external module, or data (json_script); no inline styles or handlers.
+    for tag in re.findall(r"<script\b[^>]*>", html):
+        assert 'src="' in tag or 'type="application/json"' in tag, tag
+    assert not re.search(r"\sstyle=", html)
+    assert not re.search(r"\son[a-z]+=", html)
+    assert "<style" not in html
+
+
+def test_anonymous_visitors_are_sent_to_log_in(client):
+    response = client.get(reverse("chat"))
+    assert response.status_code == 302
+    assert response.url.startswith(reverse("login"))

@@ -1,0 +1,317 @@
+"""
+The history pages and the admin review in a real browser: screenshots into test-artifacts/
+(desktop and phone widths), no script or CSP errors, and a turn arriving live on an open
+transcript page.
+
+Chromium is driven through Playwright's sync API in a thread of its own. In the main thread
+the sync API would leave an event loop running after it is done, and every later test of the
+session would then see one (Django's ORM refuses to run, pytest-asyncio cannot start its loop).
+The server is daphne in another process on the test database, so the data is committed
+(transactional tests).
+"""
+
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.test import Client
+from django.utils import timezone
+
+from conversations.models import Conversation
+from tests.factories import make_user
+from tests.history_data import make_talk
+from tests.live_server import LiveServer, server_environment
+from tests.realtime_events import assistant, audio_done, transcribed, user_audio
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="needs the Debian chromium package"),
+]
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts" / "history"
+DESKTOP = {"viewport": {"width": 1280, "height": 860}}
+PHONE = {
+    "viewport": {"width": 390, "height": 844},
+    "is_mobile": True,
+    "has_touch": True,
+    "device_scale_factor": 2,
+}
+
+
+# --- The server -----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def server(django_db_setup, django_db_blocker):
+    with LiveServer(server_environment(), log=ARTIFACTS / "daphne.log") as live:
+        yield live.url
+
+
+# --- The browser, in its own thread ---------------------------------------------------------------
+class BrowserThread:
+    """Runs callables `fn(browser)` in the one thread that owns Playwright and Chromium."""
+
+    def __init__(self):
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="playwright")
+        self.run(self._start)
+
+    def _start(self, _):
+        from playwright.sync_api import sync_playwright
+
+        self.playwright = sync_playwright().start()
+        self.browser = self.playwright.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            headless=True,
+            args=[
+                "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1, EXCLUDE localhost",
+                "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync",
+            ],
+        )  # fmt: skip
+
+    def run(self, fn, *args):
+        return self.pool.submit(lambda: fn(getattr(self, "browser", None), *args)).result(timeout=180)
+
+    def close(self):
+        def stop(browser):
+            browser.close()
+            self.playwright.stop()
+
+        self.run(stop)
+        self.pool.shutdown()
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    thread = BrowserThread()
+    yield thread
+    thread.close()
+
+
+def session_cookie(user, base_url):
+    client = Client()
+    client.force_login(user)
+    name = settings.SESSION_COOKIE_NAME
+    return {"name": name, "value": client.cookies[name].value, "url": base_url}
+
+
+def open_page(browser, cookie, device=DESKTOP):
+    """A signed-in page that records script errors and console errors (CSP violations among them)."""
+    context = browser.new_context(**device)
+    context.add_cookies([cookie])
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    page.problems = []
+    page.on("pageerror", lambda error: page.problems.append(f"script error: {error}"))
+    page.on("console", lambda m: m.type == "error" and page.problems.append(f"console: {m.text}"))
+    return page
+
+
+def shoot(page, name):
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+# --- Data that looks like real use -----------------------------------------------------------------
+def make_history(user):
+    now = timezone.now().replace(second=0, microsecond=0)
+    trip = make_talk(
+        user,
+        [
+            ("user", "I'm going to Lisbon for three days next month. What should I not miss?"),
+            (
+                "assistant",
+                (
+                    "Start in Alfama: walk up to the Miradouro de Santa Luzia for the view, then ride tram 28 "
+                    "through the old town. On day two, go to Belém for the monastery and the custard tarts."
+                ),
+            ),
+            ("user", "", "failed"),
+            ("assistant", "Sorry, I didn't catch that. Could you say it again?"),
+            ("user", "Is it worth a day trip to Sintra?"),
+            (
+                "assistant",
+                (
+                    "Yes, if you leave early. The Pena Palace gets crowded by eleven, so take the first "
+                    "train from Rossio and book your ticket"
+                ),
+                "interrupted",
+            ),
+            ("user", "Which palace should I pick if I only have time for one?"),
+            (
+                "assistant",
+                (
+                    "Pick Pena for the colours and the views; pick Quinta da Regaleira if you'd rather "
+                    "explore gardens, tunnels and the initiation well."
+                ),
+            ),
+        ],
+        title="Three days in Lisbon",
+        when=now - timedelta(days=1, hours=3),
+        status=Conversation.Status.ENDED,
+    )
+    make_talk(
+        user,
+        [
+            ("user", "Can you help me practise my Spanish? Let's order food in a restaurant."),
+            ("assistant", "¡Claro! Yo soy el camarero. Buenas tardes, ¿qué le pongo?"),
+        ],
+        when=now - timedelta(days=2, hours=5),
+        status=Conversation.Status.ENDED,
+    )
+    make_talk(
+        user,
+        [("user", "What's a good name for a grey cat?"), ("assistant", "Earl Grey, Smokey or Pebble.")],
+        title="Cat names",
+        when=now - timedelta(days=4),
+        status=Conversation.Status.ENDED,
+    )
+    make_talk(
+        user,
+        [
+            ("user", "Explain how a heat pump works, simply."),
+            ("assistant", "It moves heat instead of making it, like a fridge running backwards."),
+        ],
+        when=now - timedelta(days=6, hours=2),
+        status=Conversation.Status.ENDED,
+        model="gpt-realtime-2.1-mini",
+    )
+    make_talk(user, [("user", "", "failed")], when=now - timedelta(days=9), status=Conversation.Status.FAILED)
+    live = make_talk(user, [], when=now - timedelta(minutes=2), title="Right now")
+    return trip, live
+
+
+def test_history_transcript_and_admin_screens(server, chromium):
+    alice = make_user("alice")
+    trip, _live = make_history(alice)
+    reviewer = make_user("reviewer", is_staff=True, is_superuser=True)
+    Conversation.objects.filter(pk=trip.pk).update(
+        flagged=True, review_note="The user asked about opening hours: check the answer was hedged."
+    )
+    alice_cookie = session_cookie(alice, server)
+    reviewer_cookie = session_cookie(reviewer, server)
+
+    def user_pages(browser):
+        for device, suffix in ((DESKTOP, "desktop"), (PHONE, "phone")):
+            page = open_page(browser, alice_cookie, device)
+            page.goto(server + "/conversations/")
+            page.get_by_role("heading", name="History").wait_for()
+            assert page.locator("tbody tr").count() == 6
+            shoot(page, f"history-list-{suffix}")
+
+            page.get_by_label("Search transcripts").fill("palace")
+            page.get_by_role("button", name="Search").click()
+            page.wait_for_url("**/conversations/?q=palace*")
+            assert page.locator("tbody tr").count() == 1
+            assert page.locator("mark").first.inner_text().lower() == "palace"
+            shoot(page, f"history-search-{suffix}")
+
+            page.get_by_role("link", name="Three days in Lisbon").click()
+            page.get_by_role("heading", name="Three days in Lisbon").wait_for()
+            assert page.locator(".transcript .line").count() == 8
+            assert page.locator(".line.is-failed .line-status").text_content() == "Transcription failed"
+            shoot(page, f"transcript-{suffix}")
+
+            page.get_by_text("Download", exact=True).click()
+            assert page.get_by_role("link", name="Markdown .md").is_visible()
+            shoot(page, f"transcript-download-menu-{suffix}")
+            with page.expect_download() as download:
+                page.get_by_role("link", name="Markdown .md").click()
+            assert download.value.suggested_filename == f"conversation-{trip.uuid}.md"
+
+            page.goto(server + f"/conversations/{trip.uuid}/delete/")
+            shoot(page, f"delete-confirm-{suffix}")
+            assert page.problems == [], page.problems
+            page.context.close()
+
+    def admin_pages(browser):
+        for device, suffix in ((DESKTOP, "desktop"), (PHONE, "phone")):
+            page = open_page(browser, reviewer_cookie, device)
+            page.goto(server + "/admin/conversations/conversation/")
+            page.locator("#result_list").wait_for()
+            shoot(page, f"admin-list-{suffix}")
+            page.goto(server + f"/admin/conversations/conversation/{trip.pk}/change/")
+            page.get_by_text("Transcript", exact=True).first.wait_for()
+            assert page.locator(".transcript-inline tbody tr").count() >= 8
+            shoot(page, f"admin-change-{suffix}")
+            page.goto(server + "/admin/conversations/conversation/usage/")
+            page.locator("h2", has_text="Per user").wait_for()
+            shoot(page, f"admin-usage-{suffix}")
+            assert page.problems == [], page.problems
+            page.context.close()
+
+    chromium.run(user_pages)
+    chromium.run(admin_pages)
+
+
+def test_a_turn_appears_live_on_the_open_transcript_page(server, chromium):
+    alice = make_user("alice")
+    conversation = make_talk(alice, [], title="Live now")
+    reviewer = make_user("reviewer", is_staff=True, is_superuser=True)
+    alice_cookie = session_cookie(alice, server)
+    reviewer_cookie = session_cookie(reviewer, server)
+    events = [
+        user_audio("item_u1"),
+        assistant("item_a1"),
+        audio_done("item_a1", "resp_1", "Good morning! What can I do for you today?"),
+        # The user's transcript arrives after the reply to it; the line keeps its place.
+        transcribed("item_u1", "Good morning, assistant."),
+    ]
+
+    def watch(browser):
+        transcript = open_page(browser, alice_cookie)
+        transcript.goto(server + conversation.get_absolute_url())
+        transcript.locator(".live-status.is-live").wait_for()
+        reviewing = open_page(browser, reviewer_cookie)
+        reviewing.goto(server + f"/admin/conversations/conversation/{conversation.pk}/live/")
+        reviewing.locator(".live-status.is-live").wait_for()
+
+        # Another tab of alice's does the talking, over the transcript socket as the chat page does.
+        talking = transcript.context.new_page()
+        talking.goto(server + "/conversations/")
+        acked = talking.evaluate(
+            """async ([path, events]) => {
+                const socket = new WebSocket(`ws://${location.host}${path}`);
+                const acks = [];
+                await new Promise((resolve, reject) => {
+                    socket.onerror = reject;
+                    socket.onmessage = (m) => {
+                        const message = JSON.parse(m.data);
+                        if (message.type === "ready") events.forEach((event, i) =>
+                            socket.send(JSON.stringify({type: "event", seq: i + 1, event})));
+                        if (message.type === "ack") acks.push(message.seq);
+                        if (acks.length === events.length) resolve();
+                    };
+                });
+                socket.close();
+                return acks;
+            }""",
+            [f"/ws/conversations/{conversation.uuid}/", events],
+        )
+        assert acked == [1, 2, 3, 4]
+
+        for page, name in ((transcript, "transcript-live"), (reviewing, "admin-live")):
+            user_line = page.locator('.line[data-item-id="item_u1"]')
+            user_line.locator(".line-text", has_text="Good morning, assistant.").wait_for()
+            lines = page.locator(".transcript .line")
+            assert lines.count() == 2
+            assert lines.nth(0).get_attribute("data-item-id") == "item_u1"
+            assert "Good morning! What can I do" in lines.nth(1).inner_text()
+            assert page.locator(".transcript-empty").is_hidden()
+            assert page.locator(".line-status:visible").count() == 0  # both completed: no badge
+            shoot(page, name)
+            assert page.problems == [], page.problems
+        assert "alice" in reviewing.locator('.line[data-item-id="item_u1"] .line-speaker').inner_text()
+        assert transcript.locator("[data-turn-count]").inner_text() == "2"
+        transcript.context.close()
+        reviewing.context.close()
+
+    chromium.run(watch)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _fresh_artifacts():
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)

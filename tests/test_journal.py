@@ -1,0 +1,205 @@
+"""conversations/journal.py and live.py without a socket: appending, rebuilding, ending."""
+
+import dataclasses
+import subprocess
+import sys
+import uuid
+from datetime import timedelta
+
+import pytest
+from channels.layers import get_channel_layer
+from django.db import transaction
+from django.utils import timezone
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conversations import journal, live, transcripts
+from conversations.frames import Frame
+from conversations.models import Conversation, Event, ResponseUsage, TokenUsage, Utterance
+from tests.factories import make_conversation, make_user
+from tests.realtime_events import SCENARIOS, load_scenario, turn_events
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def conversation():
+    return make_conversation(make_user("carol"))
+
+
+def frames(events, first_seq=1):
+    return [Frame("event", seq, e) for seq, e in enumerate(events, start=first_seq)]
+
+
+def untimed(utterances):
+    return [dataclasses.replace(u, created_at=None, completed_at=None) for u in utterances]
+
+
+def snapshot(conversation):
+    conversation.refresh_from_db()
+    utterances = [
+        transcripts.UtteranceState(**{n: getattr(u, n) for n in transcripts.UtteranceState.FIELDS})
+        for u in conversation.utterances.order_by("position")
+    ]
+    usages = list(conversation.usages.order_by("response_id").values_list("response_id", "status", *TokenUsage.USAGE_FIELDS))
+    fields = {n: getattr(conversation, n) for n in journal.CONVERSATION_UPDATE_FIELDS}
+    return utterances, usages, fields
+
+
+def test_append_is_idempotent(conversation):
+    batch = frames(turn_events(5))
+    first = journal.append_frames(conversation.pk, batch[:7])
+    assert (first.stored, first.seqs, first.found, first.failed) == (7, list(range(1, 8)), True, False)
+    assert [u.item_id for u in first.changed] == ["u0", "a0", "u1"]
+    before = snapshot(conversation)
+    again = journal.append_frames(conversation.pk, batch[:7])
+    assert (again.stored, again.changed) == (0, [])
+    assert snapshot(conversation) == before
+    rest = journal.append_frames(conversation.pk, batch)  # the whole outbox again
+    assert rest.stored == len(batch) - 7
+    assert Event.objects.filter(conversation=conversation).count() == len(batch)
+
+
+def test_repeated_seq_within_one_batch_is_stored_once(conversation):
+    batch = frames([{"type": "x"}, {"type": "y"}])
+    result = journal.append_frames(conversation.pk, [batch[0], batch[0], batch[1], batch[0]])
+    assert result.stored == 2 and result.seqs == [1, 1, 2, 1]
+
+
+def test_a_gap_filled_later_is_stored(conversation):
+    batch = frames([{"type": "a"}, {"type": "b"}, {"type": "c"}])
+    journal.append_frames(conversation.pk, [batch[0], batch[2]])
+    assert journal.append_frames(conversation.pk, batch).stored == 1
+    assert journal.last_seq(conversation.pk) == 3
+
+
+def test_unknown_conversation():
+    result = journal.append_frames(10**9, frames([{"type": "x"}]))
+    assert (result.found, result.stored) == (False, 0)
+
+
+def test_one_failing_conversation_does_not_hold_back_the_others(conversation, monkeypatch):
+    other = make_conversation(conversation.user)
+    real = journal._append_locked
+
+    def flaky(merged):
+        if conversation.pk in merged:
+            raise RuntimeError("this one is broken")
+        return real(merged)
+
+    monkeypatch.setattr(journal, "_append_locked", flaky)
+    results = journal.append_batches([(conversation.pk, frames([{"type": "x"}])), (other.pk, frames([{"type": "y"}]))])
+    assert results[conversation.pk].failed and not results[other.pk].failed
+    assert list(Event.objects.values_list("conversation_id", flat=True)) == [other.pk]
+
+
+def test_many_conversations_in_one_transaction():
+    user = make_user("dave")
+    conversations = [make_conversation(user) for _ in range(30)]
+    events = turn_events(3)
+    for start in range(0, len(events), 4):
+        results = journal.append_batches(
+            [(c.pk, frames(events[start : start + 4], first_seq=start + 1)) for c in conversations]
+        )
+        assert all(r.stored == len(events[start : start + 4]) for r in results.values())
+    for c in conversations:
+        assert list(c.utterances.order_by("position").values_list("text", flat=True)) == [
+            "question 0", "answer 0", "question 1", "answer 1", "question 2", "answer 2"
+        ]  # fmt: skip
+        c.refresh_from_db()
+        assert (c.input_tokens, c.output_tokens, c.transcription_tokens, c.title) == (6, 9, 3, "question 0")
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_rebuild_gives_what_live_gave(name, conversation):
+    events = load_scenario(name)["events"]
+    for start in range(0, len(events), 3):
+        journal.append_frames(conversation.pk, frames(events[start : start + 3], first_seq=start + 1))
+    live_result = snapshot(conversation)
+    assert journal.rebuild(conversation).status == "unchanged"
+    Utterance.objects.filter(conversation=conversation).delete()
+    ResponseUsage.objects.filter(conversation=conversation).delete()
+    Conversation.objects.filter(pk=conversation.pk).update(output_tokens=0, started_at=None)
+    result = journal.rebuild(conversation)
+    assert (result.status, result.events) == ("rebuilt", len(events))
+    assert snapshot(conversation) == live_result
+    assert journal.rebuild(conversation).status == "unchanged"
+
+
+EVENT_POOL = turn_events(4) + load_scenario("barge_in")["events"] + load_scenario("failed_transcription")["events"]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(
+    st.lists(st.sampled_from(EVENT_POOL), min_size=1, max_size=30),
+    st.lists(st.integers(1, 8), max_size=8),
+    st.randoms(use_true_random=False),
+)
+def test_live_in_any_batches_then_rebuild_is_unchanged(conversation, events, cuts, rnd):
+    """Whatever the batching (and resends of earlier frames), a rebuild finds nothing to change."""
+    with transaction.atomic():
+        all_frames = frames(events)
+        start = 0
+        for size in [*cuts, len(all_frames)]:
+            batch = all_frames[start : start + size]
+            if start and rnd.random() < 0.3:
+                prior = all_frames[:start]
+                batch = rnd.sample(prior, min(len(prior), 3)) + batch  # a resend mixed in
+            start += size
+            if batch:
+                journal.append_frames(conversation.pk, batch)
+        state = transcripts.TranscriptState()
+        transcripts.fold(state, [(f.event, timezone.now()) for f in all_frames])
+        utterances, _, _ = snapshot(conversation)
+        assert untimed(utterances) == untimed(sorted(state.utterances.values(), key=lambda u: u.position))
+        assert journal.rebuild(conversation).status == "unchanged"
+        transaction.set_rollback(True)
+
+
+def test_end_conversation(conversation):
+    assert journal.end_conversation(conversation)
+    conversation.refresh_from_db()
+    ended_at = conversation.ended_at
+    assert conversation.status == "ended" and ended_at
+    assert not journal.end_conversation(conversation)  # already ended: unchanged
+    conversation.refresh_from_db()
+    assert conversation.ended_at == ended_at
+    failed = make_conversation(conversation.user, status="failed")
+    assert not journal.end_conversation(failed)
+
+
+def test_idle_sweep_leaves_recent_and_resumed_conversations(conversation):
+    now = timezone.now()
+    Conversation.objects.filter(pk=conversation.pk).update(last_activity_at=now - timedelta(minutes=10))
+    assert journal.end_idle_conversations(now=now, timeout=3600) == []
+    ended = journal.end_idle_conversations(now=now, timeout=300)
+    assert ended == [(conversation.uuid, now - timedelta(minutes=10))]
+    assert journal.end_idle_conversations(now=now, timeout=300) == []
+
+
+def test_serialize_utterance_is_the_same_for_rows_and_reducer_states(conversation):
+    journal.append_frames(conversation.pk, frames(turn_events(1)))
+    row = conversation.utterances.get(position=0)
+    state = journal.to_state(row)
+    assert live.serialize_utterance(row) == live.serialize_utterance(state)
+    assert live.serialize_utterance(row) == {
+        "item_id": "u0", "role": "user", "kind": "audio", "text": "question 0", "status": "completed", "error": "",
+        "response_id": "", "position": 0, "created_at": row.created_at.isoformat(),
+        "completed_at": row.completed_at.isoformat(),
+    }  # fmt: skip
+
+
+def test_group_name_is_a_valid_channel_layer_name():
+    value = uuid.uuid4()
+    assert live.group_name(value) == live.group_name(str(value)) == f"conversation.{value.hex}"
+    assert get_channel_layer().require_valid_group_name(live.group_name(value))
+
+
+def test_rebuild_command_exits_non_zero_without_traceback():
+    result = subprocess.run(
+        [sys.executable, "manage.py", "rebuild_transcripts", "--conversation", "not-a-uuid"],
+        capture_output=True, text=True, timeout=60,
+        env={"DJANGO_SETTINGS_MODULE": "tests.settings", "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "not a conversation id" in result.stderr and "Traceback" not in result.stderr

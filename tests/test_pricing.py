@@ -1,0 +1,61 @@
+from decimal import Decimal
+
+from conversations import pricing
+from conversations.models import ResponseUsage
+
+
+def usage(**counts):
+    return ResponseUsage(**counts)
+
+
+def test_prices_each_kind_of_token_at_its_rate():
+    # 1M of each kind, nothing cached: the sum of the table's row.
+    row = usage(
+        input_tokens=2_000_000,
+        input_text_tokens=1_000_000,
+        input_audio_tokens=1_000_000,
+        output_tokens=2_000_000,
+        output_text_tokens=1_000_000,
+        output_audio_tokens=1_000_000,
+    )
+    assert pricing.estimate_cost(row, "gpt-realtime-2.1") == Decimal(4) + 24 + 32 + 64
+    assert pricing.estimate_cost(row, "gpt-realtime-2.1-mini") == Decimal("0.60") + Decimal("2.40") + 10 + 20
+
+
+def test_cached_tokens_are_split_between_text_and_audio_in_proportion():
+    row = usage(
+        input_tokens=1_000_000, input_text_tokens=250_000, input_audio_tokens=750_000, cached_tokens=400_000
+    )
+    # 100k cached text, 300k cached audio; 150k text and 450k audio at the full rate.
+    expected = (
+        150_000 * Decimal("0.60") + 100_000 * Decimal("0.06") + 450_000 * 10 + 300_000 * Decimal("0.30")
+    ) / 1_000_000
+    assert pricing.estimate_cost(row, "gpt-realtime-2.1-mini") == expected
+
+
+def test_tokens_without_details_are_priced_as_text():
+    row = usage(input_tokens=1_000_000, output_tokens=1_000_000)
+    assert pricing.estimate_cost(row, "gpt-realtime-2.1") == Decimal(28)
+
+
+def test_dicts_of_totals_work_too():
+    assert (
+        pricing.estimate_cost(
+            {"output_text_tokens": 1_000_000, "output_tokens": 1_000_000}, "gpt-realtime-2.1"
+        )
+        == 24
+    )
+
+
+def test_unknown_model_has_no_estimate_and_snapshots_have_their_models_price():
+    assert pricing.estimate_cost(usage(input_tokens=5), "gpt-4o-realtime-preview") is None
+    assert pricing.estimate_cost(usage(input_tokens=5), "") is None
+    assert pricing.price_for("gpt-realtime-2.1-mini-2026-08-28") == pricing.PRICES["gpt-realtime-2.1-mini"]
+
+
+def test_format_usd():
+    assert pricing.format_usd(None) == ""
+    assert pricing.format_usd(Decimal(0)) == "$0.00"
+    assert pricing.format_usd(Decimal("0.0894")) == "$0.0894"
+    assert pricing.format_usd(Decimal("0.00004")) == "< $0.0001"
+    assert pricing.format_usd(Decimal("1234.567")) == "$1,234.57"

@@ -1,0 +1,150 @@
+"""The environment switches of settings.py, checked in fresh interpreters."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+
+PRINT_CONFIG = """
+import json, django
+from django.conf import settings
+django.setup()
+print(json.dumps({
+    "engine": settings.DATABASES["default"]["ENGINE"],
+    "db_name": settings.DATABASES["default"]["NAME"],
+    "layer": settings.CHANNEL_LAYERS["default"]["BACKEND"],
+    "cache": settings.CACHES["default"]["BACKEND"],
+    "ratelimit": settings.RATELIMIT_STORAGE_URI,
+    "connect_src": settings.CONTENT_SECURITY_POLICY["DIRECTIVES"]["connect-src"],
+    "pool": settings.DATABASES["default"].get("OPTIONS", {}).get("pool"),
+}))
+"""
+
+
+def run_python(code, **env_overrides):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_", "REDIS_", "SECRET_", "DEBUG", "OPENAI_"))}
+    env.update({"DJANGO_SETTINGS_MODULE": "voiceproject.settings", **env_overrides})
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def config(**env):
+    result = run_python(PRINT_CONFIG, SECRET_KEY="x" * 50, **env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_defaults_are_sqlite_and_in_memory():
+    cfg = config()
+    assert cfg["engine"] == "django.db.backends.sqlite3"
+    assert cfg["db_name"].endswith("db.sqlite3")
+    assert cfg["layer"] == "channels.layers.InMemoryChannelLayer"
+    assert cfg["cache"] == "django.core.cache.backends.locmem.LocMemCache"
+    assert cfg["ratelimit"] == "memory://"
+
+
+def test_database_url_selects_postgresql():
+    cfg = config(DATABASE_URL="postgres://u:p@db.example:5432/voice")
+    assert cfg["engine"] == "django.db.backends.postgresql"
+    assert cfg["db_name"] == "voice"
+
+
+def test_database_pool_is_off_by_default_and_sized_by_the_environment():
+    postgres = "postgres://u:p@db.example:5432/voice"
+    assert config(DATABASE_URL=postgres)["pool"] is None
+    assert config(DATABASE_URL=postgres, DATABASE_POOL="true")["pool"] == {"min_size": 2, "max_size": 10}
+    assert config(DATABASE_URL=postgres, DATABASE_POOL="true", DATABASE_POOL_MAX_SIZE="4")["pool"]["max_size"] == 4
+
+
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({}, "needs PostgreSQL"),
+        ({"DATABASE_URL": "postgres://u:p@db.example:5432/voice", "CONN_MAX_AGE": "60"}, "leave CONN_MAX_AGE at 0"),
+    ],
+)
+def test_database_pool_misconfigurations_are_refused_at_start(env, message):
+    result = run_python("import django; django.setup()", SECRET_KEY="x" * 50, DATABASE_POOL="true", **env)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_redis_url_selects_redis_layer_cache_and_counters():
+    cfg = config(REDIS_URL="redis://cache.example:6379/2")
+    assert cfg["layer"] == "channels_redis.core.RedisChannelLayer"
+    assert cfg["cache"] == "django.core.cache.backends.redis.RedisCache"
+    assert cfg["ratelimit"] == "redis://cache.example:6379/2"
+
+
+def test_csp_allows_the_openai_origin():
+    cfg = config(OPENAI_BASE_URL="https://api.openai.com/v1")
+    assert cfg["connect_src"] == ["'self'", "https://api.openai.com"]
+
+
+def test_missing_secret_key_in_production_is_a_clear_error():
+    result = run_python("import django; django.setup()", DEBUG="false")
+    assert result.returncode != 0
+    assert "SECRET_KEY is not set" in result.stderr
+
+
+def test_debug_runs_without_a_secret_key():
+    assert run_python("import django; django.setup()", DEBUG="true").returncode == 0
+
+
+def test_unknown_model_is_refused_at_start():
+    result = run_python("import django; django.setup()", SECRET_KEY="x" * 50, REALTIME_MODEL="gpt-4o-realtime-preview")
+    assert result.returncode != 0
+    assert "is not in REALTIME_MODELS" in result.stderr
+
+
+def test_check_deploy_is_clean_for_a_production_environment():
+    """The environment of docs/deploy.md (nothing is contacted: check does not connect)."""
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env={
+            "PATH": os.environ["PATH"],
+            "SECRET_KEY": "a-long-random-production-secret-" + "k3y" * 20,
+            "ALLOWED_HOSTS": "voice.example.com",
+            "CSRF_TRUSTED_ORIGINS": "https://voice.example.com",
+            "DEBUG": "false",
+            "DATABASE_URL": "postgres://voice:secret@db.internal:5432/voice",
+            "DATABASE_POOL": "true",
+            "REDIS_URL": "redis://redis.internal:6379/0",
+            "SECURE_PROXY_SSL_HEADER": "true",
+            "NUM_PROXIES": "1",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+@pytest.mark.django_db
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite pragmas")
+def test_sqlite_pragmas_are_in_effect():
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA journal_mode")
+        assert cursor.fetchone()[0] == "wal"
+        cursor.execute("PRAGMA busy_timeout")
+        assert cursor.fetchone()[0] == 20000
+    assert connection.transaction_mode == "IMMEDIATE"
+
+
+def test_security_headers_and_csp_on_every_page(client):
+    response = client.get("/accounts/login/")
+    csp = response.headers["Content-Security-Policy"]
+    assert "default-src 'self'" in csp
+    assert "connect-src 'self'" in csp
+    assert "frame-ancestors 'none'" in csp
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
