@@ -63,9 +63,8 @@ def _end_conversation(conversation_id):
 
 class TranscriptConsumer(AsyncWebsocketConsumer):
     # This socket only writes: it publishes live updates (live.publish, default layer) but never
-    # receives channel-layer messages, so it registers no channel of its own. That spares a Redis
-    # receive loop per socket, and channels_redis 4.3 with redis-py 8 can take until its blocking
-    # read times out to let such a receive go when the socket closes.
+    # receives channel-layer messages, so it registers no channel of its own. That spares every
+    # open socket a Redis reader blocking in BZPOPMIN.
     channel_layer_alias = None
     conversation_id: int | None = None
 

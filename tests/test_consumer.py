@@ -153,20 +153,6 @@ async def test_ping_pong(alice, conversation):
     await socket.close()
 
 
-async def test_an_idle_socket_stays_open(alice, conversation, settings):
-    """With Redis, the consumer blocks 5 s at a time reading its channel; redis-py 8's default
-    5 s socket timeout used to kill every idle consumer (see CHANNEL_LAYERS in settings)."""
-    if "RedisChannelLayer" not in settings.CHANNEL_LAYERS["default"]["BACKEND"]:
-        pytest.skip("the in-memory layer has no socket timeout")
-    from channels_redis.core import RedisChannelLayer
-
-    assert settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"][0]["socket_timeout"] > RedisChannelLayer.brpop_timeout
-    socket = await open_socket(alice, conversation.uuid)
-    await asyncio.sleep(RedisChannelLayer.brpop_timeout + 1.5)
-    assert await socket.request({"type": "ping"}) == {"type": "pong"}
-    await socket.close()
-
-
 # --- through the real ASGI application: Origin and the session cookie ---------------------------------
 
 

@@ -1,9 +1,11 @@
 """The read-only live socket of a transcript page: /ws/conversations/<uuid>/live/."""
 
+import asyncio
 import json
 
 import pytest
 from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import Permission
 from django.test import Client
@@ -159,3 +161,42 @@ async def test_an_ended_conversation_says_so_on_connect(alice, talk):
     socket = await open_socket(live_path(talk), alice)
     assert (await socket.receive_json_from(timeout=TIMEOUT))["status"] == "ended"
     await socket.disconnect()
+
+
+# --- Redis: the live socket reads its channel in a loop of 5-second blocking pops ----------------
+
+
+@pytest.fixture
+def redis_layer(settings):
+    if "RedisChannelLayer" not in settings.CHANNEL_LAYERS["default"]["BACKEND"]:
+        pytest.skip("only the Redis channel layer blocks on a socket")
+    return get_channel_layer()
+
+
+async def test_an_idle_live_socket_still_gets_updates(redis_layer, alice, talk):
+    """An idle reader outlives several blocking pops (redis-py 8's default 5 s read timeout
+    used to kill it: see CHANNEL_LAYERS in settings)."""
+    socket = await open_socket(live_path(talk), alice)
+    await socket.receive_json_from(timeout=TIMEOUT)
+    await asyncio.sleep(redis_layer.brpop_timeout + 1.5)
+    await live.publish(talk.uuid, live.ended_message(talk.uuid, None))
+    assert (await socket.receive_json_from(timeout=TIMEOUT))["type"] == "conversation.ended"
+    await socket.disconnect()
+
+
+async def test_a_closing_socket_always_lets_go_of_its_redis_reader(redis_layer):
+    """A socket that closes cancels its channel-layer read, at whatever point that read is.
+
+    With a client-side socket timeout, one cancellation in a few dozen was swallowed and the
+    reader polled Redis forever, so the server process could never shut down.
+    """
+    for attempt in range(200):
+        channel = await redis_layer.new_channel()
+        reader = asyncio.ensure_future(redis_layer.receive(channel))
+        await asyncio.sleep(0.001 * (attempt % 20))  # cancel at every stage of the read
+        reader.cancel()
+        # asyncio.wait, not wait_for: it must not cancel the reader a second time.
+        _, still_running = await asyncio.wait([reader], timeout=3)
+        if still_running:
+            await redis_layer.flush()  # closes its connections, which ends the stuck reader
+            pytest.fail(f"attempt {attempt}: the cancelled reader kept running")

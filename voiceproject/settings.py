@@ -120,10 +120,14 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            # redis-py 8 reads with a 5 s socket timeout by default, the same 5 s that
-            # channels_redis blocks in BZPOPMIN waiting for a message: an idle consumer then dies
-            # with "Timeout reading from …" (django/channels_redis#422). Read longer than it blocks.
-            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15}]},
+            # No client-side socket timeout, on purpose. channels_redis blocks in BZPOPMIN for 5 s
+            # and Redis itself ends that wait, so none is needed. And any timeout breaks it:
+            # redis-py 8's default of 5 s kills idle consumers with "Timeout reading from …"
+            # (django/channels_redis#422), and with a timeout set, redis-py wraps every write in
+            # asyncio.wait_for. On Python 3.11, wait_for swallows a cancellation that arrives
+            # just as the write completes (CPython gh-86296). A consumer closed at that instant
+            # then keeps polling BZPOPMIN forever, and its event loop never shuts down.
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": None}]},
         }
     }
     CACHES = {
