@@ -28,11 +28,15 @@ from .journal import AppendResult
 
 # Keeps a transaction short even when thousands of frames are waiting.
 MAX_FRAMES_PER_TRANSACTION = 2000
+# Seconds without frames after which the writer lets its database connection go.
+IDLE_CLOSE_AFTER = 1.0
 
 
 class JournalWriter:
-    def __init__(self, max_frames: int = MAX_FRAMES_PER_TRANSACTION):
+    def __init__(self, max_frames: int = MAX_FRAMES_PER_TRANSACTION, idle_close_after: float = IDLE_CLOSE_AFTER):
         self.max_frames = max_frames
+        self.idle_close_after = idle_close_after
+        self._arrived = asyncio.Event()
         self._pending: deque[tuple[int, Sequence[Frame], asyncio.Future]] = deque()
         self._task: asyncio.Task | None = None
 
@@ -40,6 +44,7 @@ class JournalWriter:
         """Store frames of one conversation; returns once they are committed (or refused)."""
         future = asyncio.get_running_loop().create_future()
         self._pending.append((conversation_id, frames, future))
+        self._arrived.set()
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._drain())
         return await future
@@ -48,9 +53,26 @@ class JournalWriter:
         while self._pending:
             while self._pending:
                 await self._write_some()
+            if await self._more_frames_within(self.idle_close_after):
+                continue
             # Idle: let CONN_MAX_AGE decide about the connection, as after any database call.
             # Frames may arrive meanwhile: hence the outer loop (no await after its last check).
             await aclose_old_connections()
+
+    async def _more_frames_within(self, seconds: float) -> bool:
+        """Wait for frames a little before giving up the connection: with sockets that each wait
+        for their ack before sending more, the writer goes idle between every two batches, and
+        reconnecting (a new PostgreSQL backend; for SQLite, a WAL checkpoint when its last
+        connection closes) would cost more than the batch."""
+        self._arrived.clear()
+        if self._pending:
+            return True
+        try:
+            async with asyncio.timeout(seconds):
+                await self._arrived.wait()
+        except TimeoutError:
+            return False
+        return True
 
     async def _write_some(self) -> None:
         taken, count = [], 0

@@ -32,3 +32,15 @@ def realtime_standin(_realtime_standin_server, settings):
     settings.OPENAI_API_KEY = server.api_key
     yield server
     server.reset()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_connections_left_by_async_tests(django_db_setup):
+    """Async tests run their database calls in asgiref's single shared thread (no server, so no
+    per-request thread), and the connections opened there outlive the tests. Close them
+    before the test database is dropped, which PostgreSQL refuses while a session uses it."""
+    yield
+    from asgiref.sync import SyncToAsync
+    from django.db import connections
+
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result()
