@@ -35,6 +35,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import secrets
 import shutil
 import statistics
@@ -293,7 +294,9 @@ async def run_sockets(urls, sockets, window: int, rate: float, cpu: CpuUsage):
         async def drive(ws, texts):
             sent_at: dict[int, float] = {}
             next_seq, acked = 1, 0
-            began = time.perf_counter()
+            # Paced sockets start at a random point of their first interval: real conversations
+            # are not in lockstep (in step, all N frames would land at once, every interval).
+            began = time.perf_counter() + (random.uniform(0, 1 / rate) if rate else 0)
             while acked < len(texts):
                 while next_seq <= len(texts) and len(sent_at) < window:
                     if rate:

@@ -44,3 +44,17 @@ def _close_connections_left_by_async_tests(django_db_setup):
     from django.db import connections
 
     SyncToAsync.single_thread_executor.submit(connections.close_all).result()
+
+
+@pytest.fixture
+def alice():
+    from tests.factories import make_user
+
+    return make_user("alice")
+
+
+@pytest.fixture
+def bob():
+    from tests.factories import make_user
+
+    return make_user("bob")

@@ -35,11 +35,6 @@ def staff_client(client, reviewer):
 
 
 @pytest.fixture
-def alice():
-    return make_user("alice")
-
-
-@pytest.fixture
 def talks(alice):
     bob = make_user("bob")
     return {

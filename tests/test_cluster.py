@@ -26,7 +26,7 @@ from channels_redis.core import RedisChannelLayer
 from django.conf import settings
 
 from conversations.models import Conversation
-from tests.factories import PASSWORD, make_conversation, make_user
+from tests.factories import PASSWORD, make_conversation
 from tests.live_server import ARTIFACTS, LiveServer, server_environment, wait_for_server_sessions_to_close
 from tests.realtime_events import assistant, audio_done, transcribed, user_audio
 
@@ -64,11 +64,6 @@ def cluster(django_db_setup, django_db_blocker, _realtime_standin_server):
         yield a, b
     with django_db_blocker.unblock():
         wait_for_server_sessions_to_close()
-
-
-@pytest.fixture
-def alice():
-    return make_user("alice")
 
 
 def http(server, cookies=None) -> httpx.AsyncClient:

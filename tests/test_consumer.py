@@ -47,11 +47,6 @@ db = database_sync_to_async
 
 
 @pytest.fixture
-def alice():
-    return make_user("alice")
-
-
-@pytest.fixture
 def conversation(alice):
     return make_conversation(alice)
 

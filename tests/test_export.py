@@ -36,16 +36,6 @@ def ids(records):
     return [record["id"] for record in records]
 
 
-@pytest.fixture
-def alice():
-    return make_user("alice")
-
-
-@pytest.fixture
-def bob():
-    return make_user("bob")
-
-
 # --- Formats --------------------------------------------------------------------------------
 def test_jsonl_is_one_conversation_per_line_with_ordered_utterances(alice):
     conversation = make_full_conversation(alice, utterances=5)

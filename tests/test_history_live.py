@@ -50,11 +50,6 @@ async def closed_with(communicator):
 
 
 @pytest.fixture
-def alice():
-    return make_user("alice")
-
-
-@pytest.fixture
 def talk(alice):
     return make_talk(alice, [("user", "Hello"), ("assistant", "Hi there")])
 

@@ -11,20 +11,9 @@ from django.utils import timezone
 from pytest_django.asserts import assertContains, assertNotContains
 
 from conversations.models import Conversation, Event, ResponseUsage, Utterance
-from tests.factories import make_user
 from tests.history_data import make_talk
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def alice():
-    return make_user("alice")
-
-
-@pytest.fixture
-def bob():
-    return make_user("bob")
 
 
 @pytest.fixture

@@ -28,11 +28,6 @@ def _generous_limits(settings):
 
 
 @pytest.fixture
-def alice():
-    return make_user("alice")
-
-
-@pytest.fixture
 def client(alice):
     client = Client()
     client.force_login(alice)

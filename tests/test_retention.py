@@ -32,11 +32,6 @@ def days_ago(days):
     return timezone.now() - datetime.timedelta(days=days)
 
 
-@pytest.fixture
-def alice():
-    return make_user("alice")
-
-
 def test_delete_conversations_removes_children_and_counts_per_model(alice):
     doomed = [make_full_conversation(alice, utterances=4, events=3) for _ in range(5)]
     kept = make_full_conversation(alice, utterances=2, events=1)
