@@ -25,7 +25,7 @@ from uuid import UUID
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import BooleanField, Max, Q, Value
+from django.db.models import BooleanField, Max, Q
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -250,7 +250,7 @@ def _append_locked(merged: dict[int, list[Frame]]) -> dict[int, AppendResult]:
         for row in Conversation.objects.select_for_update()
         .filter(id__in=merged)
         .order_by("id")  # rows are locked in this order: no deadlock between two processes
-        .values("id", "title", "transcription_tokens", *TokenUsage.USAGE_FIELDS)
+        .values("id", "title", "started_at", "transcription_tokens", *TokenUsage.USAGE_FIELDS)
     }
     results = {
         cid: AppendResult(cid, seqs=[f.seq for f in frames], found=cid in conversations)
@@ -298,14 +298,16 @@ def _append_locked(merged: dict[int, list[Frame]]) -> dict[int, AppendResult]:
             (cid, usage.response_id, usage.status, usage.created_at, *(usage.counts[n] for n in TokenUsage.USAGE_FIELDS))
             for usage in changes.usages
         ]  # fmt: skip
-        update_conversations.append((cid, roll_up(conversations[cid], changes)))
+        # Every batch stamps its conversations with its own time, in the same UPDATE as the
+        # totals: one round trip fewer per transaction than a separate UPDATE … WHERE id IN.
+        times = {"last_activity_at": now} | ({} if conversations[cid]["started_at"] else {"started_at": now})
+        update_conversations.append((cid, roll_up(conversations[cid], changes) | times))
         results[cid].stored = len(frames)
         results[cid].changed = sorted(changed, key=lambda u: u.position)
     _insert(Utterance, ["conversation", *UtteranceState.FIELDS], create_utterances)
     _update_rows(Utterance, update_utterances)
     _insert(ResponseUsage, ["conversation", "response_id", "status", "created_at", *TokenUsage.USAGE_FIELDS], create_usages)
     _update_rows(Conversation, update_conversations)
-    Conversation.objects.filter(id__in=new).update(last_activity_at=now, started_at=Coalesce("started_at", Value(now)))
     return results
 
 

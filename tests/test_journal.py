@@ -60,6 +60,18 @@ def test_append_is_idempotent(conversation):
     assert Event.objects.filter(conversation=conversation).count() == len(batch)
 
 
+def test_started_at_is_the_first_batch_and_last_activity_the_latest(conversation):
+    batch = frames(turn_events(2))
+    journal.append_frames(conversation.pk, batch[:3])
+    conversation.refresh_from_db()
+    started = conversation.started_at
+    assert started is not None and conversation.last_activity_at == started
+    journal.append_frames(conversation.pk, batch[3:])
+    conversation.refresh_from_db()
+    assert conversation.started_at == started
+    assert conversation.last_activity_at > started
+
+
 def test_repeated_seq_within_one_batch_is_stored_once(conversation):
     batch = frames([{"type": "x"}, {"type": "y"}])
     result = journal.append_frames(conversation.pk, [batch[0], batch[0], batch[1], batch[0]])
