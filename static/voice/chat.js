@@ -1,4 +1,4 @@
-// The voice page: controls, WebRTC call, transcript and outbox together; the session's life:
+// The voice page: controls, WebRTC call, transcript and outbox together. A session's life:
 //   Start → microphone → key (our server) → WebRTC call (OpenAI) → live
 //   live → lost (connection or channel lost, 60-minute cap) → Continue: a new key and peer
 //     connection for the same conversation → live
@@ -9,7 +9,6 @@ import { Controls } from "./controls.js";
 import { Deliveries } from "./deliveries.js";
 import { VoiceFailure, classifyOpenAIError, describeFailure } from "./failures.js";
 import { shouldForward } from "./outbox.js";
-import { absoluteSocketUrl } from "./socket.js";
 import { TranscriptModel } from "./transcript.js";
 import { TranscriptView } from "./transcript-view.js";
 import { Visualiser } from "./visualiser.js";
@@ -17,7 +16,6 @@ import * as clientEvents from "./client-events.js";
 
 const $ = (id) => document.getElementById(id);
 const config = JSON.parse($("voice-config").textContent);
-const csrfToken = $("voice").dataset.csrf || (document.cookie.match(/(?:^|; )csrftoken=([^;]*)/) || [])[1] || "";
 
 const model = new TranscriptModel();
 const view = new TranscriptView({ list: $("transcript"), empty: $("transcript-empty"), scroller: $("transcript-scroll") });
@@ -26,17 +24,14 @@ const speaker = $("voice").appendChild(Object.assign(document.createElement("aud
 
 const session = {
   attempt: 0, // bumped by every start, continue and stop: results of older attempts are ignored
-  conversation: null, // { id, url, socketUrl } of the conversation on screen
+  conversation: null, // { id, url } of the conversation on screen
   wentLive: false, // it has had an open session (else a retry reuses it: no empty conversations)
   stream: null, call: null, socket: null, startedAt: 0,
   muted: false, pushing: false, responding: false, speaking: false, warned: false,
 };
 
 const ui = new Controls({ start, stop, resume, mute, interrupt, send, mode: changeMode, pushStart, pushEnd });
-
-const deliveries = new Deliveries({
-  storage: storage("localStorage"), owner: tabId(), socketUrl: (path) => absoluteSocketUrl(path, location), onChange: (summary) => ui.setSaveState(summary),
-});
+const deliveries = new Deliveries({ owner: tabId(), onChange: (summary) => ui.setSaveState(summary) });
 
 if (!config.openaiConfigured) ui.blockStart(true);
 deliveries.recover();
@@ -73,7 +68,7 @@ async function begin() {
   try {
     await ensureMicrophone(attempt);
     ui.setStatus("Starting a session…");
-    const data = await mintSession(config.apiUrl, csrfToken, { voice: ui.voice, turn_detection: ui.mode, ...extra });
+    const data = await mintSession(config.apiUrl, $("voice").dataset.csrf, { voice: ui.voice, turn_detection: ui.mode, ...extra });
     current(attempt);
     adopt(data);
     ui.setStatus("Connecting to OpenAI…");
@@ -119,8 +114,7 @@ function newConversation() {
 }
 
 function forgetConversation() {
-  Object.assign(session, { conversation: null, socket: null });
-  deliveries.liveId = null;
+  session.conversation = session.socket = deliveries.liveId = null;
 }
 
 async function ensureMicrophone(attempt) {
@@ -132,15 +126,15 @@ async function ensureMicrophone(attempt) {
   session.stream = stream;
   visualiser.attach(0, stream);
   stream.getAudioTracks()[0].addEventListener("ended", () => {
-    if (ui.phase === "live") ui.showAlert({ tone: "warning", title: "Microphone disconnected", message: "The microphone stopped working. Reconnect it, then press Continue.", actions: { resume: true } });
+    if (ui.phase === "live") ui.showAlert({ tone: "warning", title: "Microphone disconnected", message: "The microphone stopped working. Reconnect it, then press Continue.", resume: true });
   });
 }
 
 // The conversation the server gave us: its transcript events go out on its socket.
 function adopt(data) {
-  const id = data.conversation.id;
+  const { id, url } = data.conversation;
   if (session.conversation?.id !== id || !session.socket) session.socket = deliveries.open(id, data.socket_url);
-  session.conversation = { id, url: data.conversation.url, socketUrl: data.socket_url };
+  session.conversation = { id, url };
   deliveries.liveId = id;
   ui.setSaveState(deliveries.summary());
 }
@@ -167,7 +161,7 @@ function failed(failure, attempt) {
     visualiser.detachAll();
   }
   ui.setPhase(canResume ? "lost" : "idle");
-  ui.showAlert({ ...described, actions: { resume: canResume && described.retry, login: described.login, reload: described.reload } });
+  ui.showAlert({ ...described, resume: canResume && described.retry });
   ui.setStatus(canResume ? "The session is paused." : "Not connected.");
   if (!described.retry || described.retryAfter > 0) ui.blockStart(true);
   if (described.retryAfter > 0) {
@@ -239,8 +233,6 @@ function received(event) {
       else if (verdict.action === "notify") ui.showAlert({ tone: "warning", ...describeFailure(new VoiceFailure("openai", verdict.error)) });
       break;
     }
-    default:
-      break;
   }
   ui.setInterruptible(session.responding || session.speaking);
 }
@@ -280,9 +272,7 @@ function idleStatus() {
   else ui.setStatus(session.muted ? "Your microphone is muted." : "Listening — just speak.");
 }
 
-function sendAll(events) {
-  events.forEach((event) => session.call?.send(event));
-}
+const sendAll = (events) => events.forEach((event) => session.call?.send(event));
 
 function mute(muted) {
   session.muted = muted;
@@ -332,42 +322,23 @@ function tick() {
   ui.setTimer(elapsed);
   if (!session.warned && elapsed >= (config.sessionLimitSeconds - config.warnBeforeSeconds) * 1000) {
     session.warned = true;
-    const minutes = Math.round(config.sessionLimitSeconds / 60);
     ui.showAlert({
       tone: "info",
       title: "This session ends soon",
-      message: `OpenAI sessions last at most ${minutes} minutes. Continue now in a new session to carry on this conversation without a break.`,
-      actions: { resume: true },
+      message: `OpenAI sessions last at most ${Math.round(config.sessionLimitSeconds / 60)} minutes. Continue now in a new session to carry on this conversation without a break.`,
+      resume: true,
     });
   }
 }
 
-// --- Storage
-
-// The outbox lives in localStorage. If the browser refuses it (some privacy modes), a Map keeps
-// the page working; only a reload could then lose what is unsent.
-function storage(name) {
-  try {
-    const store = window[name];
-    store.setItem("voice.probe", "1");
-    store.removeItem("voice.probe");
-    return store;
-  } catch {
-    const map = new Map();
-    return {
-      get length() { return map.size; },
-      key: (i) => [...map.keys()][i] ?? null,
-      getItem: (k) => map.get(k) ?? null,
-      setItem: (k, value) => map.set(k, String(value)),
-      removeItem: (k) => map.delete(k),
-    };
-  }
-}
-
 // This tab's id survives reloads (sessionStorage): its leftovers are its own to deliver.
+// Where the browser refuses storage, each page is a new tab.
 function tabId() {
-  const store = storage("sessionStorage");
-  const id = store.getItem("voice.tab") || crypto.randomUUID?.() || String(Math.random()).slice(2);
-  store.setItem("voice.tab", id);
-  return id;
+  const id = crypto.randomUUID?.() || String(Math.random()).slice(2);
+  try {
+    if (!sessionStorage.getItem("voice.tab")) sessionStorage.setItem("voice.tab", id);
+    return sessionStorage.getItem("voice.tab");
+  } catch {
+    return id;
+  }
 }

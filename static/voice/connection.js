@@ -18,13 +18,13 @@ export async function mintSession(apiUrl, csrfToken, body) {
     throw new VoiceFailure("api-network");
   }
   const data = await response.json().catch(() => null);
+  const { status } = response;
   if (!response.ok) {
     const { code, message } = data?.error || {};
-    const retryAfter = parseRetryAfter(response.headers.get("Retry-After"));
-    throw new VoiceFailure("api", { status: response.status, code, message, retryAfter });
+    throw new VoiceFailure("api", { status, code, message, retryAfter: parseRetryAfter(response.headers.get("Retry-After")) });
   }
   if (!data?.client_secret || !data.calls_url || !data.conversation) {
-    throw new VoiceFailure("api", { status: response.status, message: "The server's answer was incomplete." });
+    throw new VoiceFailure("api", { status, message: "The server's answer was incomplete." });
   }
   return data;
 }
@@ -39,11 +39,10 @@ export async function openMicrophone() {
 }
 
 // One OpenAI session: the microphone up, the model's voice down, `oai-events` both ways.
-// onEvent(event); onState("connected" | "unstable" | "failed" | "channel-closed");
-// onRemoteStream(stream)
+// onState("connected" | "unstable" | "failed" | "channel-closed")
 export class RealtimeCall {
   constructor({ onEvent, onState, onRemoteStream }) {
-    Object.assign(this, { onEvent, onState, onRemoteStream, queue: [], closed: false, callId: "" });
+    Object.assign(this, { onEvent, onState, onRemoteStream, closed: false });
   }
 
   // Resolves when the data channel is open; rejects with a VoiceFailure.
@@ -51,21 +50,31 @@ export class RealtimeCall {
     const pc = (this.pc = new RTCPeerConnection());
     stream.getAudioTracks().forEach((track) => pc.addTrack(track, stream));
     pc.ontrack = (event) => this.onRemoteStream(event.streams[0] || new MediaStream([event.track]));
+    pc.onconnectionstatechange = () => {
+      const state = pc.connectionState;
+      if (this.closed) return;
+      if (state === "connected") this.onState("connected");
+      else if (state === "disconnected") this.onState("unstable"); // often recovers by itself
+      else if (state === "failed") {
+        this.settle(new VoiceFailure("ice"));
+        this.onState("failed");
+      }
+    };
     // Before the offer, so that the offer negotiates it.
     const channel = (this.channel = pc.createDataChannel("oai-events"));
+    channel.onmessage = ({ data }) => {
+      const event = parseJson(data);
+      if (typeof event?.type === "string") this.onEvent(event);
+    };
+    channel.onclose = () => this.closed || this.onState("channel-closed");
     const opened = new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new VoiceFailure("timeout")), timeoutMs);
       this.settle = (failure) => {
         clearTimeout(timer);
-        if (failure) reject(failure);
-        else resolve();
+        failure ? reject(failure) : resolve();
       };
-      channel.addEventListener("open", () => this.settle());
+      channel.onopen = () => this.settle();
     });
-    channel.addEventListener("open", () => this.queue.splice(0).forEach((event) => this.send(event)));
-    channel.addEventListener("message", (message) => this.receive(message.data));
-    channel.addEventListener("close", () => this.closed || this.onState("channel-closed"));
-    pc.addEventListener("connectionstatechange", () => this.connectionChanged());
 
     const offer = await pc.createOffer();
     await pc.setLocalDescription(offer);
@@ -86,32 +95,12 @@ export class RealtimeCall {
     }
     const body = await response.text();
     if (!response.ok) throw new VoiceFailure("sdp", { status: response.status, message: openaiMessage(body) });
-    // rtc_…; readable only if OpenAI exposes the header to this origin.
-    this.callId = (response.headers.get("Location") || "").split("/").pop();
     return body;
   }
 
-  connectionChanged() {
-    const state = this.pc.connectionState;
-    if (this.closed) return;
-    if (state === "connected") this.onState("connected");
-    else if (state === "disconnected") this.onState("unstable"); // often recovers by itself
-    else if (state === "failed") {
-      this.settle(new VoiceFailure("ice"));
-      this.onState("failed");
-    }
-  }
-
-  receive(data) {
-    const event = parseJson(data);
-    if (typeof event?.type === "string") this.onEvent(event);
-  }
-
-  // Client events wait, in order, until the channel is open (realtime-api.md §4).
+  // Only once the channel is open: the page sends nothing before the session is live.
   send(event) {
-    if (this.closed) return;
     if (this.channel?.readyState === "open") this.channel.send(JSON.stringify(event));
-    else this.queue.push(event);
   }
 
   close() {

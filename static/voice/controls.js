@@ -1,5 +1,5 @@
-// The page's controls and status surfaces (buttons per phase, status line, alert, save
-// indicator, timer, push-to-talk gestures). Knows nothing of WebRTC: chat.js passes handlers in.
+// The page's controls and status surfaces: buttons per phase, status line, alert, save
+// indicator, timer, push-to-talk. Knows nothing of WebRTC: chat.js passes the handlers in.
 // Phases: idle → starting → live ⇄ lost (→ starting …) → ended → starting …
 
 export function formatClock(ms) {
@@ -17,19 +17,14 @@ const BADGE = {
   ended: ["Ended", "badge-ended"],
 };
 
-const IDS = [
-  "voice", "voice-status", "session-badge", "session-timer", "session-clock", "voice-alert", "voice-alert-box",
-  "voice-alert-title", "voice-alert-message", "voice-alert-actions", "alert-continue", "alert-login", "alert-reload",
-  "start", "stop", "continue", "mute", "interrupt", "ptt", "ptt-help", "voice-select", "detection-select",
-  "detection-field", "message", "send", "composer", "save-state", "conversation-link", "mic-note", "model-note",
-];
 const camel = (id) => id.replace(/-(\w)/g, (_, c) => c.toUpperCase());
 
 export class Controls {
   constructor(handlers) {
-    this.handlers = handlers;
-    this.el = Object.fromEntries(IDS.map((id) => [camel(id), document.getElementById(id)]));
-    Object.assign(this, { phase: "idle", pressing: false, alertActions: {}, startBlocked: false });
+    const root = document.getElementById("voice");
+    // Every element of the page by its id, camel-cased: el.voiceAlertTitle is #voice-alert-title.
+    this.el = Object.fromEntries([root, ...root.querySelectorAll("[id]")].map((node) => [camel(node.id), node]));
+    Object.assign(this, { handlers, phase: "idle", pressing: false, alertActions: {}, startBlocked: false });
     this.bind();
     this.showMode();
   }
@@ -37,7 +32,7 @@ export class Controls {
   // server_vad | semantic_vad | manual (push-to-talk)
   get mode() {
     const checked = this.el.voice.querySelector('input[name="mode"]:checked');
-    return checked && checked.value === "push-to-talk" ? "manual" : this.el.detectionSelect.value;
+    return checked?.value === "push-to-talk" ? "manual" : this.el.detectionSelect.value;
   }
 
   get voice() {
@@ -145,11 +140,11 @@ export class Controls {
     if (!live) el.interrupt.disabled = true;
     el.sessionTimer.hidden = !(live || phase === "lost");
     // The alert's own Continue only while the main one is hidden (the "ends soon" warning).
-    const actions = this.alertActions;
-    el.alertContinue.hidden = !actions.resume || !el.continue.hidden;
-    el.alertLogin.hidden = !actions.login;
-    el.alertReload.hidden = !actions.reload;
-    el.voiceAlertActions.hidden = el.alertContinue.hidden && el.alertLogin.hidden && el.alertReload.hidden;
+    const { resume, login, reload } = this.alertActions;
+    el.alertContinue.hidden = !resume || !el.continue.hidden;
+    el.alertLogin.hidden = !login;
+    el.alertReload.hidden = !reload;
+    el.voiceAlertActions.hidden = el.alertContinue.hidden && !login && !reload;
   }
 
   // Start stays off while the server cannot issue keys, or a rate limit runs out.
@@ -171,15 +166,15 @@ export class Controls {
     if (model !== undefined) this.el.modelNote.textContent = model;
   }
 
-  // tone: error | warning | info; actions: { resume, login, reload }
-  showAlert({ title, message, tone = "error", actions = {} }) {
+  // tone: error | warning | info; resume, login, reload: the actions it offers
+  showAlert({ title, message, tone = "error", resume, login, reload }) {
     const { el } = this;
     el.voiceAlertBox.className = `alert alert-${tone}`;
     el.voiceAlertBox.setAttribute("role", tone === "info" ? "status" : "alert");
     el.voiceAlertTitle.textContent = title;
     el.voiceAlertMessage.textContent = message;
     el.voiceAlert.hidden = false;
-    this.alertActions = actions;
+    this.alertActions = { resume, login, reload };
     this.refresh();
   }
 

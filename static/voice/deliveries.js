@@ -1,26 +1,34 @@
 // All transcript sockets of the page: the live conversation's, and those still delivering an
-// ended conversation or an earlier page's leftovers. Summed up for the save indicator. No DOM.
+// ended conversation or an earlier page's leftovers. Summed up for the save indicator.
 
 import { Outbox, leftovers } from "./outbox.js";
-import { TranscriptSocket } from "./socket.js";
+import { TranscriptSocket, absoluteSocketUrl } from "./socket.js";
 
 const DONE = new Set(["finished", "closed"]);
 const SAVED = new Set(["online", ...DONE]);
 const RANK = { idle: 0, finished: 1, closed: 1, online: 2, connecting: 3, offline: 4, gone: 4, denied: 5 };
 
+// Some privacy modes refuse localStorage: the outboxes then live in memory only (outbox.js).
+function localStore() {
+  try {
+    return localStorage;
+  } catch {
+    return null;
+  }
+}
+
 export class Deliveries {
-  // socketUrl(path) → ws(s):// URL
-  constructor({ storage, owner, socketUrl, socketOptions = {}, onChange = () => {}, now = Date.now }) {
-    Object.assign(this, { storage, owner, socketUrl, socketOptions, onChange, now, sockets: new Map(), liveId: null });
+  constructor({ owner, onChange }) {
+    Object.assign(this, { storage: localStore(), owner, onChange, sockets: new Map(), liveId: null });
   }
 
   // The socket of a conversation, opened if needed.
   open(conversationId, socketPath, recovering = false) {
     const known = this.sockets.get(conversationId);
     if (known && !DONE.has(known.state)) return Object.assign(known, { recovering: known.recovering && recovering });
-    const outbox = new Outbox(this.storage, conversationId, { socketUrl: socketPath, owner: this.owner, now: this.now });
+    const outbox = new Outbox(this.storage, conversationId, { socketUrl: socketPath, owner: this.owner });
     outbox.persist(); // claim it for this tab
-    const socket = new TranscriptSocket(this.socketUrl(socketPath), outbox, { ...this.socketOptions, onStatus: () => this.changed(socket) });
+    const socket = new TranscriptSocket(absoluteSocketUrl(socketPath, location), outbox, { onStatus: () => this.changed(socket) });
     socket.recovering = recovering;
     this.sockets.set(conversationId, socket);
     return socket.start();
@@ -28,9 +36,9 @@ export class Deliveries {
 
   // Deliver what earlier pages of this tab (or tabs long gone) left behind.
   recover() {
-    const found = leftovers(this.storage, { owner: this.owner, now: this.now() });
-    found.filter((left) => left.socketUrl).forEach((left) => this.open(left.conversationId, left.socketUrl, true));
-    return found;
+    for (const { conversationId, socketUrl } of leftovers(this.storage, { owner: this.owner })) {
+      if (socketUrl) this.open(conversationId, socketUrl, true);
+    }
   }
 
   changed(socket) {
@@ -49,7 +57,7 @@ export class Deliveries {
       if (RANK[socket.state] > RANK[state]) state = socket.state;
       if (socket.state === "offline") retryAt = Math.min(retryAt, socket.retryAt);
     }
-    return { pending, state, retryInMs: Number.isFinite(retryAt) ? Math.max(0, retryAt - this.now()) : 0 };
+    return { pending, state, retryInMs: retryAt < Infinity ? Math.max(0, retryAt - Date.now()) : 0 };
   }
 
   flushAll() {

@@ -1,11 +1,10 @@
-// Delivers one conversation's outbox over /ws/conversations/<uuid>/.
-// Frames go out only after `ready`, which says what the server already holds: the outbox drops
-// that and resends the rest in order. Every (re)connect starts so, which is why a dropped
-// socket, a restarted server or a reload all end with each frame stored exactly once.
-// No DOM; the WebSocket class and the timers are injectable (node tests).
+// Delivers one conversation's outbox over /ws/conversations/<uuid>/. Frames go out only after
+// `ready`, which says what the server already holds: the outbox drops that and resends the rest
+// in order. Every (re)connect starts so, which is why a dropped socket, a restarted server or a
+// reload all end with each frame stored exactly once. No DOM; WebSocket and timers injectable.
 
-export const CLOSE_NOT_AUTHENTICATED = 4401;
-export const CLOSE_NOT_FOUND = 4404;
+const CLOSE_NOT_AUTHENTICATED = 4401;
+const CLOSE_NOT_FOUND = 4404;
 
 // Exponential backoff with "equal jitter": at least half the step, so a restarting server is
 // not hammered and many tabs do not reconnect in lockstep.
@@ -19,15 +18,24 @@ export function absoluteSocketUrl(path, location) {
   return `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}${path}`;
 }
 
-// onStatus({ state, pending, retryAt }), state: connecting | online | offline | closed |
+export function parseJson(text) {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null;
+  }
+}
+
+// onStatus({ state, pending, retryAt }), state: idle | connecting | online | offline | closed |
 // finished | denied (4401: signed out) | gone (4404: no such conversation for this user)
 export class TranscriptSocket {
-  constructor(url, outbox, options = {}) {
-    const { WebSocket = globalThis.WebSocket, timers = globalThis, onStatus = () => {}, backoff = {} } = options;
-    const onFrameError = options.onFrameError || ((message) => console.warn("Transcript frame refused", message));
-    Object.assign(this, { url, outbox, WebSocket, timers, onStatus, onFrameError, backoff, ws: null, isReady: false, attempt: 0, stopped: false, state: "idle", retryAt: 0 });
-    Object.assign(this, { readyTimeoutMs: options.readyTimeoutMs ?? 8000, pingIntervalMs: options.pingIntervalMs ?? 20000 });
-    this.closing = false; // `end` sent: close once the server has it
+  constructor(url, outbox, {
+    WebSocket = globalThis.WebSocket, timers = globalThis, backoff = {}, readyTimeoutMs = 8000, pingIntervalMs = 20000,
+    onStatus = () => {}, onFrameError = (message) => console.warn("Transcript frame refused", message),
+  } = {}) {
+    Object.assign(this, { url, outbox, WebSocket, timers, backoff, readyTimeoutMs, pingIntervalMs, onStatus, onFrameError });
+    // closing: `end` sent, close once the server has it; sentUpTo: highest seq sent on this connection
+    Object.assign(this, { ws: null, isReady: false, closing: false, stopped: false, attempt: 0, sentUpTo: 0, state: "idle", retryAt: 0 });
   }
 
   start() {
@@ -40,7 +48,6 @@ export class TranscriptSocket {
     const frame = this.outbox.push(event);
     if (this.isReady) this.sendFrame(frame);
     this.report();
-    return frame;
   }
 
   sendFrame(frame) {
@@ -56,12 +63,11 @@ export class TranscriptSocket {
     else this.start();
   }
 
-  // Page hide: the last chance. Frames not yet sent on this connection go out even before
-  // `ready` (the server ignores seqs it has); those already in flight need not go twice.
+  // Page hide, the last chance: frames not yet sent on this connection go out even before
+  // `ready` (the server ignores seqs it has).
   flush() {
-    if (this.ws?.readyState === 1) {
-      this.outbox.pending().filter((frame) => frame.seq > this.sentUpTo).forEach((frame) => this.sendFrame(frame));
-    }
+    if (this.ws?.readyState !== 1) return;
+    for (const frame of this.outbox.pending()) if (frame.seq > this.sentUpTo) this.sendFrame(frame);
   }
 
   stop() {
@@ -73,20 +79,18 @@ export class TranscriptSocket {
   connect() {
     this.clearTimers();
     this.isReady = false;
-    this.sentUpTo = 0; // highest seq sent on this connection
+    this.sentUpTo = 0;
     this.setState("connecting");
     let ws;
     try {
-      ws = new this.WebSocket(this.url);
+      ws = this.ws = new this.WebSocket(this.url);
     } catch {
       return this.scheduleReconnect();
     }
-    this.ws = ws;
     // A socket that opens but never says `ready` (a stuck proxy or server) is as good as closed.
     ws.onopen = () => (this.readyTimer = this.timers.setTimeout(() => this.drop(), this.readyTimeoutMs));
     ws.onmessage = (message) => this.receive(message.data);
     ws.onclose = (event) => this.closed(event.code);
-    ws.onerror = () => {}; // a close follows
   }
 
   receive(data) {
@@ -107,8 +111,8 @@ export class TranscriptSocket {
         this.report();
         if (this.closing && outbox.finished) this.send({ type: "ping" });
         break;
-      case "error":
-        if (Number.isInteger(message.seq)) outbox.reject(message.seq);
+      case "error": // a frame refused for good: kept, it would stop the outbox from ever draining
+        if (Number.isInteger(message.seq)) outbox.ack(message.seq);
         this.report();
         this.onFrameError(message);
         break;
@@ -132,33 +136,31 @@ export class TranscriptSocket {
   }
 
   send(payload) {
-    if (this.ws?.readyState === 1) quietly(() => this.ws.send(JSON.stringify(payload))); // else a close follows
+    if (this.ws?.readyState === 1) this.ws.send(JSON.stringify(payload)); // else a close follows
   }
 
   drop() {
-    if (!this.ws) return;
     this.disconnect(4000);
     this.closed(1006);
   }
 
   // Forget the socket (its late events too); close it with `code`, if given.
   disconnect(code) {
-    const ws = this.ws;
+    const { ws } = this;
     this.ws = null;
     this.isReady = false;
     this.clearTimers();
-    if (ws) {
-      ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
-      if (code) quietly(() => ws.close(code));
-    }
+    if (!ws) return;
+    ws.onopen = ws.onmessage = ws.onclose = null;
+    if (code) ws.close(code);
   }
 
   closed(code) {
     this.disconnect();
     if (this.stopped) return;
-    if (code === CLOSE_NOT_AUTHENTICATED) return this.setState("denied");
-    if (code === CLOSE_NOT_FOUND) return this.setState("gone");
-    this.scheduleReconnect();
+    if (code === CLOSE_NOT_AUTHENTICATED) this.setState("denied");
+    else if (code === CLOSE_NOT_FOUND) this.setState("gone");
+    else this.scheduleReconnect();
   }
 
   scheduleReconnect() {
@@ -187,18 +189,4 @@ export class TranscriptSocket {
   report() {
     this.onStatus({ state: this.state, pending: this.outbox.size, retryAt: this.retryAt });
   }
-}
-
-export function parseJson(text) {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return null;
-  }
-}
-
-function quietly(action) {
-  try {
-    action();
-  } catch {} // already closed
 }

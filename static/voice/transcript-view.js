@@ -1,6 +1,5 @@
-// Draws a TranscriptModel into the <ol role="log">: one <li> per line, inserted at the line's
-// place in the conversation (a late user transcript fills a line above the reply); only the
-// lines an event changed are touched.
+// Draws a TranscriptModel into the <ol role="log">: one <li> per line, at the line's place in
+// the conversation; only the lines an event changed are touched.
 
 const LABEL = { pending: "Transcribing…", live: "Speaking…", failed: "Not transcribed", interrupted: "Interrupted" };
 
@@ -28,7 +27,11 @@ export class TranscriptView {
         continue;
       }
       if (!node) {
-        node = createLine(line);
+        node = document.createElement("li");
+        node.className = `line line-${line.role}`;
+        node.dataset.itemId = id;
+        node.innerHTML = '<div class="line-meta"><span class="line-who"></span><span class="badge line-badge"></span></div><p class="line-text"></p>';
+        node.querySelector(".line-who").textContent = line.role === "user" ? "You" : "Assistant";
         this.nodes.set(id, node);
         // Before the first drawn line that comes later in the conversation.
         const later = model.order.slice(model.order.indexOf(id) + 1).map((other) => this.nodes.get(other)).find(Boolean);
@@ -41,18 +44,8 @@ export class TranscriptView {
   }
 }
 
-function createLine(line) {
-  const li = document.createElement("li");
-  li.className = `line line-${line.role}`;
-  li.dataset.itemId = line.id;
-  li.innerHTML = '<div class="line-meta"><span class="line-who"></span><span class="badge line-badge"></span></div><p class="line-text"></p>';
-  li.querySelector(".line-who").textContent = line.role === "user" ? "You" : "Assistant";
-  return li;
-}
-
 function render(node, line) {
   const badge = node.querySelector(".line-badge");
-  const text = node.querySelector(".line-text");
   const typed = line.status === "completed" && line.kind === "text" && line.role === "user";
   const label = typed ? "Typed" : LABEL[line.status];
   Object.assign(node.dataset, { status: line.status, kind: line.kind });
@@ -62,6 +55,7 @@ function render(node, line) {
   badge.hidden = !label;
   badge.textContent = label || "";
   badge.className = `badge line-badge${typed ? "" : ` badge-${line.status === "live" ? "active" : line.status}`}`;
-  if (line.status === "failed" && !line.text) text.textContent = `Could not transcribe this${line.error ? ` (${line.error})` : ""}.`;
-  else text.textContent = line.text || (line.status === "pending" ? "…" : "");
+  node.querySelector(".line-text").textContent = line.status === "failed" && !line.text
+    ? `Could not transcribe this${line.error ? ` (${line.error})` : ""}.`
+    : line.text || (line.status === "pending" ? "…" : "");
 }

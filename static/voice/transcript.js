@@ -1,4 +1,4 @@
-// The live transcript as data: server events in, ordered lines out. Pure (node-tested).
+// The live transcript as data: server events in, ordered lines out. Pure, node-tested.
 // A line's place is the order in which its *item* entered the conversation (item.added/created,
 // or the first event naming it), never when its text arrived: the user's transcript often
 // comes after the reply to it, and fills the line already above that reply (DESIGN.md).
@@ -9,7 +9,6 @@
 
 const TEXT_PARTS = new Set(["input_text", "output_text", "text"]);
 const AUDIO_PARTS = new Set(["input_audio", "output_audio", "audio"]);
-const ENDED_EARLY = new Set(["cancelled", "incomplete"]);
 const ASSISTANT_TEXT = /^response\.(output_audio_transcript|audio_transcript|output_text|text)\.(delta|done)$/;
 
 export class TranscriptModel {
@@ -29,29 +28,32 @@ export class TranscriptModel {
   // Apply one event; returns the ids of the lines it changed.
   apply(event) {
     const type = event?.type;
-    if (typeof type !== "string") return [];
+    const id = event?.item_id;
     switch (type) {
       case "conversation.item.added":
       case "conversation.item.created":
       case "conversation.item.done":
         return this.item(event.item);
       case "conversation.item.input_audio_transcription.delta":
-        return this.userDelta(event);
+        return this.edit(id, "user", (line) => {
+          if (line.status !== "pending" || typeof event.delta !== "string") return;
+          line.text = (line.partial ? line.text : "") + event.delta;
+          line.partial = true;
+        });
       case "conversation.item.input_audio_transcription.completed":
-        return this.edit(event.item_id, "user", (line) => finish(line, String(event.transcript ?? "")));
+        return this.edit(id, "user", (line) => finish(line, String(event.transcript ?? "")));
       case "conversation.item.input_audio_transcription.failed":
-        return this.edit(event.item_id, "user", (line) => {
-          Object.assign(line, { status: "failed", partial: false });
-          line.error = event.error?.message || event.error?.code || "Transcription failed";
+        return this.edit(id, "user", (line) => {
+          Object.assign(line, { status: "failed", partial: false, error: event.error?.message || event.error?.code || "Transcription failed" });
         });
       case "conversation.item.truncated": // barge-in: the reply's audio was cut
-        return this.byId.get(event.item_id)?.role === "assistant" ? this.edit(event.item_id, "assistant", (line) => (line.status = "interrupted")) : [];
+        return this.byId.get(id)?.role === "assistant" ? this.edit(id, "assistant", (line) => (line.status = "interrupted")) : [];
       case "response.done":
         return this.responseDone(event.response || {});
       case "conversation.item.deleted":
-        if (!this.byId.delete(event.item_id)) return [];
-        this.order = this.order.filter((id) => id !== event.item_id);
-        return [event.item_id];
+        if (!this.byId.delete(id)) return [];
+        this.order = this.order.filter((other) => other !== id);
+        return [id];
       default:
         return ASSISTANT_TEXT.test(type) ? this.assistantText(event) : [];
     }
@@ -71,7 +73,7 @@ export class TranscriptModel {
   }
 
   item(item) {
-    if (!item || item.type !== "message" || (item.role !== "user" && item.role !== "assistant")) return [];
+    if (item?.type !== "message" || (item.role !== "user" && item.role !== "assistant")) return [];
     const content = Array.isArray(item.content) ? item.content : [];
     const typed = content.find((part) => TEXT_PARTS.has(part?.type) && typeof part.text === "string");
     const spoken = content.find((part) => AUDIO_PARTS.has(part?.type) && part.transcript);
@@ -83,14 +85,6 @@ export class TranscriptModel {
       } else if (spoken) {
         finish(line, String(spoken.transcript));
       }
-    });
-  }
-
-  userDelta({ item_id: id, delta }) {
-    return this.edit(id, "user", (line) => {
-      if (line.status !== "pending" || typeof delta !== "string") return;
-      line.text = (line.partial ? line.text : "") + delta;
-      line.partial = true;
     });
   }
 
@@ -115,8 +109,8 @@ export class TranscriptModel {
     const changed = [];
     for (const id of ids) {
       const line = this.byId.get(id);
-      if (!line || line.role !== "assistant") continue;
-      if (ENDED_EARLY.has(response.status)) line.status = "interrupted";
+      if (line?.role !== "assistant") continue;
+      if (response.status === "cancelled" || response.status === "incomplete") line.status = "interrupted";
       else if (response.status === "failed") {
         line.status = "failed";
         line.error = response.status_details?.error?.message || "The reply failed";

@@ -1,6 +1,6 @@
-// Two live waveforms (microphone, model voice) drawn from AnalyserNodes: one
-// requestAnimationFrame loop for both, stopped when nothing plays or the tab is hidden; the
-// canvas is resized only when its box changes; each frame strokes one path of POINTS points.
+// Two live waveforms (microphone, model voice) from AnalyserNodes: one requestAnimationFrame
+// loop for both, stopped when nothing plays or the tab is hidden; canvases are resized only
+// when their box changes; each frame strokes one path of POINTS points.
 
 const POINTS = 160;
 
@@ -11,7 +11,7 @@ export class Visualiser {
     this.sources = [];
     document.addEventListener("visibilitychange", () => (document.hidden ? this.pause() : this.resume()));
     const observer = new ResizeObserver(() => this.measure());
-    this.scopes.forEach((scope) => observer.observe(scope.canvas));
+    canvases.forEach((canvas) => observer.observe(canvas));
     matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => this.measure());
   }
 
