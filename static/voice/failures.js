@@ -80,8 +80,8 @@ const DESCRIBE = {
 
 export function describeFailure(failure) {
   const describe = DESCRIBE[failure?.kind];
-  if (describe) return describe(failure.details || {});
-  return { title: "Something went wrong", message: failure?.message || `An unexpected error occurred. ${AGAIN}` };
+  const described = describe ? describe(failure.details || {}) : { title: "Something went wrong", message: failure?.message || `An unexpected error occurred. ${AGAIN}` };
+  return { retry: true, ...described };
 }
 
 // OpenAI `error` events on the data channel: most leave the session open and are no news.

@@ -1,7 +1,6 @@
 // The transcript outbox: each forwarded event waits here, persisted, until the server acks it.
-// localStorage rather than IndexedDB: its writes are synchronous, so a frame is stored before
-// it can be sent. Every storage access is guarded: a storage that throws (quota, privacy modes)
-// or is missing leaves the record in memory only.
+// localStorage, not IndexedDB: synchronous, so a frame is stored before it can be sent. Where
+// storage throws or is missing (quota, privacy modes), the record lives in memory only.
 
 // The events the transcript is derived from (DESIGN.md), GA and beta names; never deltas.
 export const FORWARDED_TYPES = new Set([
@@ -26,8 +25,7 @@ function load(storage, key) {
 }
 
 export class Outbox {
-  // owner: this tab's id, so that a new page can tell its own leftovers from another tab's
-  // live outbox.
+  // owner: this tab's id; a new page delivers its own leftovers, not another tab's live outbox.
   constructor(storage, conversationId, { socketUrl = "", owner = "", now = Date.now } = {}) {
     Object.assign(this, { storage, key: storageKey(conversationId), owner, now, persistError: null });
     this.record = load(storage, this.key) || { v: 1, nextSeq: 1, frames: [], socketUrl, ended: false };
@@ -50,7 +48,7 @@ export class Outbox {
     return frame;
   }
 
-  // Frame `seq` is stored, or refused for good. Returns whether it was pending.
+  // Frame `seq` is stored, or refused for good; returns whether it was pending.
   ack(seq) {
     const { frames } = this.record;
     this.record.frames = frames.filter((frame) => frame.seq !== seq);
@@ -96,9 +94,9 @@ export class Outbox {
   }
 }
 
-// What a newly loaded page should deliver: outboxes with frames or an undelivered `end`, unless
-// another tab touched them lately (it is delivering them). Stale empty records are only seq
-// bookkeeping of finished pages: removed, so storage does not grow without bound.
+// What a new page should deliver: outboxes with frames or an undelivered `end`, unless another
+// tab touched them lately (it is delivering them). Stale empty records (seq bookkeeping of
+// finished pages) are removed, so storage does not grow without bound.
 export function leftovers(storage, { owner = "", now = Date.now(), staleAfterMs = 15000 } = {}) {
   let keys; // all first: removing a key renumbers the rest
   try {

@@ -1,13 +1,11 @@
-// Delivers one conversation's outbox over /ws/conversations/<uuid>/. Frames go out only after
-// `ready`, which says what the server already holds: the outbox drops that and resends the rest
-// in order. Every (re)connect starts so, which is why a dropped socket, a restarted server or a
-// reload all end with each frame stored exactly once. No DOM; WebSocket and timers injectable.
+// Delivers one conversation's outbox over /ws/conversations/<uuid>/. Every (re)connect waits
+// for `ready`, which says what the server holds; the outbox drops that and resends the rest in
+// order, so each frame is stored exactly once whatever drops or reloads. No DOM (node-tested).
 
 const CLOSE_NOT_AUTHENTICATED = 4401;
 const CLOSE_NOT_FOUND = 4404;
 
-// Exponential backoff with "equal jitter": at least half the step, so a restarting server is
-// not hammered and many tabs do not reconnect in lockstep.
+// Exponential backoff, "equal jitter": tabs do not reconnect in lockstep.
 export function backoffDelay(attempt, { min = 500, max = 15000, random = Math.random } = {}) {
   const step = Math.min(max, min * 2 ** Math.max(0, attempt));
   return Math.round(step / 2 + random() * (step / 2));
@@ -26,15 +24,15 @@ export function parseJson(text) {
   }
 }
 
-// onStatus({ state, pending, retryAt }), state: idle | connecting | online | offline | closed |
-// finished | denied (4401: signed out) | gone (4404: no such conversation for this user)
+// state: idle | connecting | online | offline | closed | finished | denied (signed out) | gone
+// (no such conversation for this user)
 export class TranscriptSocket {
   constructor(url, outbox, {
     WebSocket = globalThis.WebSocket, timers = globalThis, backoff = {}, readyTimeoutMs = 8000, pingIntervalMs = 20000,
     onStatus = () => {}, onFrameError = (message) => console.warn("Transcript frame refused", message),
   } = {}) {
     Object.assign(this, { url, outbox, WebSocket, timers, backoff, readyTimeoutMs, pingIntervalMs, onStatus, onFrameError });
-    // closing: `end` sent, close once the server has it; sentUpTo: highest seq sent on this connection
+    // closing: `end` sent; sentUpTo: the highest seq sent on this connection
     Object.assign(this, { ws: null, isReady: false, closing: false, stopped: false, attempt: 0, sentUpTo: 0, state: "idle", retryAt: 0 });
   }
 
@@ -55,16 +53,15 @@ export class TranscriptSocket {
     this.sentUpTo = Math.max(this.sentUpTo, frame.seq);
   }
 
-  // The user stopped: `end` after every pending frame. A flag in the outbox, so that a reload
-  // before delivery still ends the conversation.
+  // `end` after every pending frame; flagged in the outbox so that it survives a reload.
   end() {
     this.outbox.markEnded();
     if (this.isReady) this.sendEnd();
     else this.start();
   }
 
-  // Page hide, the last chance: frames not yet sent on this connection go out even before
-  // `ready` (the server ignores seqs it has).
+  // Page hide, the last chance: unsent frames go out even before `ready` (the server ignores
+  // seqs it has).
   flush() {
     if (this.ws?.readyState !== 1) return;
     for (const frame of this.outbox.pending()) if (frame.seq > this.sentUpTo) this.sendFrame(frame);
@@ -77,8 +74,7 @@ export class TranscriptSocket {
   }
 
   connect() {
-    this.clearTimers();
-    this.isReady = false;
+    this.clearTimers(); // a retry may be pending
     this.sentUpTo = 0;
     this.setState("connecting");
     let ws;
@@ -87,7 +83,7 @@ export class TranscriptSocket {
     } catch {
       return this.scheduleReconnect();
     }
-    // A socket that opens but never says `ready` (a stuck proxy or server) is as good as closed.
+    // Open but never `ready` (a stuck proxy or server) is as good as closed.
     ws.onopen = () => (this.readyTimer = this.timers.setTimeout(() => this.drop(), this.readyTimeoutMs));
     ws.onmessage = (message) => this.receive(message.data);
     ws.onclose = (event) => this.closed(event.code);
@@ -111,7 +107,7 @@ export class TranscriptSocket {
         this.report();
         if (this.closing && outbox.finished) this.send({ type: "ping" });
         break;
-      case "error": // a frame refused for good: kept, it would stop the outbox from ever draining
+      case "error": // refused for good: kept, it would block the outbox forever
         if (Number.isInteger(message.seq)) outbox.ack(message.seq);
         this.report();
         this.onFrameError(message);
@@ -144,7 +140,7 @@ export class TranscriptSocket {
     this.closed(1006);
   }
 
-  // Forget the socket (its late events too); close it with `code`, if given.
+  // Forget the socket, its late events too.
   disconnect(code) {
     const { ws } = this;
     this.ws = null;
@@ -170,7 +166,7 @@ export class TranscriptSocket {
     this.retryTimer = this.timers.setTimeout(() => this.connect(), delay);
   }
 
-  // The browser is back online: no need to sit out the backoff.
+  // Back online: no need to sit out the backoff.
   retryNow() {
     if (this.state === "offline" && !this.stopped) this.connect();
   }
