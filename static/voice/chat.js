@@ -1,10 +1,8 @@
-// The voice page: controls, WebRTC call, transcript and outbox together. A session's life:
-//   Start → microphone → key (our server) → WebRTC call (OpenAI) → live
-//   live → lost (connection or channel lost, 60-minute cap) → Continue: a new key and peer
-//     connection for the same conversation → live
-//   Stop → call closed, microphone released, `end` delivered after the last transcript event
+// The voice page: controls, WebRTC call, transcript and outbox together.
+// Start → microphone → key (our server) → call (OpenAI) → live → lost (connection lost, time
+// cap) → Continue: a new key and call, same conversation. Stop: `end` after the last event.
 
-import { RealtimeCall, mintSession, openMicrophone } from "./connection.js";
+import * as openai from "./connection.js";
 import { Controls } from "./controls.js";
 import { Deliveries } from "./deliveries.js";
 import { VoiceFailure, classifyOpenAIError, describeFailure } from "./failures.js";
@@ -12,7 +10,6 @@ import { shouldForward } from "./outbox.js";
 import { TranscriptModel } from "./transcript.js";
 import { TranscriptView } from "./transcript-view.js";
 import { Visualiser } from "./visualiser.js";
-import * as clientEvents from "./client-events.js";
 
 const $ = (id) => document.getElementById(id);
 const config = JSON.parse($("voice-config").textContent);
@@ -23,9 +20,9 @@ const visualiser = new Visualiser([$("mic-canvas"), $("model-canvas")]);
 const speaker = $("voice").appendChild(Object.assign(document.createElement("audio"), { autoplay: true, hidden: true }));
 
 const session = {
-  attempt: 0, // bumped by every start, continue and stop: results of older attempts are ignored
-  conversation: null, // { id, url } of the conversation on screen
-  wentLive: false, // it has had an open session (else a retry reuses it: no empty conversations)
+  attempt: 0, // bumped by start, continue and stop: older attempts' results are ignored
+  conversation: null, // { id, url }
+  wentLive: false, // if not, a retry reuses the conversation: no empty ones
   stream: null, call: null, socket: null, startedAt: 0,
   muted: false, pushing: false, responding: false, speaking: false, warned: false,
 };
@@ -43,8 +40,6 @@ addEventListener("pagehide", () => {
   releaseMicrophone();
 });
 
-// --- Life cycle
-
 async function start() {
   if (ui.phase === "starting" || ui.phase === "live") return;
   performance.mark("voice:start");
@@ -53,7 +48,6 @@ async function start() {
   await begin();
 }
 
-// The same conversation in a new OpenAI session.
 async function resume() {
   if (!session.conversation || (ui.phase !== "lost" && ui.phase !== "live")) return;
   closeCall();
@@ -62,17 +56,16 @@ async function resume() {
 
 async function begin() {
   const attempt = ++session.attempt;
-  const extra = session.conversation ? { conversation: session.conversation.id } : {};
   ui.clearAlert();
   ui.setPhase("starting");
   try {
     await ensureMicrophone(attempt);
     ui.setStatus("Starting a session…");
-    const data = await mintSession(config.apiUrl, $("voice").dataset.csrf, { voice: ui.voice, turn_detection: ui.mode, ...extra });
+    const data = await openai.mintSession(config.apiUrl, $("voice").dataset.csrf, { voice: ui.voice, turn_detection: ui.mode, conversation: session.conversation?.id });
     current(attempt);
     adopt(data);
     ui.setStatus("Connecting to OpenAI…");
-    const call = (session.call = new RealtimeCall({
+    const call = (session.call = new openai.RealtimeCall({
       onEvent: (event) => call === session.call && received(event),
       onState: (state) => call === session.call && callState(state),
       onRemoteStream: (stream) => call === session.call && playRemote(stream),
@@ -120,7 +113,7 @@ function forgetConversation() {
 async function ensureMicrophone(attempt) {
   if (session.stream?.getAudioTracks().every((track) => track.readyState === "live")) return;
   ui.setStatus("Waiting for permission to use the microphone…");
-  const stream = await openMicrophone();
+  const stream = await openai.openMicrophone();
   if (attempt !== session.attempt) stopTracks(stream);
   current(attempt);
   session.stream = stream;
@@ -130,7 +123,6 @@ async function ensureMicrophone(attempt) {
   });
 }
 
-// The conversation the server gave us: its transcript events go out on its socket.
 function adopt(data) {
   const { id, url } = data.conversation;
   if (session.conversation?.id !== id || !session.socket) session.socket = deliveries.open(id, data.socket_url);
@@ -174,7 +166,7 @@ function failed(failure, attempt) {
   }
 }
 
-// The session ended under us: keep the conversation, transcript and microphone; offer Continue.
+// The session ended under us: keep conversation and microphone; offer Continue.
 function lose(kind) {
   if (ui.phase === "live") failed(new VoiceFailure(kind), session.attempt);
 }
@@ -192,8 +184,6 @@ function releaseMicrophone() {
 }
 
 const stopTracks = (stream) => stream?.getTracks().forEach((track) => track.stop());
-
-// --- Events from OpenAI
 
 function received(event) {
   // Into the outbox first: stored before anything else can go wrong.
@@ -248,7 +238,7 @@ function callState(state) {
 function playRemote(stream) {
   speaker.srcObject = stream;
   speaker.play().catch((error) => {
-    // AbortError: the call ended before playback began. Only a refusal needs the user.
+    // AbortError: the call ended first. Only a refusal needs the user.
     if (error.name !== "NotAllowedError") return;
     ui.setStatus("Your browser blocked audio playback: click anywhere on the page to hear the assistant.");
     document.addEventListener("click", () => speaker.play().catch(() => {}), { once: true });
@@ -256,9 +246,6 @@ function playRemote(stream) {
   visualiser.attach(1, stream);
 }
 
-// --- Controls
-
-// Push-to-talk: the microphone is live only while the button is held. Hands-free: unless muted.
 function applyMicrophone() {
   const manual = ui.mode === "manual";
   const on = manual ? session.pushing : !session.muted;
@@ -272,8 +259,6 @@ function idleStatus() {
   else ui.setStatus(session.muted ? "Your microphone is muted." : "Listening — just speak.");
 }
 
-const sendAll = (events) => events.forEach((event) => session.call?.send(event));
-
 function mute(muted) {
   session.muted = muted;
   applyMicrophone();
@@ -282,13 +267,13 @@ function mute(muted) {
 
 function changeMode(mode) {
   session.pushing = false;
-  if (ui.phase === "live") sendAll([clientEvents.sessionUpdateMode(mode)]);
+  if (ui.phase === "live") session.call?.send([openai.sessionUpdateMode(mode)]);
   applyMicrophone();
   idleStatus();
 }
 
 function pushStart() {
-  sendAll(clientEvents.pushToTalkPress());
+  session.call?.send(openai.pushToTalkPress());
   session.pushing = true;
   applyMicrophone();
   ui.setStatus("Listening… release to send.");
@@ -297,22 +282,20 @@ function pushStart() {
 function pushEnd() {
   session.pushing = false;
   applyMicrophone();
-  sendAll(clientEvents.pushToTalkRelease());
+  session.call?.send(openai.pushToTalkRelease());
   ui.setStatus("Sent. Waiting for the answer…");
 }
 
 function send(text) {
-  sendAll(clientEvents.typedMessage(text));
+  session.call?.send(openai.typedMessage(text));
 }
 
 function interrupt() {
-  sendAll(clientEvents.interruptReply());
+  session.call?.send(openai.interruptReply());
   ui.setInterruptible(false);
   ui.setStatus("Interrupted.");
 }
 
-// Once a second: the clock, the warning before the 60-minute cap, the save indicator's
-// countdown, and a heartbeat on the outboxes this tab delivers.
 function tick() {
   deliveries.heartbeat();
   const summary = deliveries.summary();
@@ -332,7 +315,6 @@ function tick() {
 }
 
 // This tab's id survives reloads (sessionStorage): its leftovers are its own to deliver.
-// Where the browser refuses storage, each page is a new tab.
 function tabId() {
   const id = crypto.randomUUID?.() || String(Math.random()).slice(2);
   try {

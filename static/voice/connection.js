@@ -1,22 +1,18 @@
-// The session key from our server, the microphone, and the WebRTC call to OpenAI
-// (realtime-api.md §2). Every failure becomes a VoiceFailure the page can explain.
+// Talking to OpenAI (realtime-api.md): the key from our server, the microphone, the WebRTC
+// call and the client events it sends. Every failure becomes a VoiceFailure.
 
 import { VoiceFailure, parseRetryAfter } from "./failures.js";
 import { parseJson } from "./socket.js";
 
 // POST /api/realtime/sessions → { conversation, client_secret, calls_url, socket_url, … }
 export async function mintSession(apiUrl, csrfToken, body) {
-  let response;
-  try {
-    response = await fetch(apiUrl, {
-      method: "POST",
-      credentials: "same-origin",
-      headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken },
-      body: JSON.stringify(body),
-    });
-  } catch {
+  const response = await fetch(apiUrl, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken },
+    body: JSON.stringify(body),
+  }).catch(() => {
     throw new VoiceFailure("api-network");
-  }
+  });
   const data = await response.json().catch(() => null);
   const { status } = response;
   if (!response.ok) {
@@ -38,8 +34,7 @@ export async function openMicrophone() {
   }
 }
 
-// One OpenAI session: the microphone up, the model's voice down, `oai-events` both ways.
-// onState("connected" | "unstable" | "failed" | "channel-closed")
+// One OpenAI session. onState: connected | unstable | failed | channel-closed
 export class RealtimeCall {
   constructor({ onEvent, onState, onRemoteStream }) {
     Object.assign(this, { onEvent, onState, onRemoteStream, closed: false });
@@ -84,23 +79,20 @@ export class RealtimeCall {
     await opened;
   }
 
-  // POST the offer; a 201 carries the answer. Errors are OpenAI's JSON and must never reach
-  // setRemoteDescription.
+  // A 201 carries the answer; an error is OpenAI's JSON, never for setRemoteDescription.
   async exchange(callsUrl, key, sdp) {
-    let response;
-    try {
-      response = await fetch(callsUrl, { method: "POST", body: sdp, headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/sdp" } });
-    } catch {
+    const headers = { Authorization: `Bearer ${key}`, "Content-Type": "application/sdp" };
+    const response = await fetch(callsUrl, { method: "POST", body: sdp, headers }).catch(() => {
       throw new VoiceFailure("sdp-network", { origin: new URL(callsUrl, location.href).origin });
-    }
+    });
     const body = await response.text();
     if (!response.ok) throw new VoiceFailure("sdp", { status: response.status, message: openaiMessage(body) });
     return body;
   }
 
-  // Only once the channel is open: the page sends nothing before the session is live.
-  send(event) {
-    if (this.channel?.readyState === "open") this.channel.send(JSON.stringify(event));
+  // No queue: nothing is sent before the session is live.
+  send(events) {
+    if (this.channel?.readyState === "open") events.forEach((event) => this.channel.send(JSON.stringify(event)));
   }
 
   close() {
@@ -111,8 +103,33 @@ export class RealtimeCall {
   }
 }
 
-// OpenAI's JSON error, or else the start of the body.
 function openaiMessage(body) {
   const error = parseJson(body)?.error;
   return error ? error.message || error.code || "" : String(body || "").trim().slice(0, 200);
 }
+
+// Client events. Hands-free: OpenAI detects the end of a turn and answers; push-to-talk
+// ("manual"): the page commits.
+function turnDetection(mode) {
+  if (mode === "manual") return null;
+  const answer = { create_response: true, interrupt_response: true };
+  if (mode === "semantic_vad") return { type: "semantic_vad", eagerness: "auto", ...answer };
+  return { type: "server_vad", silence_duration_ms: 500, ...answer };
+}
+
+// A mode change mid-session: only the changed field.
+export const sessionUpdateMode = (mode) => ({
+  type: "session.update", session: { type: "realtime", audio: { input: { turn_detection: turnDetection(mode) } } },
+});
+
+export const typedMessage = (text) => [
+  { type: "conversation.item.create", item: { type: "message", role: "user", content: [{ type: "input_text", text }] } },
+  { type: "response.create" },
+];
+
+// Push-to-talk: forget stray audio when the button goes down, answer when it comes up.
+export const pushToTalkPress = () => [{ type: "input_audio_buffer.clear" }];
+export const pushToTalkRelease = () => [{ type: "input_audio_buffer.commit" }, { type: "response.create" }];
+
+// Also drop the audio already queued for playback.
+export const interruptReply = () => [{ type: "response.cancel" }, { type: "output_audio_buffer.clear" }];

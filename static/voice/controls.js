@@ -1,5 +1,4 @@
-// The page's controls and status surfaces: buttons per phase, status line, alert, save
-// indicator, timer, push-to-talk. Knows nothing of WebRTC: chat.js passes the handlers in.
+// The page's controls and status surfaces; knows nothing of WebRTC (chat.js passes handlers).
 // Phases: idle → starting → live ⇄ lost (→ starting …) → ended → starting …
 
 export function formatClock(ms) {
@@ -22,7 +21,7 @@ const camel = (id) => id.replace(/-(\w)/g, (_, c) => c.toUpperCase());
 export class Controls {
   constructor(handlers) {
     const root = document.getElementById("voice");
-    // Every element of the page by its id, camel-cased: el.voiceAlertTitle is #voice-alert-title.
+    // el.voiceAlertTitle is #voice-alert-title.
     this.el = Object.fromEntries([root, ...root.querySelectorAll("[id]")].map((node) => [camel(node.id), node]));
     Object.assign(this, { handlers, phase: "idle", pressing: false, alertActions: {}, startBlocked: false });
     this.bind();
@@ -69,8 +68,7 @@ export class Controls {
     this.bindPushToTalk(on);
   }
 
-  // Hold the button (mouse, touch, pen) or Space. Space is left alone in text fields and on
-  // other controls, where it has a meaning of its own.
+  // Hold the button or Space; Space keeps its own meaning in fields and on other controls.
   bindPushToTalk(on) {
     const { el } = this;
     const pushable = () => this.phase === "live" && this.mode === "manual";
@@ -139,7 +137,7 @@ export class Controls {
     el.ptt.disabled = el.message.disabled = el.send.disabled = !live;
     if (!live) el.interrupt.disabled = true;
     el.sessionTimer.hidden = !(live || phase === "lost");
-    // The alert's own Continue only while the main one is hidden (the "ends soon" warning).
+    // The alert's own Continue only while the main one is hidden ("ends soon").
     const { resume, login, reload } = this.alertActions;
     el.alertContinue.hidden = !resume || !el.continue.hidden;
     el.alertLogin.hidden = !login;
@@ -147,7 +145,7 @@ export class Controls {
     el.voiceAlertActions.hidden = el.alertContinue.hidden && !login && !reload;
   }
 
-  // Start stays off while the server cannot issue keys, or a rate limit runs out.
+  // While the server cannot issue keys, or a rate limit runs out.
   blockStart(blocked) {
     this.startBlocked = blocked;
     this.refresh();
@@ -166,7 +164,7 @@ export class Controls {
     if (model !== undefined) this.el.modelNote.textContent = model;
   }
 
-  // tone: error | warning | info; resume, login, reload: the actions it offers
+  // tone: error | warning | info; resume, login, reload: its actions
   showAlert({ title, message, tone = "error", resume, login, reload }) {
     const { el } = this;
     el.voiceAlertBox.className = `alert alert-${tone}`;
@@ -186,7 +184,6 @@ export class Controls {
     this.el.sessionClock.textContent = formatClock(ms);
   }
 
-  // How many transcript events still wait for the server, and why.
   setSaveState({ pending, state, retryInMs }) {
     const retry = state === "offline" && retryInMs > 0 ? `, retrying in ${Math.ceil(retryInMs / 1000)} s` : "";
     let [kind, text] = ["saved", ""];
@@ -204,7 +201,7 @@ export class Controls {
     this.el.conversationLink.hidden = !url;
   }
 
-  // After a phase change, keep the keyboard focus on a control that still exists.
+  // After a phase change, keep the focus on a control that still exists.
   focusMain() {
     const active = document.activeElement;
     if (active && active !== document.body && !active.hidden && !active.disabled) return;

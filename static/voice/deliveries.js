@@ -1,5 +1,5 @@
-// All transcript sockets of the page: the live conversation's, and those still delivering an
-// ended conversation or an earlier page's leftovers. Summed up for the save indicator.
+// The page's transcript sockets: the live conversation's, and those still delivering an ended
+// one or an earlier page's leftovers; summed up for the save indicator.
 
 import { Outbox, leftovers } from "./outbox.js";
 import { TranscriptSocket, absoluteSocketUrl } from "./socket.js";
@@ -8,7 +8,7 @@ const DONE = new Set(["finished", "closed"]);
 const SAVED = new Set(["online", ...DONE]);
 const RANK = { idle: 0, finished: 1, closed: 1, online: 2, connecting: 3, offline: 4, gone: 4, denied: 5 };
 
-// Some privacy modes refuse localStorage: the outboxes then live in memory only (outbox.js).
+// Some privacy modes refuse localStorage: outboxes then live in memory.
 function localStore() {
   try {
     return localStorage;
@@ -22,19 +22,18 @@ export class Deliveries {
     Object.assign(this, { storage: localStore(), owner, onChange, sockets: new Map(), liveId: null });
   }
 
-  // The socket of a conversation, opened if needed.
   open(conversationId, socketPath, recovering = false) {
     const known = this.sockets.get(conversationId);
     if (known && !DONE.has(known.state)) return Object.assign(known, { recovering: known.recovering && recovering });
     const outbox = new Outbox(this.storage, conversationId, { socketUrl: socketPath, owner: this.owner });
-    outbox.persist(); // claim it for this tab
+    outbox.persist(); // claims it for this tab
     const socket = new TranscriptSocket(absoluteSocketUrl(socketPath, location), outbox, { onStatus: () => this.changed(socket) });
     socket.recovering = recovering;
     this.sockets.set(conversationId, socket);
     return socket.start();
   }
 
-  // Deliver what earlier pages of this tab (or tabs long gone) left behind.
+  // Left by earlier pages of this tab, or tabs long gone.
   recover() {
     for (const { conversationId, socketUrl } of leftovers(this.storage, { owner: this.owner })) {
       if (socketUrl) this.open(conversationId, socketUrl, true);
@@ -47,8 +46,8 @@ export class Deliveries {
     this.onChange(this.summary());
   }
 
-  // Total waiting, and the most worrying state among the sockets that matter: those with
-  // something to deliver, the live one, and those that can say "saved".
+  // Total waiting, and the most worrying state among the sockets with something to deliver,
+  // the live one, and those that can say "saved".
   summary() {
     let [pending, state, retryAt] = [0, "idle", Infinity];
     for (const [id, socket] of this.sockets) {
@@ -68,7 +67,7 @@ export class Deliveries {
     this.sockets.forEach((socket) => socket.retryNow());
   }
 
-  // Tells other tabs (outbox.leftovers) that this one is still delivering.
+  // Tells other tabs (leftovers) that this one is still delivering.
   heartbeat() {
     this.sockets.forEach((socket) => DONE.has(socket.state) || socket.outbox.persist());
   }

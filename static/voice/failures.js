@@ -1,6 +1,5 @@
-// What can go wrong, and what the page says about it. Pure, node-tested. A failure becomes
-// { title, message, retry, … }; retry (unless said otherwise): pressing Start again may work;
-// resume: the conversation can go on in a new OpenAI session (Continue).
+// What can go wrong, and what the page says. Pure, node-tested. A failure becomes { title,
+// message, retry: Start may work (the default), resume: Continue may work, … }.
 
 export class VoiceFailure extends Error {
   name = "VoiceFailure";
@@ -41,7 +40,7 @@ const MIC = {
 };
 const lost = (title, message) => () => ({ title, message: `${message} Press Continue to carry on this conversation in a new session.`, resume: true });
 
-// Errors of our key endpoint; code and message come from its JSON error body.
+// Our key endpoint's errors.
 function apiFailure({ status, code, message, retryAfter }) {
   if (status === 503 || code === "not_configured") {
     return { title: "Voice conversations are not set up on this server.", message: "It has no OpenAI API key (OPENAI_API_KEY), so no session can be started. Your history is still available.", retry: false };
@@ -84,7 +83,7 @@ export function describeFailure(failure) {
   return { retry: true, ...described };
 }
 
-// OpenAI `error` events on the data channel: most leave the session open and are no news.
+// OpenAI `error` events: most leave the session open and are no news.
 const QUIET = new Set(["response_cancel_not_active", "conversation_already_has_active_response"]);
 
 export function classifyOpenAIError(event) {

@@ -1,6 +1,6 @@
 // The transcript outbox: each forwarded event waits here, persisted, until the server acks it.
-// localStorage, not IndexedDB: synchronous, so a frame is stored before it can be sent. Where
-// storage throws or is missing (quota, privacy modes), the record lives in memory only.
+// localStorage: synchronous, so a frame is stored before it can be sent. Where storage throws
+// or is missing (quota, privacy modes), the record lives in memory only.
 
 // The events the transcript is derived from (DESIGN.md), GA and beta names; never deltas.
 export const FORWARDED_TYPES = new Set([
@@ -15,7 +15,6 @@ export const shouldForward = (event) => FORWARDED_TYPES.has(event?.type);
 const PREFIX = "voice.outbox.";
 export const storageKey = (conversationId) => PREFIX + conversationId;
 
-// The stored record, or null if absent, damaged or unreadable (start afresh).
 function load(storage, key) {
   try {
     const record = JSON.parse(storage.getItem(key));
@@ -34,7 +33,6 @@ export class Outbox {
 
   get size() { return this.record.frames.length; }
   get ended() { return this.record.ended; }
-  // Ended by the user and all delivered: the record can go.
   get finished() { return this.ended && !this.size; }
 
   pending() {
@@ -44,11 +42,11 @@ export class Outbox {
   push(event) {
     const frame = { type: "event", seq: this.record.nextSeq++, event };
     this.record.frames.push(frame);
-    this.persist(); // before anyone can send it
+    this.persist();
     return frame;
   }
 
-  // Frame `seq` is stored, or refused for good; returns whether it was pending.
+  // Stored, or refused for good; returns whether it was pending.
   ack(seq) {
     const { frames } = this.record;
     this.record.frames = frames.filter((frame) => frame.seq !== seq);
@@ -57,16 +55,13 @@ export class Outbox {
     return true;
   }
 
-  // `ready`: the server holds everything up to lastSeq. Drop that, never reuse those numbers,
-  // and return the rest to resend, in order.
+  // The server holds everything up to lastSeq: drop that, never reuse those numbers, return
+  // the rest to resend.
   ready(lastSeq) {
     const last = Number.isInteger(lastSeq) && lastSeq > 0 ? lastSeq : 0;
-    const { frames, nextSeq } = this.record;
-    this.record.frames = frames.filter((frame) => frame.seq > last);
-    if (this.size !== frames.length || nextSeq <= last) {
-      this.record.nextSeq = Math.max(nextSeq, last + 1);
-      this.persist();
-    }
+    this.record.frames = this.record.frames.filter((frame) => frame.seq > last);
+    this.record.nextSeq = Math.max(this.record.nextSeq, last + 1);
+    this.persist();
     return this.pending();
   }
 
@@ -89,14 +84,13 @@ export class Outbox {
       this.storage.setItem(this.key, JSON.stringify(this.record));
       this.persistError = null;
     } catch (error) {
-      this.persistError = error; // still sent from memory; only a reload could lose them now
+      this.persistError = error; // still sent from memory
     }
   }
 }
 
 // What a new page should deliver: outboxes with frames or an undelivered `end`, unless another
-// tab touched them lately (it is delivering them). Stale empty records (seq bookkeeping of
-// finished pages) are removed, so storage does not grow without bound.
+// tab touched them lately. Stale empty ones (seq bookkeeping) are removed.
 export function leftovers(storage, { owner = "", now = Date.now(), staleAfterMs = 15000 } = {}) {
   let keys; // all first: removing a key renumbers the rest
   try {

@@ -1,6 +1,6 @@
 // Delivers one conversation's outbox over /ws/conversations/<uuid>/. Every (re)connect waits
-// for `ready`, which says what the server holds; the outbox drops that and resends the rest in
-// order, so each frame is stored exactly once whatever drops or reloads. No DOM (node-tested).
+// for `ready` (what the server holds) and resends the rest in order: each frame is stored
+// exactly once, whatever drops or reloads. No DOM (node-tested).
 
 const CLOSE_NOT_AUTHENTICATED = 4401;
 const CLOSE_NOT_FOUND = 4404;
@@ -60,8 +60,7 @@ export class TranscriptSocket {
     else this.start();
   }
 
-  // Page hide, the last chance: unsent frames go out even before `ready` (the server ignores
-  // seqs it has).
+  // Page hide: unsent frames go out even before `ready` (the server ignores seqs it has).
   flush() {
     if (this.ws?.readyState !== 1) return;
     for (const frame of this.outbox.pending()) if (frame.seq > this.sentUpTo) this.sendFrame(frame);
@@ -140,7 +139,6 @@ export class TranscriptSocket {
     this.closed(1006);
   }
 
-  // Forget the socket, its late events too.
   disconnect(code) {
     const { ws } = this;
     this.ws = null;
@@ -166,7 +164,6 @@ export class TranscriptSocket {
     this.retryTimer = this.timers.setTimeout(() => this.connect(), delay);
   }
 
-  // Back online: no need to sit out the backoff.
   retryNow() {
     if (this.state === "offline" && !this.stopped) this.connect();
   }

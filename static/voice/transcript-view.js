@@ -1,5 +1,4 @@
-// Draws a TranscriptModel into the <ol role="log">: one <li> per line, at the line's place in
-// the conversation; only the lines an event changed are touched.
+// Draws a TranscriptModel into the <ol role="log">, touching only the lines an event changed.
 
 const LABEL = { pending: "Transcribing…", live: "Speaking…", failed: "Not transcribed", interrupted: "Interrupted" };
 

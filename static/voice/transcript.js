@@ -1,11 +1,8 @@
 // The live transcript as data: server events in, ordered lines out. Pure, node-tested.
-// A line's place is the order in which its *item* entered the conversation (item.added/created,
-// or the first event naming it), never when its text arrived: the user's transcript often
-// comes after the reply to it, and fills the line already above that reply (DESIGN.md).
-//
-// line: { id, role: user|assistant, kind: audio|text, text, partial (text is deltas so far),
-//         status: pending (user audio awaiting its transcript) | live (reply in progress)
-//                 | completed | failed | interrupted, error, responseId }
+// A line keeps the place where its item entered the conversation, not where its text arrived:
+// a user's transcript often comes after the reply, and fills the line above it (DESIGN.md).
+// line: { id, role, kind: audio|text, text, partial (deltas so far), status: pending (awaiting
+//   transcript) | live (reply in progress) | completed | failed | interrupted, error, responseId }
 
 const TEXT_PARTS = new Set(["input_text", "output_text", "text"]);
 const AUDIO_PARTS = new Set(["input_audio", "output_audio", "audio"]);
@@ -18,14 +15,14 @@ export class TranscriptModel {
 
   reset() {
     this.byId = new Map();
-    this.order = []; // item ids, in the order they entered the conversation
+    this.order = [];
   }
 
   get lines() {
     return this.order.map((id) => this.byId.get(id));
   }
 
-  // Apply one event; returns the ids of the lines it changed.
+  // Returns the ids of the lines it changed.
   apply(event) {
     const type = event?.type;
     const id = event?.item_id;
@@ -59,7 +56,7 @@ export class TranscriptModel {
     }
   }
 
-  // Change the line of an item, creating it at the end the first time the item is named.
+  // The item's line, created at the end the first time the item is named.
   edit(id, role, change) {
     if (!id) return [];
     let line = this.byId.get(id);
@@ -102,7 +99,6 @@ export class TranscriptModel {
     });
   }
 
-  // The reply's lines: interrupted when cancelled or cut short, failed, or simply complete.
   responseDone(response) {
     const ids = new Set((response.output || []).map((item) => item?.id));
     for (const line of this.byId.values()) if (response.id && line.responseId === response.id) ids.add(line.id);
