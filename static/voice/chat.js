@@ -65,11 +65,8 @@ async function begin() {
     current(attempt);
     adopt(data);
     ui.setStatus("Connecting to OpenAI…");
-    const call = (session.call = new openai.RealtimeCall({
-      onEvent: (event) => call === session.call && received(event),
-      onState: (state) => call === session.call && callState(state),
-      onRemoteStream: (stream) => call === session.call && playRemote(stream),
-    }));
+    const ours = (handle) => (value) => call === session.call && handle(value); // not a replaced call's
+    const call = (session.call = new openai.RealtimeCall({ onEvent: ours(received), onState: ours(callState), onRemoteStream: ours(playRemote) }));
     await call.connect({ callsUrl: data.calls_url, key: data.client_secret, stream: session.stream });
     current(attempt);
     performance.mark("voice:open");

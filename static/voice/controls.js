@@ -56,12 +56,11 @@ export class Controls {
       el.message.value = "";
       handlers.send(text);
     });
-    const modeChanged = () => {
+    on(el.settings, "change", (event) => {
+      if (event.target === el.voiceSelect) return; // the mode radios or the detection select
       this.showMode();
       handlers.mode(this.mode);
-    };
-    el.voice.querySelectorAll('input[name="mode"]').forEach((radio) => on(radio, "change", modeChanged));
-    on(el.detectionSelect, "change", modeChanged);
+    });
     on(document, "keydown", (event) => {
       if (event.key === "Escape" && !el.interrupt.disabled) handlers.interrupt();
     });
