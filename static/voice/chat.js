@@ -1,6 +1,5 @@
-// The voice page: controls, WebRTC call, transcript and outbox together.
-// Start → microphone → key (our server) → call (OpenAI) → live → lost (connection lost, time
-// cap) → Continue: a new key and call, same conversation. Stop: `end` after the last event.
+// The voice page: Start → microphone → key (our server) → WebRTC call (OpenAI) → live; lost
+// (connection, time cap) → Continue: a new key and call for the same conversation.
 
 import * as openai from "./connection.js";
 import { Controls } from "./controls.js";
@@ -20,8 +19,8 @@ const visualiser = new Visualiser([$("mic-canvas"), $("model-canvas")]);
 const speaker = $("voice").appendChild(Object.assign(document.createElement("audio"), { autoplay: true, hidden: true }));
 
 const session = {
-  attempt: 0, // bumped by start, continue and stop: older attempts' results are ignored
-  conversation: null, // { id, url }
+  attempt: 0, // bumped by start, continue and stop: stale results are ignored
+  conversation: null,
   wentLive: false, // if not, a retry reuses the conversation: no empty ones
   stream: null, call: null, socket: null, startedAt: 0,
   muted: false, pushing: false, responding: false, speaking: false, warned: false,
@@ -84,7 +83,6 @@ function stop() {
   session.attempt += 1;
   closeCall();
   releaseMicrophone();
-  visualiser.detachAll();
   ui.clearAlert();
   session.socket?.end(); // after every pending transcript event
   const ended = session.wentLive;
@@ -122,7 +120,7 @@ async function ensureMicrophone(attempt) {
 
 function adopt(data) {
   const { id, url } = data.conversation;
-  if (session.conversation?.id !== id || !session.socket) session.socket = deliveries.open(id, data.socket_url);
+  session.socket = deliveries.open(id, data.socket_url); // the same one on Continue
   session.conversation = { id, url };
   deliveries.liveId = id;
   ui.setSaveState(deliveries.summary());
@@ -145,10 +143,7 @@ function failed(failure, attempt) {
   closeCall();
   const described = describeFailure(failure);
   const canResume = session.wentLive;
-  if (!canResume) {
-    releaseMicrophone();
-    visualiser.detachAll();
-  }
+  if (!canResume) releaseMicrophone();
   ui.setPhase(canResume ? "lost" : "idle");
   ui.showAlert({ ...described, resume: canResume && described.retry });
   ui.setStatus(canResume ? "The session is paused." : "Not connected.");
@@ -163,7 +158,7 @@ function failed(failure, attempt) {
   }
 }
 
-// The session ended under us: keep conversation and microphone; offer Continue.
+// Ended under us: keep conversation and microphone; offer Continue.
 function lose(kind) {
   if (ui.phase === "live") failed(new VoiceFailure(kind), session.attempt);
 }
@@ -178,6 +173,7 @@ function closeCall() {
 function releaseMicrophone() {
   stopTracks(session.stream);
   session.stream = null;
+  visualiser.detachAll();
 }
 
 const stopTracks = (stream) => stream?.getTracks().forEach((track) => track.stop());

@@ -40,7 +40,7 @@ export class RealtimeCall {
     Object.assign(this, { onEvent, onState, onRemoteStream, closed: false });
   }
 
-  // Resolves when the data channel is open; rejects with a VoiceFailure.
+  // Resolves once the data channel is open.
   async connect({ callsUrl, key, stream, timeoutMs = 15000 }) {
     const pc = (this.pc = new RTCPeerConnection());
     stream.getAudioTracks().forEach((track) => pc.addTrack(track, stream));
@@ -108,8 +108,7 @@ function openaiMessage(body) {
   return error ? error.message || error.code || "" : String(body || "").trim().slice(0, 200);
 }
 
-// Client events. Hands-free: OpenAI detects the end of a turn and answers; push-to-talk
-// ("manual"): the page commits.
+// Client events. Hands-free: OpenAI detects the end of a turn; push-to-talk: the page commits.
 function turnDetection(mode) {
   if (mode === "manual") return null;
   const answer = { create_response: true, interrupt_response: true };

@@ -57,7 +57,7 @@ export class Controls {
       handlers.send(text);
     });
     on(el.settings, "change", (event) => {
-      if (event.target === el.voiceSelect) return; // the mode radios or the detection select
+      if (event.target === el.voiceSelect) return;
       this.showMode();
       handlers.mode(this.mode);
     });
@@ -163,7 +163,7 @@ export class Controls {
     if (model !== undefined) this.el.modelNote.textContent = model;
   }
 
-  // tone: error | warning | info; resume, login, reload: its actions
+  // tone: error | warning | info
   showAlert({ title, message, tone = "error", resume, login, reload }) {
     const { el } = this;
     el.voiceAlertBox.className = `alert alert-${tone}`;

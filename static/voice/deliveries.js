@@ -33,7 +33,6 @@ export class Deliveries {
     return socket.start();
   }
 
-  // Left by earlier pages of this tab, or tabs long gone.
   recover() {
     for (const { conversationId, socketUrl } of leftovers(this.storage, { owner: this.owner })) {
       if (socketUrl) this.open(conversationId, socketUrl, true);

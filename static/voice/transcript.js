@@ -1,8 +1,8 @@
 // The live transcript as data: server events in, ordered lines out. Pure, node-tested.
 // A line keeps the place where its item entered the conversation, not where its text arrived:
 // a user's transcript often comes after the reply, and fills the line above it (DESIGN.md).
-// line: { id, role, kind: audio|text, text, partial (deltas so far), status: pending (awaiting
-//   transcript) | live (reply in progress) | completed | failed | interrupted, error, responseId }
+// line: { id, role, kind: audio|text, text, partial (deltas so far), status: pending | live
+//   (reply in progress) | completed | failed | interrupted, error, responseId }
 
 const TEXT_PARTS = new Set(["input_text", "output_text", "text"]);
 const AUDIO_PARTS = new Set(["input_audio", "output_audio", "audio"]);

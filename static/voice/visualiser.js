@@ -13,7 +13,6 @@ export class Visualiser {
     matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => this.measure());
   }
 
-  // Only a user gesture may start an AudioContext: call inside the Start click.
   audioContext() {
     this.context ||= new AudioContext();
     if (this.context.state === "suspended") this.context.resume().catch(() => {});
@@ -53,7 +52,7 @@ export class Visualiser {
   };
 
   measure() {
-    const ratio = devicePixelRatio || 1;
+    const ratio = devicePixelRatio;
     for (const scope of this.scopes) {
       const { canvas } = scope;
       const box = canvas.getBoundingClientRect();
