@@ -3,11 +3,10 @@
 
 import * as openai from "./connection.js";
 import { Controls } from "./controls.js";
-import { Deliveries } from "./deliveries.js";
 import { VoiceFailure, classifyOpenAIError, describeFailure } from "./failures.js";
 import { shouldForward } from "./outbox.js";
-import { TranscriptModel } from "./transcript.js";
-import { TranscriptView } from "./transcript-view.js";
+import { Deliveries } from "./socket.js";
+import { TranscriptModel, TranscriptView } from "./transcript.js";
 import { Visualiser } from "./visualiser.js";
 
 const $ = (id) => document.getElementById(id);
@@ -27,7 +26,7 @@ const session = {
 };
 
 const ui = new Controls({ start, stop, resume, mute, interrupt, send, mode: changeMode, pushStart, pushEnd });
-const deliveries = new Deliveries({ owner: tabId(), onChange: (summary) => ui.setSaveState(summary) });
+const deliveries = new Deliveries((summary) => ui.setSaveState(summary));
 
 if (!config.openaiConfigured) ui.blockStart(true);
 deliveries.recover();
@@ -167,7 +166,8 @@ function closeCall() {
   session.call?.close();
   Object.assign(session, { call: null, responding: false, speaking: false, pushing: false });
   speaker.srcObject = null;
-  ui.setNotes({ mic: "", model: "" });
+  ui.setNote("mic", "");
+  ui.setNote("model", "");
 }
 
 function releaseMicrophone() {
@@ -185,11 +185,11 @@ function received(event) {
   switch (event.type) {
     case "input_audio_buffer.speech_started":
       ui.setStatus("Listening…");
-      ui.setNotes({ mic: "speaking" });
+      ui.setNote("mic", "speaking");
       break;
     case "input_audio_buffer.speech_stopped":
       ui.setStatus("Thinking…");
-      ui.setNotes({ mic: "" });
+      ui.setNote("mic", "");
       break;
     case "response.created":
       session.responding = true;
@@ -201,12 +201,12 @@ function received(event) {
     case "output_audio_buffer.started":
       session.speaking = true;
       ui.setStatus("The assistant is speaking. Interrupt with Esc, or just talk.");
-      ui.setNotes({ model: "speaking" });
+      ui.setNote("model", "speaking");
       break;
     case "output_audio_buffer.stopped":
     case "output_audio_buffer.cleared":
       session.speaking = false;
-      ui.setNotes({ model: "" });
+      ui.setNote("model", "");
       idleStatus();
       break;
     case "error": {
@@ -243,7 +243,7 @@ function applyMicrophone() {
   const manual = ui.mode === "manual";
   const on = manual ? session.pushing : !session.muted;
   session.stream?.getAudioTracks().forEach((track) => (track.enabled = on));
-  if (ui.phase === "live") ui.setNotes({ mic: on ? "" : manual ? "hold to talk" : "muted" });
+  if (ui.phase === "live") ui.setNote("mic", on ? "" : manual ? "hold to talk" : "muted");
 }
 
 function idleStatus() {
@@ -304,16 +304,5 @@ function tick() {
       message: `OpenAI sessions last at most ${Math.round(config.sessionLimitSeconds / 60)} minutes. Continue now in a new session to carry on this conversation without a break.`,
       resume: true,
     });
-  }
-}
-
-// This tab's id survives reloads (sessionStorage): its leftovers are its own to deliver.
-function tabId() {
-  const id = crypto.randomUUID?.() || String(Math.random()).slice(2);
-  try {
-    if (!sessionStorage.getItem("voice.tab")) sessionStorage.setItem("voice.tab", id);
-    return sessionStorage.getItem("voice.tab");
-  } catch {
-    return id;
   }
 }

@@ -1,5 +1,5 @@
-// Talking to OpenAI (realtime-api.md): the key from our server, the microphone, the WebRTC
-// call and the client events it sends. Every failure becomes a VoiceFailure.
+// The key from our server, the microphone, the WebRTC call to OpenAI and the client events
+// it sends (realtime-api.md). Every failure becomes a VoiceFailure.
 
 import { VoiceFailure, parseRetryAfter } from "./failures.js";
 import { parseJson } from "./socket.js";
@@ -126,9 +126,9 @@ export const typedMessage = (text) => [
   { type: "response.create" },
 ];
 
-// Push-to-talk: forget stray audio when the button goes down, answer when it comes up.
+// Push-to-talk: drop stray audio on press; answer on release.
 export const pushToTalkPress = () => [{ type: "input_audio_buffer.clear" }];
 export const pushToTalkRelease = () => [{ type: "input_audio_buffer.commit" }, { type: "response.create" }];
 
-// Also drop the audio already queued for playback.
+// Also drops the audio already queued for playback.
 export const interruptReply = () => [{ type: "response.cancel" }, { type: "output_audio_buffer.clear" }];

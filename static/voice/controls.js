@@ -1,4 +1,4 @@
-// The page's controls and status surfaces; knows nothing of WebRTC (chat.js passes handlers).
+// Controls and status surfaces; no WebRTC (chat.js passes the handlers in).
 // Phases: idle → starting → live ⇄ lost (→ starting …) → ended → starting …
 
 export function formatClock(ms) {
@@ -158,9 +158,9 @@ export class Controls {
     if (this.el.voiceStatus.textContent !== text) this.el.voiceStatus.textContent = text;
   }
 
-  setNotes({ mic, model }) {
-    if (mic !== undefined) this.el.micNote.textContent = mic;
-    if (model !== undefined) this.el.modelNote.textContent = model;
+  // scope: mic | model
+  setNote(scope, text) {
+    this.el[`${scope}Note`].textContent = text;
   }
 
   // tone: error | warning | info

@@ -1,5 +1,5 @@
-// What can go wrong, and what the page says. Pure, node-tested. A failure becomes { title,
-// message, retry: Start may work (the default), resume: Continue may work, … }.
+// What can go wrong, and what the page says (node-tested): { title, message, retry: Start may
+// work (the default), resume: Continue may work, … }.
 
 export class VoiceFailure extends Error {
   name = "VoiceFailure";

@@ -1,6 +1,5 @@
-// The transcript outbox: each forwarded event waits here, persisted, until the server acks it.
-// localStorage: synchronous, so a frame is stored before it can be sent. Where storage throws
-// or is missing (quota, privacy modes), the record lives in memory only.
+// Each forwarded event waits here until the server acks it, in localStorage: synchronous, so
+// stored before it can be sent. Where storage throws or is missing, it lives in memory only.
 
 // The events the transcript is derived from (DESIGN.md), GA and beta names; never deltas.
 export const FORWARDED_TYPES = new Set([
@@ -24,7 +23,7 @@ function load(storage, key) {
 }
 
 export class Outbox {
-  // owner: this tab's id; a new page delivers its own leftovers, not another tab's live outbox.
+  // owner: this tab's id, to tell its leftovers from another tab's live outbox.
   constructor(storage, conversationId, { socketUrl = "", owner = "", now = Date.now } = {}) {
     Object.assign(this, { storage, key: storageKey(conversationId), owner, now, persistError: null });
     this.record = load(storage, this.key) || { v: 1, nextSeq: 1, frames: [], socketUrl, ended: false };
@@ -55,8 +54,7 @@ export class Outbox {
     return true;
   }
 
-  // The server holds everything up to lastSeq: drop that, never reuse those numbers, return
-  // the rest to resend.
+  // The server holds all up to lastSeq: drop those, never reuse their numbers.
   ready(lastSeq) {
     const last = Number.isInteger(lastSeq) && lastSeq > 0 ? lastSeq : 0;
     this.record.frames = this.record.frames.filter((frame) => frame.seq > last);
@@ -89,8 +87,8 @@ export class Outbox {
   }
 }
 
-// What a new page should deliver: outboxes with frames or an undelivered `end`, unless another
-// tab touched them lately. Stale empty ones (seq bookkeeping) are removed.
+// Outboxes with frames or an undelivered `end`, unless another tab touched them lately (it
+// delivers them). Stale empty ones (seq bookkeeping) are removed.
 export function leftovers(storage, { owner = "", now = Date.now(), staleAfterMs = 15000 } = {}) {
   let keys; // all first: removing a key renumbers the rest
   try {

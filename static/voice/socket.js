@@ -1,11 +1,12 @@
-// Delivers one conversation's outbox over /ws/conversations/<uuid>/. Every (re)connect waits
-// for `ready` (what the server holds) and resends the rest in order: each frame is stored
-// exactly once, whatever drops or reloads. No DOM (node-tested).
+// Delivers outboxes over /ws/conversations/<uuid>/. Each (re)connect waits for `ready` (what
+// the server holds) and resends the rest in order: every frame is stored once.
+
+import { Outbox, leftovers } from "./outbox.js";
 
 const CLOSE_NOT_AUTHENTICATED = 4401;
 const CLOSE_NOT_FOUND = 4404;
 
-// Exponential backoff, "equal jitter": tabs do not reconnect in lockstep.
+// Exponential, with "equal jitter": tabs do not reconnect in lockstep.
 export function backoffDelay(attempt, { min = 500, max = 15000, random = Math.random } = {}) {
   const step = Math.min(max, min * 2 ** Math.max(0, attempt));
   return Math.round(step / 2 + random() * (step / 2));
@@ -24,16 +25,15 @@ export function parseJson(text) {
   }
 }
 
-// state: idle | connecting | online | offline | closed | finished | denied (signed out) | gone
-// (no such conversation for this user)
+// state: idle | connecting | online | offline | closed | finished | denied | gone
 export class TranscriptSocket {
   constructor(url, outbox, {
     WebSocket = globalThis.WebSocket, timers = globalThis, backoff = {}, readyTimeoutMs = 8000, pingIntervalMs = 20000,
     onStatus = () => {}, onFrameError = (message) => console.warn("Transcript frame refused", message),
   } = {}) {
     Object.assign(this, { url, outbox, WebSocket, timers, backoff, readyTimeoutMs, pingIntervalMs, onStatus, onFrameError });
-    // closing: `end` sent; sentUpTo: the highest seq sent on this connection
-    Object.assign(this, { ws: null, isReady: false, closing: false, stopped: false, attempt: 0, sentUpTo: 0, state: "idle", retryAt: 0 });
+    // closing: `end` sent
+    Object.assign(this, { ws: null, isReady: false, stopped: false, closing: false, attempt: 0, state: "idle", retryAt: 0 });
   }
 
   start() {
@@ -53,7 +53,7 @@ export class TranscriptSocket {
     this.sentUpTo = Math.max(this.sentUpTo, frame.seq);
   }
 
-  // `end` after every pending frame; flagged in the outbox so that it survives a reload.
+  // After every pending frame; flagged in the outbox, so a reload still ends it.
   end() {
     this.outbox.markEnded();
     if (this.isReady) this.sendEnd();
@@ -112,7 +112,7 @@ export class TranscriptSocket {
         this.onFrameError(message);
         break;
       case "ended": // our server confirms `end`; the contract does not require it
-      case "pong": // otherwise a pong once all is acked is the best sign there is
+      case "pong": // or a pong once all is acked: the best sign there is
         if (this.closing && outbox.finished) this.finish();
         break;
     }
@@ -181,5 +181,86 @@ export class TranscriptSocket {
 
   report() {
     this.onStatus({ state: this.state, pending: this.outbox.size, retryAt: this.retryAt });
+  }
+}
+
+const DONE = new Set(["finished", "closed"]);
+const SAVED = new Set(["online", ...DONE]);
+const RANK = { idle: 0, finished: 1, closed: 1, online: 2, connecting: 3, offline: 4, gone: 4, denied: 5 };
+
+// Some privacy modes refuse localStorage: outboxes then live in memory.
+function localStore() {
+  try {
+    return localStorage;
+  } catch {
+    return null;
+  }
+}
+
+// The page's transcript sockets (the live conversation's, ended ones', earlier pages'
+// leftovers), summed up for the save indicator.
+export class Deliveries {
+  constructor(onChange) {
+    Object.assign(this, { storage: localStore(), owner: tabId(), onChange, sockets: new Map(), liveId: null });
+  }
+
+  open(conversationId, socketPath, recovering = false) {
+    const known = this.sockets.get(conversationId);
+    if (known && !DONE.has(known.state)) return Object.assign(known, { recovering: known.recovering && recovering });
+    const outbox = new Outbox(this.storage, conversationId, { socketUrl: socketPath, owner: this.owner });
+    outbox.persist(); // claims it for this tab
+    const socket = new TranscriptSocket(absoluteSocketUrl(socketPath, location), outbox, { onStatus: () => this.changed(socket) });
+    socket.recovering = recovering;
+    this.sockets.set(conversationId, socket);
+    return socket.start();
+  }
+
+  recover() {
+    for (const { conversationId, socketUrl } of leftovers(this.storage, { owner: this.owner })) {
+      if (socketUrl) this.open(conversationId, socketUrl, true);
+    }
+  }
+
+  changed(socket) {
+    // A recovered, unended conversation needs its socket only until its outbox is empty.
+    if (socket.recovering && socket.isReady && !socket.outbox.size && !socket.outbox.ended) socket.stop();
+    this.onChange(this.summary());
+  }
+
+  // The most worrying state among sockets with frames, the live one, and those that can say
+  // "saved".
+  summary() {
+    let [pending, state, retryAt] = [0, "idle", Infinity];
+    for (const [id, socket] of this.sockets) {
+      if (!socket.outbox.size && id !== this.liveId && !SAVED.has(socket.state)) continue;
+      pending += socket.outbox.size;
+      if (RANK[socket.state] > RANK[state]) state = socket.state;
+      if (socket.state === "offline") retryAt = Math.min(retryAt, socket.retryAt);
+    }
+    return { pending, state, retryInMs: retryAt < Infinity ? Math.max(0, retryAt - Date.now()) : 0 };
+  }
+
+  flushAll() {
+    this.sockets.forEach((socket) => socket.flush());
+  }
+
+  retryAll() {
+    this.sockets.forEach((socket) => socket.retryNow());
+  }
+
+  // Tells other tabs that this one is still delivering.
+  heartbeat() {
+    this.sockets.forEach((socket) => DONE.has(socket.state) || socket.outbox.persist());
+  }
+}
+
+// This tab's id survives reloads (sessionStorage): its leftovers are its own to deliver.
+function tabId() {
+  const id = crypto.randomUUID?.() || String(Math.random()).slice(2);
+  try {
+    if (!sessionStorage.getItem("voice.tab")) sessionStorage.setItem("voice.tab", id);
+    return sessionStorage.getItem("voice.tab");
+  } catch {
+    return id;
   }
 }

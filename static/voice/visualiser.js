@@ -1,5 +1,5 @@
-// Two live waveforms, microphone and model voice: one animation loop (asleep in hidden tabs)
-// while anything plays; canvases resized only when their box changes.
+// Waveforms of the microphone and the model's voice: one animation loop (asleep in hidden
+// tabs) while anything plays.
 
 const POINTS = 160;
 
@@ -75,8 +75,7 @@ export class Visualiser {
       ctx.lineTo(width, middle);
     } else {
       analyser.getByteTimeDomainData(data);
-      // Speech is quiet next to full scale: a smoothed gain (at most 6×) keeps a voice visible
-      // at any level, while silence stays flat.
+      // Speech is quiet: a smoothed gain (at most 6×) keeps a voice visible, silence flat.
       let peak = 1;
       for (let i = 0; i < data.length; i += 8) peak = Math.max(peak, Math.abs(data[i] - 128));
       scope.gain += (Math.min(6, Math.max(1, 100 / peak)) - scope.gain) * 0.08;
