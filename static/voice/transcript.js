@@ -152,7 +152,7 @@ export class TranscriptView {
       }
       if (!node) {
         node = document.createElement("li");
-        node.className = `line line-${line.role}`;
+        node.className = `line stack line-${line.role}`;
         node.dataset.itemId = id;
         node.innerHTML = '<div class="line-meta"><span class="line-who"></span><span class="badge line-badge"></span></div><p class="line-text"></p>';
         node.querySelector(".line-who").textContent = line.role === "user" ? "You" : "Assistant";
