@@ -1,5 +1,5 @@
-// The voice page: Start → microphone → key (our server) → WebRTC call (OpenAI) → live; lost
-// (connection, time cap) → Continue: a new key and call for the same conversation.
+// The voice page. Start → microphone → key → call → live; lost (connection, time cap) →
+// Continue: a new key and call, same conversation.
 
 import * as openai from "./connection.js";
 import { Controls } from "./controls.js";
@@ -118,9 +118,9 @@ async function ensureMicrophone(attempt) {
 }
 
 function adopt(data) {
-  const { id, url } = data.conversation;
+  const { id } = data.conversation;
+  session.conversation = data.conversation;
   session.socket = deliveries.open(id, data.socket_url); // the same one on Continue
-  session.conversation = { id, url };
   deliveries.liveId = id;
   ui.setSaveState(deliveries.summary());
 }

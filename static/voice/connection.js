@@ -40,7 +40,6 @@ export class RealtimeCall {
     Object.assign(this, { onEvent, onState, onRemoteStream, closed: false });
   }
 
-  // Resolves once the data channel is open.
   async connect({ callsUrl, key, stream, timeoutMs = 15000 }) {
     const pc = (this.pc = new RTCPeerConnection());
     stream.getAudioTracks().forEach((track) => pc.addTrack(track, stream));
@@ -105,10 +104,10 @@ export class RealtimeCall {
 
 function openaiMessage(body) {
   const error = parseJson(body)?.error;
-  return error ? error.message || error.code || "" : String(body || "").trim().slice(0, 200);
+  return error ? error.message || error.code || "" : body.trim().slice(0, 200);
 }
 
-// Client events. Hands-free: OpenAI detects the end of a turn; push-to-talk: the page commits.
+// Client events. Push-to-talk ("manual") turns OpenAI's turn detection off.
 function turnDetection(mode) {
   if (mode === "manual") return null;
   const answer = { create_response: true, interrupt_response: true };

@@ -1,4 +1,4 @@
-// Controls and status surfaces; no WebRTC (chat.js passes the handlers in).
+// The page's controls and status; chat.js passes the handlers in.
 // Phases: idle → starting → live ⇄ lost (→ starting …) → ended → starting …
 
 export function formatClock(ms) {
@@ -30,7 +30,7 @@ export class Controls {
 
   // server_vad | semantic_vad | manual (push-to-talk)
   get mode() {
-    const checked = this.el.voice.querySelector('input[name="mode"]:checked');
+    const checked = document.querySelector("[name=mode]:checked");
     return checked?.value === "push-to-talk" ? "manual" : this.el.detectionSelect.value;
   }
 
@@ -158,7 +158,6 @@ export class Controls {
     if (this.el.voiceStatus.textContent !== text) this.el.voiceStatus.textContent = text;
   }
 
-  // scope: mic | model
   setNote(scope, text) {
     this.el[`${scope}Note`].textContent = text;
   }

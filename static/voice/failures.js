@@ -40,7 +40,6 @@ const MIC = {
 };
 const lost = (title, message) => () => ({ title, message: `${message} Press Continue to carry on this conversation in a new session.`, resume: true });
 
-// Our key endpoint's errors.
 function apiFailure({ status, code, message, retryAfter }) {
   if (status === 503 || code === "not_configured") {
     return { title: "Voice conversations are not set up on this server.", message: "It has no OpenAI API key (OPENAI_API_KEY), so no session can be started. Your history is still available.", retry: false };

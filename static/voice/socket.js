@@ -197,8 +197,7 @@ function localStore() {
   }
 }
 
-// The page's transcript sockets (the live conversation's, ended ones', earlier pages'
-// leftovers), summed up for the save indicator.
+// All the page's transcript sockets, summed up for the save indicator.
 export class Deliveries {
   constructor(onChange) {
     Object.assign(this, { storage: localStore(), owner: tabId(), onChange, sockets: new Map(), liveId: null });
@@ -227,8 +226,7 @@ export class Deliveries {
     this.onChange(this.summary());
   }
 
-  // The most worrying state among sockets with frames, the live one, and those that can say
-  // "saved".
+  // The worst state of those with frames, the live one, and those that can say "saved".
   summary() {
     let [pending, state, retryAt] = [0, "idle", Infinity];
     for (const [id, socket] of this.sockets) {

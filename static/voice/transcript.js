@@ -1,9 +1,8 @@
-// The live transcript: TranscriptModel turns events into ordered lines (node-tested), and
-// TranscriptView draws them, touching only the lines an event changed. A line keeps the place
-// where its item entered the conversation: a user's transcript often comes after the reply,
-// and fills the line above it.
-// line: { id, role, kind: audio|text, text, partial (deltas so far), status: pending | live
-//   (reply in progress) | completed | failed | interrupted, error, responseId }
+// The live transcript: TranscriptModel turns events into lines (node-tested), TranscriptView
+// draws what changed. A line keeps its item's place: a user's transcript often comes after the
+// reply, and fills the line above it.
+// line: { id, role, kind: audio|text, text, partial (deltas so far), status: pending | live |
+//   completed | failed | interrupted, error, responseId }
 
 const TEXT_PARTS = new Set(["input_text", "output_text", "text"]);
 const AUDIO_PARTS = new Set(["input_audio", "output_audio", "audio"]);

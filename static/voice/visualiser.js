@@ -4,10 +4,11 @@
 const POINTS = 160;
 
 export class Visualiser {
+  frame = 0;
+  sources = [];
+
   constructor(canvases) {
     this.scopes = canvases.map((canvas) => ({ canvas, ctx: canvas.getContext("2d"), analyser: null, gain: 1 }));
-    this.frame = 0;
-    this.sources = [];
     const observer = new ResizeObserver(() => this.measure());
     canvases.forEach((canvas) => observer.observe(canvas));
     matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => this.measure());
