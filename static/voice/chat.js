@@ -179,7 +179,7 @@ function releaseMicrophone() {
 const stopTracks = (stream) => stream?.getTracks().forEach((track) => track.stop());
 
 function received(event) {
-  // Into the outbox first: stored before anything else can go wrong.
+  // Into the outbox first: stored before anything can go wrong.
   if (shouldForward(event)) session.socket?.push(event);
   view.update(model, model.apply(event));
   switch (event.type) {

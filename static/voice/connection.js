@@ -78,7 +78,7 @@ export class RealtimeCall {
     await opened;
   }
 
-  // A 201 carries the answer; an error is OpenAI's JSON, never for setRemoteDescription.
+  // A 201 carries the answer; an error is OpenAI's JSON, never an SDP.
   async exchange(callsUrl, key, sdp) {
     const headers = { Authorization: `Bearer ${key}`, "Content-Type": "application/sdp" };
     const response = await fetch(callsUrl, { method: "POST", body: sdp, headers }).catch(() => {

@@ -67,7 +67,7 @@ export class Controls {
     this.bindPushToTalk(on);
   }
 
-  // Hold the button or Space; Space keeps its own meaning in fields and on other controls.
+  // Hold the button or Space (left alone in fields and on other controls).
   bindPushToTalk(on) {
     const { el } = this;
     const pushable = () => this.phase === "live" && this.mode === "manual";
@@ -183,13 +183,13 @@ export class Controls {
   }
 
   setSaveState({ pending, state, retryInMs }) {
-    const retry = state === "offline" && retryInMs > 0 ? `, retrying in ${Math.ceil(retryInMs / 1000)} s` : "";
+    const retry = retryInMs > 0 ? `, retrying in ${Math.ceil(retryInMs / 1000)} s` : "";
     let [kind, text] = ["saved", ""];
     if (state === "denied") [kind, text] = ["error", `Signed out — ${pending} waiting to be saved`];
     else if (state === "gone") [kind, text] = ["error", "The conversation was deleted; this transcript is not saved"];
     else if (state === "offline" || state === "connecting") [kind, text] = ["offline", pending ? `Saving paused — ${pending} waiting${retry}` : `Reconnecting to save${retry}`];
     else if (pending) [kind, text] = ["saving", `Saving… ${pending} waiting`];
-    else if (["online", "finished", "closed"].includes(state)) text = "All saved";
+    else if (state !== "idle") text = "All saved"; // online, finished, closed
     Object.assign(this.el.saveState.dataset, { state: text ? kind : "idle", pending: String(pending) });
     this.el.saveState.textContent = text;
   }
@@ -199,7 +199,7 @@ export class Controls {
     this.el.conversationLink.hidden = !url;
   }
 
-  // After a phase change, keep the focus on a control that still exists.
+  // Keep the focus on a control that still exists.
   focusMain() {
     const active = document.activeElement;
     if (active && active !== document.body && !active.hidden && !active.disabled) return;

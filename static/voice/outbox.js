@@ -1,5 +1,5 @@
-// Each forwarded event waits here until the server acks it, in localStorage: synchronous, so
-// stored before it can be sent. Where storage throws or is missing, it lives in memory only.
+// Forwarded events wait here, in localStorage (synchronous: stored before sent), until the
+// server acks them. Where storage throws or is missing, in memory only.
 
 // The events the transcript is derived from (DESIGN.md), GA and beta names; never deltas.
 export const FORWARDED_TYPES = new Set([

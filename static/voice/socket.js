@@ -252,7 +252,7 @@ export class Deliveries {
   }
 }
 
-// This tab's id survives reloads (sessionStorage): its leftovers are its own to deliver.
+// Survives reloads (sessionStorage): this tab's leftovers are its own.
 function tabId() {
   const id = crypto.randomUUID?.() || String(Math.random()).slice(2);
   try {

@@ -1,8 +1,6 @@
 // The live transcript: TranscriptModel turns events into lines (node-tested), TranscriptView
-// draws what changed. A line keeps its item's place: a user's transcript often comes after the
-// reply, and fills the line above it.
-// line: { id, role, kind: audio|text, text, partial (deltas so far), status: pending | live |
-//   completed | failed | interrupted, error, responseId }
+// draws them. A line keeps its item's place: a user's transcript, often late, fills the line
+// above the reply. status: pending | live (reply in progress) | completed | failed | interrupted
 
 const TEXT_PARTS = new Set(["input_text", "output_text", "text"]);
 const AUDIO_PARTS = new Set(["input_audio", "output_audio", "audio"]);
@@ -118,7 +116,7 @@ export class TranscriptModel {
   }
 }
 
-// The final text replaces the partial one; an interrupted reply keeps its mark.
+// An interrupted reply keeps its mark.
 function finish(line, text) {
   Object.assign(line, { text, partial: false });
   if (line.status !== "interrupted") line.status = "completed";
@@ -156,7 +154,7 @@ export class TranscriptView {
         node.innerHTML = '<div class="line-meta"><span class="line-who"></span><span class="badge line-badge"></span></div><p class="line-text"></p>';
         node.querySelector(".line-who").textContent = line.role === "user" ? "You" : "Assistant";
         this.nodes.set(id, node);
-        // Before the first drawn line that comes later in the conversation.
+        // before the next line already drawn
         const later = model.order.slice(model.order.indexOf(id) + 1).map((other) => this.nodes.get(other)).find(Boolean);
         this.list.insertBefore(node, later || null);
       }

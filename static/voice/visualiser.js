@@ -1,5 +1,4 @@
-// Waveforms of the microphone and the model's voice: one animation loop (asleep in hidden
-// tabs) while anything plays.
+// Waveforms of the microphone and the model's voice; one animation loop, asleep in hidden tabs.
 
 const POINTS = 160;
 
