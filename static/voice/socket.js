@@ -8,7 +8,7 @@ const CLOSE_NOT_FOUND = 4404;
 
 // Exponential, with "equal jitter": tabs do not reconnect in lockstep.
 export function backoffDelay(attempt, { min = 500, max = 15000, random = Math.random } = {}) {
-  const step = Math.min(max, min * 2 ** Math.max(0, attempt));
+  const step = Math.min(max, min * 2 ** attempt);
   return Math.round(step / 2 + random() * (step / 2));
 }
 
@@ -25,7 +25,6 @@ export function parseJson(text) {
   }
 }
 
-// state: idle | connecting | online | offline | closed | finished | denied | gone
 export class TranscriptSocket {
   constructor(url, outbox, {
     WebSocket = globalThis.WebSocket, timers = globalThis, backoff = {}, readyTimeoutMs = 8000, pingIntervalMs = 20000,

@@ -151,7 +151,7 @@ export class TranscriptView {
         node = document.createElement("li");
         node.className = `line stack line-${line.role}`;
         node.dataset.itemId = id;
-        node.innerHTML = '<div class="line-meta"><span class="line-who"></span><span class="badge line-badge"></span></div><p class="line-text"></p>';
+        node.innerHTML = '<div class="line-meta muted"><span class="line-who"></span><span class="badge line-badge"></span></div><p class="line-text"></p>';
         node.querySelector(".line-who").textContent = line.role === "user" ? "You" : "Assistant";
         this.nodes.set(id, node);
         // before the next line already drawn
