@@ -1,23 +1,16 @@
-// The voice page: controls, WebRTC call, transcript and outbox together; the session's life:
-//   Start → microphone → key (our server) → WebRTC call (OpenAI) → live
-//   live → lost (connection or channel lost, 60-minute cap) → Continue: a new key and peer
-//     connection for the same conversation → live
-//   Stop → call closed, microphone released, `end` delivered after the last transcript event
+// The voice page. Start → microphone → key → call → live; lost (connection, time cap) →
+// Continue: a new key and call, same conversation.
 
-import { RealtimeCall, mintSession, openMicrophone } from "./connection.js";
+import * as openai from "./connection.js";
 import { Controls } from "./controls.js";
-import { Deliveries } from "./deliveries.js";
 import { VoiceFailure, classifyOpenAIError, describeFailure } from "./failures.js";
 import { shouldForward } from "./outbox.js";
-import { absoluteSocketUrl } from "./socket.js";
-import { TranscriptModel } from "./transcript.js";
-import { TranscriptView } from "./transcript-view.js";
+import { Deliveries } from "./socket.js";
+import { TranscriptModel, TranscriptView } from "./transcript.js";
 import { Visualiser } from "./visualiser.js";
-import * as clientEvents from "./client-events.js";
 
 const $ = (id) => document.getElementById(id);
 const config = JSON.parse($("voice-config").textContent);
-const csrfToken = $("voice").dataset.csrf || (document.cookie.match(/(?:^|; )csrftoken=([^;]*)/) || [])[1] || "";
 
 const model = new TranscriptModel();
 const view = new TranscriptView({ list: $("transcript"), empty: $("transcript-empty"), scroller: $("transcript-scroll") });
@@ -25,18 +18,15 @@ const visualiser = new Visualiser([$("mic-canvas"), $("model-canvas")]);
 const speaker = $("voice").appendChild(Object.assign(document.createElement("audio"), { autoplay: true, hidden: true }));
 
 const session = {
-  attempt: 0, // bumped by every start, continue and stop: results of older attempts are ignored
-  conversation: null, // { id, url, socketUrl } of the conversation on screen
-  wentLive: false, // it has had an open session (else a retry reuses it: no empty conversations)
+  attempt: 0, // bumped by start, continue and stop: stale results are ignored
+  conversation: null,
+  wentLive: false, // if not, a retry reuses the conversation: no empty ones
   stream: null, call: null, socket: null, startedAt: 0,
   muted: false, pushing: false, responding: false, speaking: false, warned: false,
 };
 
 const ui = new Controls({ start, stop, resume, mute, interrupt, send, mode: changeMode, pushStart, pushEnd });
-
-const deliveries = new Deliveries({
-  storage: storage("localStorage"), owner: tabId(), socketUrl: (path) => absoluteSocketUrl(path, location), onChange: (summary) => ui.setSaveState(summary),
-});
+const deliveries = new Deliveries((summary) => ui.setSaveState(summary));
 
 if (!config.openaiConfigured) ui.blockStart(true);
 deliveries.recover();
@@ -48,8 +38,6 @@ addEventListener("pagehide", () => {
   releaseMicrophone();
 });
 
-// --- Life cycle
-
 async function start() {
   if (ui.phase === "starting" || ui.phase === "live") return;
   performance.mark("voice:start");
@@ -58,7 +46,6 @@ async function start() {
   await begin();
 }
 
-// The same conversation in a new OpenAI session.
 async function resume() {
   if (!session.conversation || (ui.phase !== "lost" && ui.phase !== "live")) return;
   closeCall();
@@ -67,21 +54,17 @@ async function resume() {
 
 async function begin() {
   const attempt = ++session.attempt;
-  const extra = session.conversation ? { conversation: session.conversation.id } : {};
   ui.clearAlert();
   ui.setPhase("starting");
   try {
     await ensureMicrophone(attempt);
     ui.setStatus("Starting a session…");
-    const data = await mintSession(config.apiUrl, csrfToken, { voice: ui.voice, turn_detection: ui.mode, ...extra });
+    const data = await openai.mintSession(config.apiUrl, $("voice").dataset.csrf, { voice: ui.voice, turn_detection: ui.mode, conversation: session.conversation?.id });
     current(attempt);
     adopt(data);
     ui.setStatus("Connecting to OpenAI…");
-    const call = (session.call = new RealtimeCall({
-      onEvent: (event) => call === session.call && received(event),
-      onState: (state) => call === session.call && callState(state),
-      onRemoteStream: (stream) => call === session.call && playRemote(stream),
-    }));
+    const ours = (handle) => (value) => call === session.call && handle(value); // not a replaced call's
+    const call = (session.call = new openai.RealtimeCall({ onEvent: ours(received), onState: ours(callState), onRemoteStream: ours(playRemote) }));
     await call.connect({ callsUrl: data.calls_url, key: data.client_secret, stream: session.stream });
     current(attempt);
     performance.mark("voice:open");
@@ -99,7 +82,6 @@ function stop() {
   session.attempt += 1;
   closeCall();
   releaseMicrophone();
-  visualiser.detachAll();
   ui.clearAlert();
   session.socket?.end(); // after every pending transcript event
   const ended = session.wentLive;
@@ -119,28 +101,26 @@ function newConversation() {
 }
 
 function forgetConversation() {
-  Object.assign(session, { conversation: null, socket: null });
-  deliveries.liveId = null;
+  session.conversation = session.socket = deliveries.liveId = null;
 }
 
 async function ensureMicrophone(attempt) {
   if (session.stream?.getAudioTracks().every((track) => track.readyState === "live")) return;
   ui.setStatus("Waiting for permission to use the microphone…");
-  const stream = await openMicrophone();
+  const stream = await openai.openMicrophone();
   if (attempt !== session.attempt) stopTracks(stream);
   current(attempt);
   session.stream = stream;
   visualiser.attach(0, stream);
   stream.getAudioTracks()[0].addEventListener("ended", () => {
-    if (ui.phase === "live") ui.showAlert({ tone: "warning", title: "Microphone disconnected", message: "The microphone stopped working. Reconnect it, then press Continue.", actions: { resume: true } });
+    if (ui.phase === "live") ui.showAlert({ tone: "warning", title: "Microphone disconnected", message: "The microphone stopped working. Reconnect it, then press Continue.", resume: true });
   });
 }
 
-// The conversation the server gave us: its transcript events go out on its socket.
 function adopt(data) {
-  const id = data.conversation.id;
-  if (session.conversation?.id !== id || !session.socket) session.socket = deliveries.open(id, data.socket_url);
-  session.conversation = { id, url: data.conversation.url, socketUrl: data.socket_url };
+  const { id } = data.conversation;
+  session.conversation = data.conversation;
+  session.socket = deliveries.open(id, data.socket_url); // the same one on Continue
   deliveries.liveId = id;
   ui.setSaveState(deliveries.summary());
 }
@@ -162,12 +142,9 @@ function failed(failure, attempt) {
   closeCall();
   const described = describeFailure(failure);
   const canResume = session.wentLive;
-  if (!canResume) {
-    releaseMicrophone();
-    visualiser.detachAll();
-  }
+  if (!canResume) releaseMicrophone();
   ui.setPhase(canResume ? "lost" : "idle");
-  ui.showAlert({ ...described, actions: { resume: canResume && described.retry, login: described.login, reload: described.reload } });
+  ui.showAlert({ ...described, resume: canResume && described.retry });
   ui.setStatus(canResume ? "The session is paused." : "Not connected.");
   if (!described.retry || described.retryAfter > 0) ui.blockStart(true);
   if (described.retryAfter > 0) {
@@ -180,7 +157,7 @@ function failed(failure, attempt) {
   }
 }
 
-// The session ended under us: keep the conversation, transcript and microphone; offer Continue.
+// Ended under us: keep conversation and microphone; offer Continue.
 function lose(kind) {
   if (ui.phase === "live") failed(new VoiceFailure(kind), session.attempt);
 }
@@ -189,30 +166,30 @@ function closeCall() {
   session.call?.close();
   Object.assign(session, { call: null, responding: false, speaking: false, pushing: false });
   speaker.srcObject = null;
-  ui.setNotes({ mic: "", model: "" });
+  ui.setNote("mic", "");
+  ui.setNote("model", "");
 }
 
 function releaseMicrophone() {
   stopTracks(session.stream);
   session.stream = null;
+  visualiser.detachAll();
 }
 
 const stopTracks = (stream) => stream?.getTracks().forEach((track) => track.stop());
 
-// --- Events from OpenAI
-
 function received(event) {
-  // Into the outbox first: stored before anything else can go wrong.
+  // Into the outbox first: stored before anything can go wrong.
   if (shouldForward(event)) session.socket?.push(event);
   view.update(model, model.apply(event));
   switch (event.type) {
     case "input_audio_buffer.speech_started":
       ui.setStatus("Listening…");
-      ui.setNotes({ mic: "speaking" });
+      ui.setNote("mic", "speaking");
       break;
     case "input_audio_buffer.speech_stopped":
       ui.setStatus("Thinking…");
-      ui.setNotes({ mic: "" });
+      ui.setNote("mic", "");
       break;
     case "response.created":
       session.responding = true;
@@ -224,12 +201,12 @@ function received(event) {
     case "output_audio_buffer.started":
       session.speaking = true;
       ui.setStatus("The assistant is speaking. Interrupt with Esc, or just talk.");
-      ui.setNotes({ model: "speaking" });
+      ui.setNote("model", "speaking");
       break;
     case "output_audio_buffer.stopped":
     case "output_audio_buffer.cleared":
       session.speaking = false;
-      ui.setNotes({ model: "" });
+      ui.setNote("model", "");
       idleStatus();
       break;
     case "error": {
@@ -239,8 +216,6 @@ function received(event) {
       else if (verdict.action === "notify") ui.showAlert({ tone: "warning", ...describeFailure(new VoiceFailure("openai", verdict.error)) });
       break;
     }
-    default:
-      break;
   }
   ui.setInterruptible(session.responding || session.speaking);
 }
@@ -256,7 +231,7 @@ function callState(state) {
 function playRemote(stream) {
   speaker.srcObject = stream;
   speaker.play().catch((error) => {
-    // AbortError: the call ended before playback began. Only a refusal needs the user.
+    // AbortError: the call ended first. Only a refusal needs the user.
     if (error.name !== "NotAllowedError") return;
     ui.setStatus("Your browser blocked audio playback: click anywhere on the page to hear the assistant.");
     document.addEventListener("click", () => speaker.play().catch(() => {}), { once: true });
@@ -264,24 +239,17 @@ function playRemote(stream) {
   visualiser.attach(1, stream);
 }
 
-// --- Controls
-
-// Push-to-talk: the microphone is live only while the button is held. Hands-free: unless muted.
 function applyMicrophone() {
   const manual = ui.mode === "manual";
   const on = manual ? session.pushing : !session.muted;
   session.stream?.getAudioTracks().forEach((track) => (track.enabled = on));
-  if (ui.phase === "live") ui.setNotes({ mic: on ? "" : manual ? "hold to talk" : "muted" });
+  if (ui.phase === "live") ui.setNote("mic", on ? "" : manual ? "hold to talk" : "muted");
 }
 
 function idleStatus() {
   if (ui.phase !== "live" || session.speaking) return;
   if (ui.mode === "manual") ui.setStatus("Hold the Talk button (or Space) while you speak.");
   else ui.setStatus(session.muted ? "Your microphone is muted." : "Listening — just speak.");
-}
-
-function sendAll(events) {
-  events.forEach((event) => session.call?.send(event));
 }
 
 function mute(muted) {
@@ -292,13 +260,13 @@ function mute(muted) {
 
 function changeMode(mode) {
   session.pushing = false;
-  if (ui.phase === "live") sendAll([clientEvents.sessionUpdateMode(mode)]);
+  if (ui.phase === "live") session.call?.send([openai.sessionUpdateMode(mode)]);
   applyMicrophone();
   idleStatus();
 }
 
 function pushStart() {
-  sendAll(clientEvents.pushToTalkPress());
+  session.call?.send(openai.pushToTalkPress());
   session.pushing = true;
   applyMicrophone();
   ui.setStatus("Listening… release to send.");
@@ -307,22 +275,20 @@ function pushStart() {
 function pushEnd() {
   session.pushing = false;
   applyMicrophone();
-  sendAll(clientEvents.pushToTalkRelease());
+  session.call?.send(openai.pushToTalkRelease());
   ui.setStatus("Sent. Waiting for the answer…");
 }
 
 function send(text) {
-  sendAll(clientEvents.typedMessage(text));
+  session.call?.send(openai.typedMessage(text));
 }
 
 function interrupt() {
-  sendAll(clientEvents.interruptReply());
+  session.call?.send(openai.interruptReply());
   ui.setInterruptible(false);
   ui.setStatus("Interrupted.");
 }
 
-// Once a second: the clock, the warning before the 60-minute cap, the save indicator's
-// countdown, and a heartbeat on the outboxes this tab delivers.
 function tick() {
   deliveries.heartbeat();
   const summary = deliveries.summary();
@@ -332,42 +298,11 @@ function tick() {
   ui.setTimer(elapsed);
   if (!session.warned && elapsed >= (config.sessionLimitSeconds - config.warnBeforeSeconds) * 1000) {
     session.warned = true;
-    const minutes = Math.round(config.sessionLimitSeconds / 60);
     ui.showAlert({
       tone: "info",
       title: "This session ends soon",
-      message: `OpenAI sessions last at most ${minutes} minutes. Continue now in a new session to carry on this conversation without a break.`,
-      actions: { resume: true },
+      message: `OpenAI sessions last at most ${Math.round(config.sessionLimitSeconds / 60)} minutes. Continue now in a new session to carry on this conversation without a break.`,
+      resume: true,
     });
   }
-}
-
-// --- Storage
-
-// The outbox lives in localStorage. If the browser refuses it (some privacy modes), a Map keeps
-// the page working; only a reload could then lose what is unsent.
-function storage(name) {
-  try {
-    const store = window[name];
-    store.setItem("voice.probe", "1");
-    store.removeItem("voice.probe");
-    return store;
-  } catch {
-    const map = new Map();
-    return {
-      get length() { return map.size; },
-      key: (i) => [...map.keys()][i] ?? null,
-      getItem: (k) => map.get(k) ?? null,
-      setItem: (k, value) => map.set(k, String(value)),
-      removeItem: (k) => map.delete(k),
-    };
-  }
-}
-
-// This tab's id survives reloads (sessionStorage): its leftovers are its own to deliver.
-function tabId() {
-  const store = storage("sessionStorage");
-  const id = store.getItem("voice.tab") || crypto.randomUUID?.() || String(Math.random()).slice(2);
-  store.setItem("voice.tab", id);
-  return id;
 }

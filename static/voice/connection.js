@@ -1,30 +1,26 @@
-// The session key from our server, the microphone, and the WebRTC call to OpenAI
-// (realtime-api.md §2). Every failure becomes a VoiceFailure the page can explain.
+// The key from our server, the microphone, the WebRTC call to OpenAI and the client events
+// it sends (realtime-api.md). Every failure becomes a VoiceFailure.
 
 import { VoiceFailure, parseRetryAfter } from "./failures.js";
 import { parseJson } from "./socket.js";
 
 // POST /api/realtime/sessions → { conversation, client_secret, calls_url, socket_url, … }
 export async function mintSession(apiUrl, csrfToken, body) {
-  let response;
-  try {
-    response = await fetch(apiUrl, {
-      method: "POST",
-      credentials: "same-origin",
-      headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken },
-      body: JSON.stringify(body),
-    });
-  } catch {
+  const response = await fetch(apiUrl, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken },
+    body: JSON.stringify(body),
+  }).catch(() => {
     throw new VoiceFailure("api-network");
-  }
+  });
   const data = await response.json().catch(() => null);
+  const { status } = response;
   if (!response.ok) {
     const { code, message } = data?.error || {};
-    const retryAfter = parseRetryAfter(response.headers.get("Retry-After"));
-    throw new VoiceFailure("api", { status: response.status, code, message, retryAfter });
+    throw new VoiceFailure("api", { status, code, message, retryAfter: parseRetryAfter(response.headers.get("Retry-After")) });
   }
   if (!data?.client_secret || !data.calls_url || !data.conversation) {
-    throw new VoiceFailure("api", { status: response.status, message: "The server's answer was incomplete." });
+    throw new VoiceFailure("api", { status, message: "The server's answer was incomplete." });
   }
   return data;
 }
@@ -38,34 +34,41 @@ export async function openMicrophone() {
   }
 }
 
-// One OpenAI session: the microphone up, the model's voice down, `oai-events` both ways.
-// onEvent(event); onState("connected" | "unstable" | "failed" | "channel-closed");
-// onRemoteStream(stream)
+// One OpenAI session. onState: connected | unstable | failed | channel-closed
 export class RealtimeCall {
   constructor({ onEvent, onState, onRemoteStream }) {
-    Object.assign(this, { onEvent, onState, onRemoteStream, queue: [], closed: false, callId: "" });
+    Object.assign(this, { onEvent, onState, onRemoteStream, closed: false });
   }
 
-  // Resolves when the data channel is open; rejects with a VoiceFailure.
   async connect({ callsUrl, key, stream, timeoutMs = 15000 }) {
     const pc = (this.pc = new RTCPeerConnection());
     stream.getAudioTracks().forEach((track) => pc.addTrack(track, stream));
     pc.ontrack = (event) => this.onRemoteStream(event.streams[0] || new MediaStream([event.track]));
+    pc.onconnectionstatechange = () => {
+      const state = pc.connectionState;
+      if (this.closed) return;
+      if (state === "connected") this.onState("connected");
+      else if (state === "disconnected") this.onState("unstable"); // often recovers by itself
+      else if (state === "failed") {
+        this.settle(new VoiceFailure("ice"));
+        this.onState("failed");
+      }
+    };
     // Before the offer, so that the offer negotiates it.
     const channel = (this.channel = pc.createDataChannel("oai-events"));
+    channel.onmessage = ({ data }) => {
+      const event = parseJson(data);
+      if (typeof event?.type === "string") this.onEvent(event);
+    };
+    channel.onclose = () => this.closed || this.onState("channel-closed");
     const opened = new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new VoiceFailure("timeout")), timeoutMs);
       this.settle = (failure) => {
         clearTimeout(timer);
-        if (failure) reject(failure);
-        else resolve();
+        failure ? reject(failure) : resolve();
       };
-      channel.addEventListener("open", () => this.settle());
+      channel.onopen = () => this.settle();
     });
-    channel.addEventListener("open", () => this.queue.splice(0).forEach((event) => this.send(event)));
-    channel.addEventListener("message", (message) => this.receive(message.data));
-    channel.addEventListener("close", () => this.closed || this.onState("channel-closed"));
-    pc.addEventListener("connectionstatechange", () => this.connectionChanged());
 
     const offer = await pc.createOffer();
     await pc.setLocalDescription(offer);
@@ -75,43 +78,20 @@ export class RealtimeCall {
     await opened;
   }
 
-  // POST the offer; a 201 carries the answer. Errors are OpenAI's JSON and must never reach
-  // setRemoteDescription.
+  // A 201 carries the answer; an error is OpenAI's JSON, never an SDP.
   async exchange(callsUrl, key, sdp) {
-    let response;
-    try {
-      response = await fetch(callsUrl, { method: "POST", body: sdp, headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/sdp" } });
-    } catch {
+    const headers = { Authorization: `Bearer ${key}`, "Content-Type": "application/sdp" };
+    const response = await fetch(callsUrl, { method: "POST", body: sdp, headers }).catch(() => {
       throw new VoiceFailure("sdp-network", { origin: new URL(callsUrl, location.href).origin });
-    }
+    });
     const body = await response.text();
     if (!response.ok) throw new VoiceFailure("sdp", { status: response.status, message: openaiMessage(body) });
-    // rtc_…; readable only if OpenAI exposes the header to this origin.
-    this.callId = (response.headers.get("Location") || "").split("/").pop();
     return body;
   }
 
-  connectionChanged() {
-    const state = this.pc.connectionState;
-    if (this.closed) return;
-    if (state === "connected") this.onState("connected");
-    else if (state === "disconnected") this.onState("unstable"); // often recovers by itself
-    else if (state === "failed") {
-      this.settle(new VoiceFailure("ice"));
-      this.onState("failed");
-    }
-  }
-
-  receive(data) {
-    const event = parseJson(data);
-    if (typeof event?.type === "string") this.onEvent(event);
-  }
-
-  // Client events wait, in order, until the channel is open (realtime-api.md §4).
-  send(event) {
-    if (this.closed) return;
-    if (this.channel?.readyState === "open") this.channel.send(JSON.stringify(event));
-    else this.queue.push(event);
+  // No queue: nothing is sent before the session is live.
+  send(events) {
+    if (this.channel?.readyState === "open") events.forEach((event) => this.channel.send(JSON.stringify(event)));
   }
 
   close() {
@@ -122,8 +102,32 @@ export class RealtimeCall {
   }
 }
 
-// OpenAI's JSON error, or else the start of the body.
 function openaiMessage(body) {
   const error = parseJson(body)?.error;
-  return error ? error.message || error.code || "" : String(body || "").trim().slice(0, 200);
+  return error ? error.message || error.code || "" : body.trim().slice(0, 200);
 }
+
+// Client events. Push-to-talk ("manual") turns OpenAI's turn detection off.
+function turnDetection(mode) {
+  if (mode === "manual") return null;
+  const answer = { create_response: true, interrupt_response: true };
+  if (mode === "semantic_vad") return { type: "semantic_vad", eagerness: "auto", ...answer };
+  return { type: "server_vad", silence_duration_ms: 500, ...answer };
+}
+
+// A mode change mid-session: only the changed field.
+export const sessionUpdateMode = (mode) => ({
+  type: "session.update", session: { type: "realtime", audio: { input: { turn_detection: turnDetection(mode) } } },
+});
+
+export const typedMessage = (text) => [
+  { type: "conversation.item.create", item: { type: "message", role: "user", content: [{ type: "input_text", text }] } },
+  { type: "response.create" },
+];
+
+// Push-to-talk: drop stray audio on press; answer on release.
+export const pushToTalkPress = () => [{ type: "input_audio_buffer.clear" }];
+export const pushToTalkRelease = () => [{ type: "input_audio_buffer.commit" }, { type: "response.create" }];
+
+// Also drops the audio already queued for playback.
+export const interruptReply = () => [{ type: "response.cancel" }, { type: "output_audio_buffer.clear" }];

@@ -1,5 +1,4 @@
-// The page's controls and status surfaces (buttons per phase, status line, alert, save
-// indicator, timer, push-to-talk gestures). Knows nothing of WebRTC: chat.js passes handlers in.
+// The page's controls and status; chat.js passes the handlers in.
 // Phases: idle → starting → live ⇄ lost (→ starting …) → ended → starting …
 
 export function formatClock(ms) {
@@ -17,27 +16,22 @@ const BADGE = {
   ended: ["Ended", "badge-ended"],
 };
 
-const IDS = [
-  "voice", "voice-status", "session-badge", "session-timer", "session-clock", "voice-alert", "voice-alert-box",
-  "voice-alert-title", "voice-alert-message", "voice-alert-actions", "alert-continue", "alert-login", "alert-reload",
-  "start", "stop", "continue", "mute", "interrupt", "ptt", "ptt-help", "voice-select", "detection-select",
-  "detection-field", "message", "send", "composer", "save-state", "conversation-link", "mic-note", "model-note",
-];
 const camel = (id) => id.replace(/-(\w)/g, (_, c) => c.toUpperCase());
 
 export class Controls {
   constructor(handlers) {
-    this.handlers = handlers;
-    this.el = Object.fromEntries(IDS.map((id) => [camel(id), document.getElementById(id)]));
-    Object.assign(this, { phase: "idle", pressing: false, alertActions: {}, startBlocked: false });
+    const root = document.getElementById("voice");
+    // el.voiceAlertTitle is #voice-alert-title.
+    this.el = Object.fromEntries([root, ...root.querySelectorAll("[id]")].map((node) => [camel(node.id), node]));
+    Object.assign(this, { handlers, phase: "idle", pressing: false, alertActions: {}, startBlocked: false });
     this.bind();
     this.showMode();
   }
 
   // server_vad | semantic_vad | manual (push-to-talk)
   get mode() {
-    const checked = this.el.voice.querySelector('input[name="mode"]:checked');
-    return checked && checked.value === "push-to-talk" ? "manual" : this.el.detectionSelect.value;
+    const checked = document.querySelector("[name=mode]:checked");
+    return checked?.value === "push-to-talk" ? "manual" : this.el.detectionSelect.value;
   }
 
   get voice() {
@@ -62,20 +56,18 @@ export class Controls {
       el.message.value = "";
       handlers.send(text);
     });
-    const modeChanged = () => {
+    on(el.settings, "change", (event) => {
+      if (event.target === el.voiceSelect) return;
       this.showMode();
       handlers.mode(this.mode);
-    };
-    el.voice.querySelectorAll('input[name="mode"]').forEach((radio) => on(radio, "change", modeChanged));
-    on(el.detectionSelect, "change", modeChanged);
+    });
     on(document, "keydown", (event) => {
       if (event.key === "Escape" && !el.interrupt.disabled) handlers.interrupt();
     });
     this.bindPushToTalk(on);
   }
 
-  // Hold the button (mouse, touch, pen) or Space. Space is left alone in text fields and on
-  // other controls, where it has a meaning of its own.
+  // Hold the button or Space (left alone in fields and on other controls).
   bindPushToTalk(on) {
     const { el } = this;
     const pushable = () => this.phase === "live" && this.mode === "manual";
@@ -144,15 +136,15 @@ export class Controls {
     el.ptt.disabled = el.message.disabled = el.send.disabled = !live;
     if (!live) el.interrupt.disabled = true;
     el.sessionTimer.hidden = !(live || phase === "lost");
-    // The alert's own Continue only while the main one is hidden (the "ends soon" warning).
-    const actions = this.alertActions;
-    el.alertContinue.hidden = !actions.resume || !el.continue.hidden;
-    el.alertLogin.hidden = !actions.login;
-    el.alertReload.hidden = !actions.reload;
-    el.voiceAlertActions.hidden = el.alertContinue.hidden && el.alertLogin.hidden && el.alertReload.hidden;
+    // The alert's own Continue only while the main one is hidden ("ends soon").
+    const { resume, login, reload } = this.alertActions;
+    el.alertContinue.hidden = !resume || !el.continue.hidden;
+    el.alertLogin.hidden = !login;
+    el.alertReload.hidden = !reload;
+    el.voiceAlertActions.hidden = el.alertContinue.hidden && !login && !reload;
   }
 
-  // Start stays off while the server cannot issue keys, or a rate limit runs out.
+  // While the server cannot issue keys, or a rate limit runs out.
   blockStart(blocked) {
     this.startBlocked = blocked;
     this.refresh();
@@ -166,20 +158,19 @@ export class Controls {
     if (this.el.voiceStatus.textContent !== text) this.el.voiceStatus.textContent = text;
   }
 
-  setNotes({ mic, model }) {
-    if (mic !== undefined) this.el.micNote.textContent = mic;
-    if (model !== undefined) this.el.modelNote.textContent = model;
+  setNote(scope, text) {
+    this.el[`${scope}Note`].textContent = text;
   }
 
-  // tone: error | warning | info; actions: { resume, login, reload }
-  showAlert({ title, message, tone = "error", actions = {} }) {
+  // tone: error | warning | info
+  showAlert({ title, message, tone = "error", resume, login, reload }) {
     const { el } = this;
     el.voiceAlertBox.className = `alert alert-${tone}`;
     el.voiceAlertBox.setAttribute("role", tone === "info" ? "status" : "alert");
     el.voiceAlertTitle.textContent = title;
     el.voiceAlertMessage.textContent = message;
     el.voiceAlert.hidden = false;
-    this.alertActions = actions;
+    this.alertActions = { resume, login, reload };
     this.refresh();
   }
 
@@ -191,15 +182,14 @@ export class Controls {
     this.el.sessionClock.textContent = formatClock(ms);
   }
 
-  // How many transcript events still wait for the server, and why.
   setSaveState({ pending, state, retryInMs }) {
-    const retry = state === "offline" && retryInMs > 0 ? `, retrying in ${Math.ceil(retryInMs / 1000)} s` : "";
+    const retry = retryInMs > 0 ? `, retrying in ${Math.ceil(retryInMs / 1000)} s` : "";
     let [kind, text] = ["saved", ""];
     if (state === "denied") [kind, text] = ["error", `Signed out — ${pending} waiting to be saved`];
     else if (state === "gone") [kind, text] = ["error", "The conversation was deleted; this transcript is not saved"];
     else if (state === "offline" || state === "connecting") [kind, text] = ["offline", pending ? `Saving paused — ${pending} waiting${retry}` : `Reconnecting to save${retry}`];
     else if (pending) [kind, text] = ["saving", `Saving… ${pending} waiting`];
-    else if (["online", "finished", "closed"].includes(state)) text = "All saved";
+    else if (state !== "idle") text = "All saved"; // online, finished, closed
     Object.assign(this.el.saveState.dataset, { state: text ? kind : "idle", pending: String(pending) });
     this.el.saveState.textContent = text;
   }
@@ -209,7 +199,7 @@ export class Controls {
     this.el.conversationLink.hidden = !url;
   }
 
-  // After a phase change, keep the keyboard focus on a control that still exists.
+  // Keep the focus on a control that still exists.
   focusMain() {
     const active = document.activeElement;
     if (active && active !== document.body && !active.hidden && !active.disabled) return;

@@ -1,16 +1,14 @@
-// Delivers one conversation's outbox over /ws/conversations/<uuid>/.
-// Frames go out only after `ready`, which says what the server already holds: the outbox drops
-// that and resends the rest in order. Every (re)connect starts so, which is why a dropped
-// socket, a restarted server or a reload all end with each frame stored exactly once.
-// No DOM; the WebSocket class and the timers are injectable (node tests).
+// Delivers outboxes over /ws/conversations/<uuid>/. Each (re)connect waits for `ready` (what
+// the server holds) and resends the rest in order: every frame is stored once.
 
-export const CLOSE_NOT_AUTHENTICATED = 4401;
-export const CLOSE_NOT_FOUND = 4404;
+import { Outbox, leftovers } from "./outbox.js";
 
-// Exponential backoff with "equal jitter": at least half the step, so a restarting server is
-// not hammered and many tabs do not reconnect in lockstep.
+const CLOSE_NOT_AUTHENTICATED = 4401;
+const CLOSE_NOT_FOUND = 4404;
+
+// Exponential, with "equal jitter": tabs do not reconnect in lockstep.
 export function backoffDelay(attempt, { min = 500, max = 15000, random = Math.random } = {}) {
-  const step = Math.min(max, min * 2 ** Math.max(0, attempt));
+  const step = Math.min(max, min * 2 ** attempt);
   return Math.round(step / 2 + random() * (step / 2));
 }
 
@@ -19,15 +17,22 @@ export function absoluteSocketUrl(path, location) {
   return `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}${path}`;
 }
 
-// onStatus({ state, pending, retryAt }), state: connecting | online | offline | closed |
-// finished | denied (4401: signed out) | gone (4404: no such conversation for this user)
+export function parseJson(text) {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null;
+  }
+}
+
 export class TranscriptSocket {
-  constructor(url, outbox, options = {}) {
-    const { WebSocket = globalThis.WebSocket, timers = globalThis, onStatus = () => {}, backoff = {} } = options;
-    const onFrameError = options.onFrameError || ((message) => console.warn("Transcript frame refused", message));
-    Object.assign(this, { url, outbox, WebSocket, timers, onStatus, onFrameError, backoff, ws: null, isReady: false, attempt: 0, stopped: false, state: "idle", retryAt: 0 });
-    Object.assign(this, { readyTimeoutMs: options.readyTimeoutMs ?? 8000, pingIntervalMs: options.pingIntervalMs ?? 20000 });
-    this.closing = false; // `end` sent: close once the server has it
+  constructor(url, outbox, {
+    WebSocket = globalThis.WebSocket, timers = globalThis, backoff = {}, readyTimeoutMs = 8000, pingIntervalMs = 20000,
+    onStatus = () => {}, onFrameError = (message) => console.warn("Transcript frame refused", message),
+  } = {}) {
+    Object.assign(this, { url, outbox, WebSocket, timers, backoff, readyTimeoutMs, pingIntervalMs, onStatus, onFrameError });
+    // closing: `end` sent
+    Object.assign(this, { ws: null, isReady: false, stopped: false, closing: false, attempt: 0, state: "idle", retryAt: 0 });
   }
 
   start() {
@@ -40,7 +45,6 @@ export class TranscriptSocket {
     const frame = this.outbox.push(event);
     if (this.isReady) this.sendFrame(frame);
     this.report();
-    return frame;
   }
 
   sendFrame(frame) {
@@ -48,20 +52,17 @@ export class TranscriptSocket {
     this.sentUpTo = Math.max(this.sentUpTo, frame.seq);
   }
 
-  // The user stopped: `end` after every pending frame. A flag in the outbox, so that a reload
-  // before delivery still ends the conversation.
+  // After every pending frame; flagged in the outbox, so a reload still ends it.
   end() {
     this.outbox.markEnded();
     if (this.isReady) this.sendEnd();
     else this.start();
   }
 
-  // Page hide: the last chance. Frames not yet sent on this connection go out even before
-  // `ready` (the server ignores seqs it has); those already in flight need not go twice.
+  // Page hide: unsent frames go out even before `ready` (the server ignores seqs it has).
   flush() {
-    if (this.ws?.readyState === 1) {
-      this.outbox.pending().filter((frame) => frame.seq > this.sentUpTo).forEach((frame) => this.sendFrame(frame));
-    }
+    if (this.ws?.readyState !== 1) return;
+    for (const frame of this.outbox.pending()) if (frame.seq > this.sentUpTo) this.sendFrame(frame);
   }
 
   stop() {
@@ -71,22 +72,19 @@ export class TranscriptSocket {
   }
 
   connect() {
-    this.clearTimers();
-    this.isReady = false;
-    this.sentUpTo = 0; // highest seq sent on this connection
+    this.clearTimers(); // a retry may be pending
+    this.sentUpTo = 0;
     this.setState("connecting");
     let ws;
     try {
-      ws = new this.WebSocket(this.url);
+      ws = this.ws = new this.WebSocket(this.url);
     } catch {
       return this.scheduleReconnect();
     }
-    this.ws = ws;
-    // A socket that opens but never says `ready` (a stuck proxy or server) is as good as closed.
+    // Open but never `ready` (a stuck proxy or server) is as good as closed.
     ws.onopen = () => (this.readyTimer = this.timers.setTimeout(() => this.drop(), this.readyTimeoutMs));
     ws.onmessage = (message) => this.receive(message.data);
     ws.onclose = (event) => this.closed(event.code);
-    ws.onerror = () => {}; // a close follows
   }
 
   receive(data) {
@@ -107,13 +105,13 @@ export class TranscriptSocket {
         this.report();
         if (this.closing && outbox.finished) this.send({ type: "ping" });
         break;
-      case "error":
-        if (Number.isInteger(message.seq)) outbox.reject(message.seq);
+      case "error": // refused for good: kept, it would block the outbox forever
+        if (Number.isInteger(message.seq)) outbox.ack(message.seq);
         this.report();
         this.onFrameError(message);
         break;
       case "ended": // our server confirms `end`; the contract does not require it
-      case "pong": // otherwise a pong once all is acked is the best sign there is
+      case "pong": // or a pong once all is acked: the best sign there is
         if (this.closing && outbox.finished) this.finish();
         break;
     }
@@ -132,33 +130,30 @@ export class TranscriptSocket {
   }
 
   send(payload) {
-    if (this.ws?.readyState === 1) quietly(() => this.ws.send(JSON.stringify(payload))); // else a close follows
+    if (this.ws?.readyState === 1) this.ws.send(JSON.stringify(payload)); // else a close follows
   }
 
   drop() {
-    if (!this.ws) return;
     this.disconnect(4000);
     this.closed(1006);
   }
 
-  // Forget the socket (its late events too); close it with `code`, if given.
   disconnect(code) {
-    const ws = this.ws;
+    const { ws } = this;
     this.ws = null;
     this.isReady = false;
     this.clearTimers();
-    if (ws) {
-      ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
-      if (code) quietly(() => ws.close(code));
-    }
+    if (!ws) return;
+    ws.onopen = ws.onmessage = ws.onclose = null;
+    if (code) ws.close(code);
   }
 
   closed(code) {
     this.disconnect();
     if (this.stopped) return;
-    if (code === CLOSE_NOT_AUTHENTICATED) return this.setState("denied");
-    if (code === CLOSE_NOT_FOUND) return this.setState("gone");
-    this.scheduleReconnect();
+    if (code === CLOSE_NOT_AUTHENTICATED) this.setState("denied");
+    else if (code === CLOSE_NOT_FOUND) this.setState("gone");
+    else this.scheduleReconnect();
   }
 
   scheduleReconnect() {
@@ -168,7 +163,6 @@ export class TranscriptSocket {
     this.retryTimer = this.timers.setTimeout(() => this.connect(), delay);
   }
 
-  // The browser is back online: no need to sit out the backoff.
   retryNow() {
     if (this.state === "offline" && !this.stopped) this.connect();
   }
@@ -189,16 +183,81 @@ export class TranscriptSocket {
   }
 }
 
-export function parseJson(text) {
+const DONE = new Set(["finished", "closed"]);
+const SAVED = new Set(["online", ...DONE]);
+const RANK = { idle: 0, finished: 1, closed: 1, online: 2, connecting: 3, offline: 4, gone: 4, denied: 5 };
+
+// Some privacy modes refuse localStorage: outboxes then live in memory.
+function localStore() {
   try {
-    return JSON.parse(text);
+    return localStorage;
   } catch {
     return null;
   }
 }
 
-function quietly(action) {
+// All the page's transcript sockets, summed up for the save indicator.
+export class Deliveries {
+  constructor(onChange) {
+    Object.assign(this, { storage: localStore(), owner: tabId(), onChange, sockets: new Map(), liveId: null });
+  }
+
+  open(conversationId, socketPath, recovering = false) {
+    const known = this.sockets.get(conversationId);
+    if (known && !DONE.has(known.state)) return Object.assign(known, { recovering: known.recovering && recovering });
+    const outbox = new Outbox(this.storage, conversationId, { socketUrl: socketPath, owner: this.owner });
+    outbox.persist(); // claims it for this tab
+    const socket = new TranscriptSocket(absoluteSocketUrl(socketPath, location), outbox, { onStatus: () => this.changed(socket) });
+    socket.recovering = recovering;
+    this.sockets.set(conversationId, socket);
+    return socket.start();
+  }
+
+  recover() {
+    for (const { conversationId, socketUrl } of leftovers(this.storage, { owner: this.owner })) {
+      if (socketUrl) this.open(conversationId, socketUrl, true);
+    }
+  }
+
+  changed(socket) {
+    // A recovered, unended conversation needs its socket only until its outbox is empty.
+    if (socket.recovering && socket.isReady && !socket.outbox.size && !socket.outbox.ended) socket.stop();
+    this.onChange(this.summary());
+  }
+
+  // The worst state of those with frames, the live one, and those that can say "saved".
+  summary() {
+    let [pending, state, retryAt] = [0, "idle", Infinity];
+    for (const [id, socket] of this.sockets) {
+      if (!socket.outbox.size && id !== this.liveId && !SAVED.has(socket.state)) continue;
+      pending += socket.outbox.size;
+      if (RANK[socket.state] > RANK[state]) state = socket.state;
+      if (socket.state === "offline") retryAt = Math.min(retryAt, socket.retryAt);
+    }
+    return { pending, state, retryInMs: retryAt < Infinity ? Math.max(0, retryAt - Date.now()) : 0 };
+  }
+
+  flushAll() {
+    this.sockets.forEach((socket) => socket.flush());
+  }
+
+  retryAll() {
+    this.sockets.forEach((socket) => socket.retryNow());
+  }
+
+  // Tells other tabs that this one is still delivering.
+  heartbeat() {
+    this.sockets.forEach((socket) => DONE.has(socket.state) || socket.outbox.persist());
+  }
+}
+
+// Survives reloads (sessionStorage): this tab's leftovers are its own.
+function tabId() {
+  const id = crypto.randomUUID?.() || String(Math.random()).slice(2);
   try {
-    action();
-  } catch {} // already closed
+    if (!sessionStorage.getItem("voice.tab")) sessionStorage.setItem("voice.tab", id);
+    return sessionStorage.getItem("voice.tab");
+  } catch {
+    return id;
+  }
 }

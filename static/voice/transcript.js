@@ -1,15 +1,9 @@
-// The live transcript as data: server events in, ordered lines out. Pure (node-tested).
-// A line's place is the order in which its *item* entered the conversation (item.added/created,
-// or the first event naming it), never when its text arrived: the user's transcript often
-// comes after the reply to it, and fills the line already above that reply (DESIGN.md).
-//
-// line: { id, role: user|assistant, kind: audio|text, text, partial (text is deltas so far),
-//         status: pending (user audio awaiting its transcript) | live (reply in progress)
-//                 | completed | failed | interrupted, error, responseId }
+// The live transcript: TranscriptModel turns events into lines (node-tested), TranscriptView
+// draws them. A line keeps its item's place: a user's transcript, often late, fills the line
+// above the reply. status: pending | live (reply in progress) | completed | failed | interrupted
 
 const TEXT_PARTS = new Set(["input_text", "output_text", "text"]);
 const AUDIO_PARTS = new Set(["input_audio", "output_audio", "audio"]);
-const ENDED_EARLY = new Set(["cancelled", "incomplete"]);
 const ASSISTANT_TEXT = /^response\.(output_audio_transcript|audio_transcript|output_text|text)\.(delta|done)$/;
 
 export class TranscriptModel {
@@ -19,45 +13,48 @@ export class TranscriptModel {
 
   reset() {
     this.byId = new Map();
-    this.order = []; // item ids, in the order they entered the conversation
+    this.order = [];
   }
 
   get lines() {
     return this.order.map((id) => this.byId.get(id));
   }
 
-  // Apply one event; returns the ids of the lines it changed.
+  // Returns the ids of the lines it changed.
   apply(event) {
     const type = event?.type;
-    if (typeof type !== "string") return [];
+    const id = event?.item_id;
     switch (type) {
       case "conversation.item.added":
       case "conversation.item.created":
       case "conversation.item.done":
         return this.item(event.item);
       case "conversation.item.input_audio_transcription.delta":
-        return this.userDelta(event);
+        return this.edit(id, "user", (line) => {
+          if (line.status !== "pending" || typeof event.delta !== "string") return;
+          line.text = (line.partial ? line.text : "") + event.delta;
+          line.partial = true;
+        });
       case "conversation.item.input_audio_transcription.completed":
-        return this.edit(event.item_id, "user", (line) => finish(line, String(event.transcript ?? "")));
+        return this.edit(id, "user", (line) => finish(line, String(event.transcript ?? "")));
       case "conversation.item.input_audio_transcription.failed":
-        return this.edit(event.item_id, "user", (line) => {
-          Object.assign(line, { status: "failed", partial: false });
-          line.error = event.error?.message || event.error?.code || "Transcription failed";
+        return this.edit(id, "user", (line) => {
+          Object.assign(line, { status: "failed", partial: false, error: event.error?.message || event.error?.code || "Transcription failed" });
         });
       case "conversation.item.truncated": // barge-in: the reply's audio was cut
-        return this.byId.get(event.item_id)?.role === "assistant" ? this.edit(event.item_id, "assistant", (line) => (line.status = "interrupted")) : [];
+        return this.byId.get(id)?.role === "assistant" ? this.edit(id, "assistant", (line) => (line.status = "interrupted")) : [];
       case "response.done":
         return this.responseDone(event.response || {});
       case "conversation.item.deleted":
-        if (!this.byId.delete(event.item_id)) return [];
-        this.order = this.order.filter((id) => id !== event.item_id);
-        return [event.item_id];
+        if (!this.byId.delete(id)) return [];
+        this.order = this.order.filter((other) => other !== id);
+        return [id];
       default:
         return ASSISTANT_TEXT.test(type) ? this.assistantText(event) : [];
     }
   }
 
-  // Change the line of an item, creating it at the end the first time the item is named.
+  // Created at the end the first time an item is named.
   edit(id, role, change) {
     if (!id) return [];
     let line = this.byId.get(id);
@@ -71,7 +68,7 @@ export class TranscriptModel {
   }
 
   item(item) {
-    if (!item || item.type !== "message" || (item.role !== "user" && item.role !== "assistant")) return [];
+    if (item?.type !== "message" || (item.role !== "user" && item.role !== "assistant")) return [];
     const content = Array.isArray(item.content) ? item.content : [];
     const typed = content.find((part) => TEXT_PARTS.has(part?.type) && typeof part.text === "string");
     const spoken = content.find((part) => AUDIO_PARTS.has(part?.type) && part.transcript);
@@ -83,14 +80,6 @@ export class TranscriptModel {
       } else if (spoken) {
         finish(line, String(spoken.transcript));
       }
-    });
-  }
-
-  userDelta({ item_id: id, delta }) {
-    return this.edit(id, "user", (line) => {
-      if (line.status !== "pending" || typeof delta !== "string") return;
-      line.text = (line.partial ? line.text : "") + delta;
-      line.partial = true;
     });
   }
 
@@ -108,15 +97,14 @@ export class TranscriptModel {
     });
   }
 
-  // The reply's lines: interrupted when cancelled or cut short, failed, or simply complete.
   responseDone(response) {
     const ids = new Set((response.output || []).map((item) => item?.id));
     for (const line of this.byId.values()) if (response.id && line.responseId === response.id) ids.add(line.id);
     const changed = [];
     for (const id of ids) {
       const line = this.byId.get(id);
-      if (!line || line.role !== "assistant") continue;
-      if (ENDED_EARLY.has(response.status)) line.status = "interrupted";
+      if (line?.role !== "assistant") continue;
+      if (response.status === "cancelled" || response.status === "incomplete") line.status = "interrupted";
       else if (response.status === "failed") {
         line.status = "failed";
         line.error = response.status_details?.error?.message || "The reply failed";
@@ -128,8 +116,67 @@ export class TranscriptModel {
   }
 }
 
-// The final text replaces the partial one; an interrupted reply keeps its mark.
+// An interrupted reply keeps its mark.
 function finish(line, text) {
   Object.assign(line, { text, partial: false });
   if (line.status !== "interrupted") line.status = "completed";
+}
+
+const LABEL = { pending: "Transcribing…", live: "Speaking…", failed: "Not transcribed", interrupted: "Interrupted" };
+
+export class TranscriptView {
+  constructor({ list, empty, scroller }) {
+    Object.assign(this, { list, empty, scroller, nodes: new Map() });
+  }
+
+  clear() {
+    this.list.replaceChildren();
+    this.nodes.clear();
+    this.empty.hidden = false;
+  }
+
+  update(model, changedIds) {
+    if (!changedIds.length) return;
+    const s = this.scroller;
+    const follow = s.scrollHeight - s.scrollTop - s.clientHeight < 48; // the reader is at the end
+    for (const id of changedIds) {
+      const line = model.byId.get(id);
+      let node = this.nodes.get(id);
+      if (!line) {
+        node?.remove();
+        this.nodes.delete(id);
+        continue;
+      }
+      if (!node) {
+        node = document.createElement("li");
+        node.className = `line stack line-${line.role}`;
+        node.dataset.itemId = id;
+        node.innerHTML = '<div class="line-meta muted"><span class="line-who"></span><span class="badge line-badge"></span></div><p class="line-text"></p>';
+        node.querySelector(".line-who").textContent = line.role === "user" ? "You" : "Assistant";
+        this.nodes.set(id, node);
+        // before the next line already drawn
+        const later = model.order.slice(model.order.indexOf(id) + 1).map((other) => this.nodes.get(other)).find(Boolean);
+        this.list.insertBefore(node, later || null);
+      }
+      render(node, line);
+    }
+    this.empty.hidden = this.nodes.size > 0;
+    if (follow) s.scrollTop = s.scrollHeight;
+  }
+}
+
+function render(node, line) {
+  const badge = node.querySelector(".line-badge");
+  const typed = line.status === "completed" && line.kind === "text" && line.role === "user";
+  const label = typed ? "Typed" : LABEL[line.status];
+  Object.assign(node.dataset, { status: line.status, kind: line.kind });
+  node.classList.toggle("is-partial", line.partial);
+  // Screen readers hold announcements back while a line is still being spoken.
+  node.setAttribute("aria-busy", String(line.partial || line.status === "pending" || line.status === "live"));
+  badge.hidden = !label;
+  badge.textContent = label || "";
+  badge.className = `badge line-badge${typed ? "" : ` badge-${line.status === "live" ? "active" : line.status}`}`;
+  node.querySelector(".line-text").textContent = line.status === "failed" && !line.text
+    ? `Could not transcribe this${line.error ? ` (${line.error})` : ""}.`
+    : line.text || (line.status === "pending" ? "…" : "");
 }

@@ -1,28 +1,25 @@
-// Two live waveforms (microphone, model voice) drawn from AnalyserNodes: one
-// requestAnimationFrame loop for both, stopped when nothing plays or the tab is hidden; the
-// canvas is resized only when its box changes; each frame strokes one path of POINTS points.
+// Waveforms of the microphone and the model's voice; one animation loop, asleep in hidden tabs.
 
 const POINTS = 160;
 
 export class Visualiser {
+  frame = 0;
+  sources = [];
+
   constructor(canvases) {
     this.scopes = canvases.map((canvas) => ({ canvas, ctx: canvas.getContext("2d"), analyser: null, gain: 1 }));
-    this.frame = 0;
-    this.sources = [];
-    document.addEventListener("visibilitychange", () => (document.hidden ? this.pause() : this.resume()));
     const observer = new ResizeObserver(() => this.measure());
-    this.scopes.forEach((scope) => observer.observe(scope.canvas));
+    canvases.forEach((canvas) => observer.observe(canvas));
     matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => this.measure());
   }
 
-  // Call inside the Start click: browsers only let a user gesture start an AudioContext.
   audioContext() {
     this.context ||= new AudioContext();
     if (this.context.state === "suspended") this.context.resume().catch(() => {});
     return this.context;
   }
 
-  // Scope 0: microphone, 1: model. The analyser is a dead end; the <audio> element plays.
+  // Scope 0: microphone, 1: model. A dead end: the <audio> element plays.
   attach(index, stream) {
     const source = this.audioContext().createMediaStreamSource(stream);
     const analyser = this.context.createAnalyser();
@@ -41,7 +38,7 @@ export class Visualiser {
   }
 
   resume() {
-    if (!this.frame && !document.hidden && this.scopes.some((scope) => scope.analyser)) this.frame = requestAnimationFrame(this.tick);
+    if (!this.frame && this.scopes.some((scope) => scope.analyser)) this.frame = requestAnimationFrame(this.tick);
   }
 
   pause() {
@@ -55,7 +52,7 @@ export class Visualiser {
   };
 
   measure() {
-    const ratio = devicePixelRatio || 1;
+    const ratio = devicePixelRatio;
     for (const scope of this.scopes) {
       const { canvas } = scope;
       const box = canvas.getBoundingClientRect();
@@ -78,8 +75,7 @@ export class Visualiser {
       ctx.lineTo(width, middle);
     } else {
       analyser.getByteTimeDomainData(data);
-      // Speech is quiet next to full scale: a smoothed automatic gain (at most 6×) keeps a
-      // voice visible at any level, while silence stays a flat line.
+      // Speech is quiet: a smoothed gain (at most 6×) keeps a voice visible, silence flat.
       let peak = 1;
       for (let i = 0; i < data.length; i += 8) peak = Math.max(peak, Math.abs(data[i] - 128));
       scope.gain += (Math.min(6, Math.max(1, 100 / peak)) - scope.gain) * 0.08;

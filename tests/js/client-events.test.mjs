@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import * as client from "../../static/voice/client-events.js";
+import * as client from "../../static/voice/connection.js";
 import { VoiceFailure, classifyOpenAIError, describeFailure, formatWait, parseRetryAfter } from "../../static/voice/failures.js";
 import { formatClock } from "../../static/voice/controls.js";
 
