@@ -30,7 +30,15 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import psutil
-from key_issuance import ROOT, STANDIN_KEY, configure_environment, free_port, percentile, prepare_database, wait_for_port
+from key_issuance import (
+    ROOT,
+    STANDIN_KEY,
+    configure_environment,
+    free_port,
+    percentile,
+    prepare_database,
+    wait_for_port,
+)
 
 MODES = {"CONN_MAX_AGE=0": {"DATABASE_POOL": "false"}, "DATABASE_POOL=true": {"DATABASE_POOL": "true"}}
 

@@ -107,10 +107,10 @@ async def run(args, standin_url: str, auth: dict, endpoint_base: str | None, ser
     import httpx
     from django.conf import settings
 
-    from conversations import realtime
+    from conversations.realtime import upstream
 
-    direct_body = realtime.client_secret_request(
-        realtime.session_config(model=settings.REALTIME_MODEL, voice=settings.REALTIME_VOICE)
+    direct_body = upstream.client_secret_request(
+        upstream.session_config(model=settings.REALTIME_MODEL, voice=settings.REALTIME_VOICE)
     )
     direct_headers = {"Authorization": f"Bearer {STANDIN_KEY}"}
     direct_url = f"{standin_url}/realtime/client_secrets"

@@ -212,8 +212,8 @@ def run_direct(direct) -> float:
     """The baseline: every event in its own transaction through journal.append_frames."""
     from django.db import connection
 
-    from conversations import journal
-    from conversations.frames import Frame
+    from conversations.transcript import journal
+    from conversations.transcript.frames import Frame
 
     m = len(direct[0][1])
     start = time.perf_counter()
@@ -330,8 +330,8 @@ def verify(conversations_and_events) -> tuple[int, int, int]:
     from django.db.models import Count, Max, Min
     from django.utils import timezone
 
-    from conversations import transcripts
     from conversations.models import Conversation, Event
+    from conversations.transcript import reducer
 
     ids = [c.pk for c, _ in conversations_and_events]
     stats = {
@@ -344,8 +344,8 @@ def verify(conversations_and_events) -> tuple[int, int, int]:
         row = stats.get(conversation.pk, {"n": 0, "distinct": 0})
         lost += len(events) - row["distinct"]
         duplicated += row["n"] - row["distinct"]
-        state = transcripts.TranscriptState()
-        changes = transcripts.fold(state, [(e, timezone.now()) for e in events])
+        state = reducer.TranscriptState()
+        changes = reducer.fold(state, [(e, timezone.now()) for e in events])
         fresh = Conversation.objects.get(pk=conversation.pk)
         if (
             fresh.utterances.count() != len(state.utterances)

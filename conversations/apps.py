@@ -6,4 +6,4 @@ class ConversationsConfig(AppConfig):
     verbose_name = "Conversations"
 
     def ready(self):
-        from . import checks  # noqa: F401  (registers the system checks)
+        from conversations import checks  # noqa: F401  (registers the system checks

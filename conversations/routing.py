@@ -1,7 +1,7 @@
 from django.urls import path
 
-from .consumers import TranscriptConsumer
-from .history_consumer import HistoryLiveConsumer
+from conversations.transcript.consumer import TranscriptConsumer
+from conversations.transcript.live_consumer import HistoryLiveConsumer
 
 websocket_urlpatterns = [
     path("ws/conversations/<uuid:conversation_id>/", TranscriptConsumer.as_asgi()),

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import history_views
+from conversations.history import views as history_views
 
 app_name = "conversations"
 

@@ -6,7 +6,7 @@ import re
 import pytest
 from django.urls import reverse
 
-from conversations import realtime
+from conversations.realtime import upstream
 from tests.factories import make_user
 
 pytestmark = pytest.mark.django_db
@@ -33,7 +33,7 @@ def test_the_page_tells_its_script_what_it_needs(member, settings):
     html = response.content.decode()
     # The voice picker offers the server's allow-list, with the configured default chosen.
     options = re.findall(r'<option value="(\w+)"( selected)?>', html)
-    assert {value for value, _ in options if value in realtime.VOICES} == set(realtime.VOICES)
+    assert {value for value, _ in options if value in upstream.VOICES} == set(upstream.VOICES)
     assert ("cedar", " selected") in options
     assert re.search(r'<button[^>]*id="start"[^>]*>', html) and "disabled" not in re.search(r'<button[^>]*id="start"[^>]*>', html).group(0)
     assert 'data-csrf="' in html

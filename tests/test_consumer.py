@@ -22,9 +22,9 @@ from django.core.management.base import CommandError
 from django.test import Client
 from django.utils import timezone
 
-from conversations import journal, live
 from conversations.models import Conversation, Event, ResponseUsage, TokenUsage, Utterance
 from conversations.routing import websocket_urlpatterns
+from conversations.transcript import journal, live
 from tests.factories import make_conversation, make_user
 from tests.realtime_events import (
     SCENARIOS,

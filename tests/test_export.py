@@ -12,7 +12,7 @@ from django.core.management.base import CommandError, OutputWrapper
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from conversations import queries, records, serializers
+from conversations.export import formats, reader, records
 from conversations.management import output
 from conversations.models import Conversation, Utterance
 from tests.export_data import T0, make_full_conversation, run_manage
@@ -102,7 +102,7 @@ def test_csv_has_one_row_per_utterance_with_the_conversation_columns(alice):
     conversation = make_full_conversation(alice, utterances=3)
     silent = make_conversation(alice, title='=HYPERLINK("http://evil")')
     rows = list(csv.DictReader(io.StringIO(export(format="csv")[0])))
-    assert list(rows[0]) == list(serializers.CSV_COLUMNS)
+    assert list(rows[0]) == list(formats.CSV_COLUMNS)
     talk = [row for row in rows if row["conversation_id"] == str(conversation.uuid)]
     assert [row["position"] for row in talk] == ["0", "1", "2"]
     assert {row["user"] for row in talk} == {"alice"}
@@ -116,7 +116,7 @@ def test_csv_has_one_row_per_utterance_with_the_conversation_columns(alice):
 
 def test_csv_of_nothing_is_the_header():
     out, _ = export(format="csv")
-    assert list(csv.reader(io.StringIO(out))) == [list(serializers.CSV_COLUMNS)]
+    assert list(csv.reader(io.StringIO(out))) == [list(formats.CSV_COLUMNS)]
 
 
 def test_markdown_is_a_readable_transcript(alice):
@@ -146,21 +146,21 @@ def test_markdown_is_a_readable_transcript(alice):
 
 def test_stream_knows_every_format_and_its_content_type(alice):
     make_full_conversation(alice)
-    assert set(serializers.FORMATS) == {"jsonl", "json", "csv", "markdown"}
-    assert serializers.FORMATS["csv"].content_type.startswith("text/csv")
-    assert serializers.FORMATS["markdown"].extension == "md"
-    rows = queries.iter_records(Conversation.objects.all())
-    text = "".join(serializers.stream("jsonl", rows))
+    assert set(formats.FORMATS) == {"jsonl", "json", "csv", "markdown"}
+    assert formats.FORMATS["csv"].content_type.startswith("text/csv")
+    assert formats.FORMATS["markdown"].extension == "md"
+    rows = reader.iter_records(Conversation.objects.all())
+    text = "".join(formats.stream("jsonl", rows))
     assert len(jsonl(text)) == 1
     with pytest.raises(ValueError, match="Unknown format"):
-        serializers.stream("xml", [])
+        formats.stream("xml", [])
 
 
 def test_users_downloads_leave_out_the_staff_review(alice):
     make_full_conversation(alice, review_note="rude", flagged=True)
-    (record,) = queries.iter_records(Conversation.objects.all())
+    (record,) = reader.iter_records(Conversation.objects.all())
     assert "review" not in record and "events" not in record
-    (record,) = queries.iter_records(Conversation.objects.all(), include_review=True)
+    (record,) = reader.iter_records(Conversation.objects.all(), include_review=True)
     assert record["review"]["review_note"] == "rude" and record["review"]["flagged"] is True
 
 
@@ -254,7 +254,7 @@ def test_a_failed_export_leaves_no_file(alice, tmp_path, monkeypatch):
         raise RuntimeError("disk on fire")
         yield  # pragma: no cover
 
-    monkeypatch.setitem(serializers._WRITERS, "jsonl", broken)
+    monkeypatch.setitem(formats._WRITERS, "jsonl", broken)
     with pytest.raises(RuntimeError):
         export(output=str(target))
     assert list(tmp_path.iterdir()) == []
@@ -291,7 +291,7 @@ def test_each_chunk_costs_the_same_few_queries(alice, bob, include_events):
     per_chunk = 4 if include_events else 3  # conversations (+users), utterances, usages, [events]
     with CaptureQueriesContext(connection) as captured:
         chunks = list(
-            queries.iter_chunks(
+            reader.iter_chunks(
                 Conversation.objects.all(), chunk_size=3, include_events=include_events, include_review=True
             )
         )
@@ -311,7 +311,7 @@ def test_a_full_last_chunk_costs_one_empty_query(alice):
     for _ in range(4):
         make_conversation(alice)
     with CaptureQueriesContext(connection) as captured:
-        chunks = list(queries.iter_chunks(Conversation.objects.all(), chunk_size=2))
+        chunks = list(reader.iter_chunks(Conversation.objects.all(), chunk_size=2))
     assert [len(c) for c in chunks] == [2, 2]
     assert len(captured) == 2 * 3 + 1
 

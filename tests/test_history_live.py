@@ -10,8 +10,8 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import Permission
 from django.test import Client
 
-from conversations import live
 from conversations.models import Conversation
+from conversations.transcript import live
 from tests.factories import make_user
 from tests.history_data import make_talk
 from tests.realtime_events import transcribed, user_audio, user_text

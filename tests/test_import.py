@@ -278,7 +278,7 @@ def test_bad_import_on_the_command_line_exits_non_zero_without_a_traceback(tmp_p
 def test_a_batch_the_database_refuses_stops_the_import_and_a_rerun_finishes_it(backup, monkeypatch):
     from django.db import IntegrityError
 
-    from conversations import restore
+    from conversations.export import restore
 
     monkeypatch.setattr(restore, "BATCH_SIZE", 2)
     real_write = restore._write

@@ -1,4 +1,4 @@
-"""conversations/journal.py and live.py without a socket: appending, rebuilding, ending."""
+"""conversations/transcript/journal.py and live.py without a socket: appending, rebuilding, ending."""
 
 import dataclasses
 import subprocess
@@ -13,9 +13,9 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conversations import journal, live, transcripts
-from conversations.frames import Frame
 from conversations.models import Conversation, Event, ResponseUsage, TokenUsage, Utterance
+from conversations.transcript import journal, live, reducer
+from conversations.transcript.frames import Frame
 from tests.factories import make_conversation, make_user
 from tests.realtime_events import SCENARIOS, load_scenario, turn_events
 
@@ -38,7 +38,7 @@ def untimed(utterances):
 def snapshot(conversation):
     conversation.refresh_from_db()
     utterances = [
-        transcripts.UtteranceState(**{n: getattr(u, n) for n in transcripts.UtteranceState.FIELDS})
+        reducer.UtteranceState(**{n: getattr(u, n) for n in reducer.UtteranceState.FIELDS})
         for u in conversation.utterances.order_by("position")
     ]
     usages = list(conversation.usages.order_by("response_id").values_list("response_id", "status", *TokenUsage.USAGE_FIELDS))
@@ -160,8 +160,8 @@ def test_live_in_any_batches_then_rebuild_is_unchanged(conversation, events, cut
             start += size
             if batch:
                 journal.append_frames(conversation.pk, batch)
-        state = transcripts.TranscriptState()
-        transcripts.fold(state, [(f.event, timezone.now()) for f in all_frames])
+        state = reducer.TranscriptState()
+        reducer.fold(state, [(f.event, timezone.now()) for f in all_frames])
         utterances, _, _ = snapshot(conversation)
         assert untimed(utterances) == untimed(sorted(state.utterances.values(), key=lambda u: u.position))
         assert journal.rebuild(conversation).status == "unchanged"

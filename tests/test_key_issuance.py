@@ -13,8 +13,8 @@ from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 
-from conversations import realtime
 from conversations.models import Conversation
+from conversations.realtime import upstream
 from tests.api_helpers import SESSIONS_URL, error_of, post_session
 from tests.factories import make_conversation, make_user
 
@@ -88,7 +88,7 @@ class TestNewConversation:
         assert session["audio"]["input"]["transcription"] == {"model": settings.REALTIME_TRANSCRIPTION_MODEL}
         assert session["audio"]["output"] == {"voice": "cedar"}
 
-    @pytest.mark.parametrize("voice", realtime.VOICES)
+    @pytest.mark.parametrize("voice", upstream.VOICES)
     def test_every_voice(self, client, realtime_standin, voice):
         response = post_session(client, {"voice": voice})
         assert response.status_code == 201
@@ -337,7 +337,7 @@ class TestUpstreamFailures:
             raise httpx.ConnectTimeout("timed out", request=request)
 
         settings.OPENAI_API_KEY = "sk-anything"
-        monkeypatch.setattr(realtime, "http_client", lambda: httpx.AsyncClient(transport=httpx.MockTransport(handler)))
+        monkeypatch.setattr(upstream, "http_client", lambda: httpx.AsyncClient(transport=httpx.MockTransport(handler)))
         response = post_session(client)
         assert response.status_code == 504
 

@@ -1,6 +1,6 @@
 from decimal import Decimal
 
-from conversations import pricing
+from conversations.history import pricing
 from conversations.models import ResponseUsage
 
 

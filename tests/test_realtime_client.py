@@ -1,4 +1,4 @@
-"""conversations/realtime.py: the request OpenAI receives, and every way minting can fail."""
+"""conversations/upstream.py: the request OpenAI receives, and every way minting can fail."""
 
 import asyncio
 import json
@@ -7,7 +7,7 @@ import logging
 import httpx
 import pytest
 
-from conversations import realtime
+from conversations.realtime import upstream
 from voiceproject.loopbound import PerLoop
 
 API_KEY = "sk-proj-unit-test-key-0123456789abcdef"
@@ -30,7 +30,7 @@ def ok(request: httpx.Request) -> httpx.Response:
 
 def mint(handler, **options):
     options = {"model": "gpt-realtime-2.1", "voice": "marin", **options}
-    return asyncio.run(realtime.create_client_secret(client=mock_client(handler), **options))
+    return asyncio.run(upstream.create_client_secret(client=mock_client(handler), **options))
 
 
 class TestRequestBody:
@@ -54,7 +54,7 @@ class TestRequestBody:
                 "audio": {
                     "input": {
                         "transcription": {"model": settings.REALTIME_TRANSCRIPTION_MODEL},
-                        "turn_detection": realtime.SERVER_VAD_CONFIG,
+                        "turn_detection": upstream.SERVER_VAD_CONFIG,
                     },
                     "output": {"voice": "cedar"},
                 },
@@ -72,32 +72,32 @@ class TestRequestBody:
         ],
     )
     def test_turn_detection(self, mode, expected):
-        config = realtime.session_config(model="gpt-realtime-2.1", voice="marin", turn_detection=mode)
+        config = upstream.session_config(model="gpt-realtime-2.1", voice="marin", turn_detection=mode)
         assert config["audio"]["input"]["turn_detection"] == expected
         assert "turn_detection" in config["audio"]["input"]  # manual is an explicit null
 
     def test_no_beta_fields(self):
-        config = realtime.session_config(model="gpt-realtime-2.1", voice="marin")
+        config = upstream.session_config(model="gpt-realtime-2.1", voice="marin")
         for beta in ("modalities", "voice", "temperature", "input_audio_transcription", "turn_detection"):
             assert beta not in config
 
     def test_config_is_a_copy(self):
-        config = realtime.session_config(model="gpt-realtime-2.1", voice="marin")
+        config = upstream.session_config(model="gpt-realtime-2.1", voice="marin")
         config["audio"]["input"]["turn_detection"]["threshold"] = 0.9
-        assert realtime.SERVER_VAD_CONFIG["threshold"] == 0.5
+        assert upstream.SERVER_VAD_CONFIG["threshold"] == 0.5
 
     @pytest.mark.parametrize("voice", ["Marin", "nova", "", "marin "])
     def test_unknown_voice(self, voice):
         with pytest.raises(ValueError, match="Unknown voice"):
-            realtime.session_config(model="gpt-realtime-2.1", voice=voice)
+            upstream.session_config(model="gpt-realtime-2.1", voice=voice)
 
     def test_model_outside_the_allow_list(self):
         with pytest.raises(ValueError, match="not allowed"):
-            realtime.session_config(model="gpt-4o-realtime-preview-2024-12-17", voice="marin")
+            upstream.session_config(model="gpt-4o-realtime-preview-2024-12-17", voice="marin")
 
     def test_unknown_turn_detection(self):
         with pytest.raises(ValueError, match="Unknown turn detection"):
-            realtime.turn_detection_config("push")
+            upstream.turn_detection_config("push")
 
 
 class TestSuccess:
@@ -112,7 +112,7 @@ class TestSuccess:
 class TestFailures:
     def test_not_configured(self, settings):
         settings.OPENAI_API_KEY = ""
-        with pytest.raises(realtime.NotConfigured):
+        with pytest.raises(upstream.NotConfigured):
             mint(ok)
 
     @pytest.mark.parametrize("status", [400, 401, 403, 404, 429, 500, 503])
@@ -121,14 +121,14 @@ class TestFailures:
             return httpx.Response(status, json={"error": {"message": "Something specific.", "type": "x",
                                                           "param": None, "code": "some_code"}})
 
-        with pytest.raises(realtime.UpstreamError) as caught:
+        with pytest.raises(upstream.UpstreamError) as caught:
             mint(handler)
         assert caught.value.status == status
         assert caught.value.code == "some_code"
         assert "Something specific." in str(caught.value)
 
     def test_error_without_a_body(self):
-        with pytest.raises(realtime.UpstreamError, match="HTTP 502"):
+        with pytest.raises(upstream.UpstreamError, match="HTTP 502"):
             mint(lambda request: httpx.Response(502, text="<html>bad gateway</html>"))
 
     def test_openais_message_loses_the_key(self):
@@ -136,7 +136,7 @@ class TestFailures:
             message = f"Incorrect API key provided: {API_KEY}. Or masked: sk-proj-****cdef, ek_abc123."
             return httpx.Response(401, json={"error": {"message": message, "code": "invalid_api_key"}})
 
-        with pytest.raises(realtime.UpstreamError) as caught:
+        with pytest.raises(upstream.UpstreamError) as caught:
             mint(handler)
         text = str(caught.value)
         assert API_KEY not in text
@@ -147,9 +147,9 @@ class TestFailures:
         def handler(request):
             return httpx.Response(500, json={"error": {"message": "x" * 5000}})
 
-        with pytest.raises(realtime.UpstreamError) as caught:
+        with pytest.raises(upstream.UpstreamError) as caught:
             mint(handler)
-        assert len(str(caught.value)) <= realtime.MAX_MESSAGE_LENGTH
+        assert len(str(caught.value)) <= upstream.MAX_MESSAGE_LENGTH
 
     @pytest.mark.parametrize(
         "response",
@@ -165,7 +165,7 @@ class TestFailures:
         ],
     )
     def test_garbage(self, response):
-        with pytest.raises(realtime.UpstreamError, match="could not be read"):
+        with pytest.raises(upstream.UpstreamError, match="could not be read"):
             mint(lambda request: response)
 
     @pytest.mark.parametrize("exception", [httpx.ConnectTimeout, httpx.ReadTimeout, httpx.PoolTimeout])
@@ -173,7 +173,7 @@ class TestFailures:
         def handler(request):
             raise exception("timed out", request=request)
 
-        with pytest.raises(realtime.UpstreamTimeout):
+        with pytest.raises(upstream.UpstreamTimeout):
             mint(handler)
 
     @pytest.mark.parametrize("exception", [httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError])
@@ -181,15 +181,15 @@ class TestFailures:
         def handler(request):
             raise exception("connection refused", request=request)
 
-        with pytest.raises(realtime.UpstreamError, match="could not be reached") as caught:
+        with pytest.raises(upstream.UpstreamError, match="could not be reached") as caught:
             mint(handler)
         assert caught.value.status is None
         assert caught.value.__cause__ is None and caught.value.__suppress_context__
 
     def test_a_mistyped_base_url(self, settings):
         settings.OPENAI_BASE_URL = "http://exa mple.com:port/v1"
-        with pytest.raises(realtime.UpstreamError, match="could not be reached"):
-            asyncio.run(realtime.create_client_secret(model="gpt-realtime-2.1", voice="marin",
+        with pytest.raises(upstream.UpstreamError, match="could not be reached"):
+            asyncio.run(upstream.create_client_secret(model="gpt-realtime-2.1", voice="marin",
                                                       client=httpx.AsyncClient()))
 
     def test_timeouts_come_from_settings(self, settings):
@@ -206,7 +206,7 @@ class TestFailures:
         def handler(request):
             return httpx.Response(401, json={"error": {"message": f"Incorrect API key provided: {API_KEY}"}})
 
-        with pytest.raises(realtime.UpstreamError):
+        with pytest.raises(upstream.UpstreamError):
             mint(handler)
         mint(ok)
         assert "OpenAI client_secrets failed: HTTP 401" in caplog.text
@@ -217,7 +217,7 @@ class TestFailures:
 class TestSharedClient:
     def test_one_client_per_loop(self):
         async def twice():
-            return realtime.http_client(), realtime.http_client()
+            return upstream.http_client(), upstream.http_client()
 
         first, second = asyncio.run(twice())
         assert first is second
@@ -269,7 +269,7 @@ async def _get(objects):
 
 
 async def _get_client():
-    return realtime.http_client()
+    return upstream.http_client()
 
 
 def test_system_check_catches_an_unknown_default_voice(settings):

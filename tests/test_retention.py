@@ -10,7 +10,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from conversations import retention
+from conversations import actions
 from conversations.models import Conversation, Event, ResponseUsage, Utterance
 from tests.export_data import make_full_conversation, run_manage
 from tests.factories import make_conversation, make_user
@@ -35,7 +35,7 @@ def days_ago(days):
 def test_delete_conversations_removes_children_and_counts_per_model(alice):
     doomed = [make_full_conversation(alice, utterances=4, events=3) for _ in range(5)]
     kept = make_full_conversation(alice, utterances=2, events=1)
-    deleted = retention.delete_conversations(Conversation.objects.exclude(pk=kept.pk), batch_size=2)
+    deleted = actions.delete_conversations(Conversation.objects.exclude(pk=kept.pk), batch_size=2)
     assert deleted == {
         "conversations.Conversation": 5,
         "conversations.Utterance": 20,
@@ -47,14 +47,14 @@ def test_delete_conversations_removes_children_and_counts_per_model(alice):
 
 
 def test_deleting_nothing_counts_zeros():
-    assert set(retention.delete_conversations(Conversation.objects.none()).values()) == {0}
+    assert set(actions.delete_conversations(Conversation.objects.none()).values()) == {0}
 
 
 def test_dry_run_counts_match_what_is_deleted(alice):
     for _ in range(3):
         make_full_conversation(alice, utterances=3, events=2)
     queryset = Conversation.objects.all()
-    assert retention.count_conversations(queryset) == retention.delete_conversations(queryset)
+    assert actions.count_conversations(queryset) == actions.delete_conversations(queryset)
 
 
 def test_each_batch_costs_the_same_queries_whatever_the_children(alice):
@@ -64,7 +64,7 @@ def test_each_batch_costs_the_same_queries_whatever_the_children(alice):
         for _ in range(4):
             make_full_conversation(alice, utterances=utterances, events=utterances)
         with CaptureQueriesContext(connection) as captured:
-            retention.delete_conversations(Conversation.objects.all(), batch_size=2)
+            actions.delete_conversations(Conversation.objects.all(), batch_size=2)
         return [q["sql"] for q in captured.captured_queries]
 
     small, large = queries_for(1), queries_for(30)
@@ -77,7 +77,7 @@ def test_the_user_deletes_one_conversation(alice):
     """What the per-conversation delete view will call."""
     mine = make_full_conversation(alice)
     other = make_full_conversation(alice)
-    retention.delete_conversations(Conversation.objects.filter(uuid=mine.uuid, user=alice))
+    actions.delete_conversations(Conversation.objects.filter(uuid=mine.uuid, user=alice))
     assert list(Conversation.objects.all()) == [other]
 
 

@@ -1,4 +1,4 @@
-"""The reducer (conversations/transcripts.py) and the frame parser (conversations/frames.py).
+"""The reducer (conversations/transcript/reducer.py) and the frame parser (conversations/transcript/frames.py).
 
 Pure code: no database. The same scenarios run through the socket and `rebuild_transcripts` in
 test_consumer.py.
@@ -12,10 +12,10 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from conversations import frames, transcripts
-from conversations.frames import MAX_SEQ, FrameError, parse_frame
 from conversations.models import TokenUsage
-from conversations.transcripts import (
+from conversations.transcript import frames, reducer
+from conversations.transcript.frames import MAX_SEQ, FrameError, parse_frame
+from conversations.transcript.reducer import (
     ASSISTANT,
     AUDIO,
     COMPLETED,
@@ -267,7 +267,7 @@ def test_huge_token_counts_saturate():
     event = response_done("r1", input_tokens=10**30)
     _, changes = run([event, response_done("r2", input_tokens=MAX_COUNT)])
     assert changes.usages[0].counts["input_tokens"] == MAX_COUNT
-    assert transcripts.saturating_add(MAX_COUNT, MAX_COUNT) == MAX_COUNT
+    assert reducer.saturating_add(MAX_COUNT, MAX_COUNT) == MAX_COUNT
 
 
 def test_transcription_usage_is_counted_once():
@@ -340,10 +340,10 @@ def test_reduce_does_not_mutate_the_state():
 
 
 def test_referenced_ids():
-    assert transcripts.referenced_ids(audio_done("a1", "r1", "x")) == ({"a1"}, {"r1"})
-    assert transcripts.referenced_ids(response_done("r1", output=[output_item("a1", "x")])) == ({"a1"}, {"r1"})
-    assert transcripts.referenced_ids(user_audio("u1")) == ({"u1"}, set())
-    assert transcripts.referenced_ids({"type": "response.done", "response": {"id": "y" * 101}}) == (set(), set())
+    assert reducer.referenced_ids(audio_done("a1", "r1", "x")) == ({"a1"}, {"r1"})
+    assert reducer.referenced_ids(response_done("r1", output=[output_item("a1", "x")])) == ({"a1"}, {"r1"})
+    assert reducer.referenced_ids(user_audio("u1")) == ({"u1"}, set())
+    assert reducer.referenced_ids({"type": "response.done", "response": {"id": "y" * 101}}) == (set(), set())
 
 
 # --- property tests: the reducer ---------------------------------------------------------------------------
@@ -358,9 +358,9 @@ JSON = st.recursive(
 TOKENS = st.one_of(st.integers(min_value=-5, max_value=2**40), JSON)
 STATUS = st.sampled_from(["completed", "cancelled", "incomplete", "failed", "in_progress", "weird"])
 EVENT_TYPES = sorted(
-    transcripts.ITEM_EVENTS | transcripts.AUDIO_TRANSCRIPT_DONE | transcripts.TEXT_DONE
-    | {transcripts.TRANSCRIPTION_COMPLETED, transcripts.TRANSCRIPTION_FAILED, transcripts.RESPONSE_DONE,
-       transcripts.BUFFER_COMMITTED, "error", "response.created"}
+    reducer.ITEM_EVENTS | reducer.AUDIO_TRANSCRIPT_DONE | reducer.TEXT_DONE
+    | {reducer.TRANSCRIPTION_COMPLETED, reducer.TRANSCRIPTION_FAILED, reducer.RESPONSE_DONE,
+       reducer.BUFFER_COMMITTED, "error", "response.created"}
 )  # fmt: skip
 
 
@@ -380,7 +380,7 @@ def items(draw):
 
 
 EVENTS = st.one_of(
-    st.builds(lambda t, i: {"type": t, "item": i}, st.sampled_from(sorted(transcripts.ITEM_EVENTS)), items()),
+    st.builds(lambda t, i: {"type": t, "item": i}, st.sampled_from(sorted(reducer.ITEM_EVENTS)), items()),
     st.builds(lambda i, t, n: transcribed(i, t, n), ITEMS, st.text(max_size=6), st.integers(0, 50)),
     st.builds(transcription_failed, ITEMS),
     st.builds(audio_done, ITEMS, RESPONSES, st.text(max_size=6), st.booleans()),
@@ -410,7 +410,7 @@ def check_invariants(state, changes, events):
     named = {
         e["response"]["id"] for e in events
         if isinstance(e, dict) and e.get("type") == "response.done" and isinstance(e.get("response"), dict)
-        and transcripts._id(e["response"].get("id"))
+        and reducer._id(e["response"].get("id"))
     }  # fmt: skip
     assert set(counted) == named
     for usage in changes.usages:
@@ -434,7 +434,7 @@ def test_every_event_is_idempotent(events):
     state = TranscriptState()
     for i, event in enumerate(events):
         at = T0 + timedelta(seconds=i)
-        transcripts.advance(state, reduce(state, event, at))
+        reducer.advance(state, reduce(state, event, at))
         again = reduce(state, event, at)
         assert not again.utterances and not again.usages and not again.transcription_tokens
         assert again.title is None
@@ -444,7 +444,7 @@ def partial(full: TranscriptState, events) -> TranscriptState:
     """What the journal loads for a batch (journal._append_locked), taken from a full state."""
     items, responses = set(), set()
     for event in events:
-        i, r = transcripts.referenced_ids(event)
+        i, r = reducer.referenced_ids(event)
         items |= i
         responses |= r
     utterances = {k: u for k, u in full.utterances.items() if k in items}
@@ -472,7 +472,7 @@ def test_batches_with_partial_state_give_the_same_result_as_one_fold(events, cut
             continue
         view = partial(store, [e for e, _ in batch])
         changes = fold(view, batch)
-        transcripts.advance(store, changes)
+        reducer.advance(store, changes)
         tokens += changes.transcription_tokens
         usages += changes.usages
         title = title if title is not None else changes.title

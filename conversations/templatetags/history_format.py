@@ -7,7 +7,7 @@ from django import template
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
-from conversations import history, pricing
+from conversations.history import pricing, selectors
 
 register = template.Library()
 
@@ -25,7 +25,7 @@ def clock(value: timedelta | None) -> str:
 
 @register.filter
 def display_title(conversation) -> str:
-    return history.display_title(conversation)
+    return selectors.display_title(conversation)
 
 
 @register.filter

@@ -2,7 +2,7 @@
 // transcript as it changes and inserts or updates its lines in position order (the order in
 // which items entered the conversation, not the order in which their text arrived).
 //
-// Messages (conversations/live.py, history_consumer.py): on connect
+// Messages (conversations/transcript/live.py, live_consumer.py): on connect
 // {"type": "snapshot", "status": "active", "utterances": [...]}, then
 // {"type": "transcript.changed", "utterances": [...]} for every change and
 // {"type": "conversation.ended", "ended_at": "…"} at the end. Lines are keyed by item_id, so a

@@ -9,7 +9,7 @@ from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from conversations import journal, live
+from conversations.transcript import journal, live
 
 
 class Command(BaseCommand):

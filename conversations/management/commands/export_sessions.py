@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from conversations import queries, serializers
+from conversations.export import formats, reader
 from conversations.management import arguments
 from conversations.management.output import Progress, Sink, Stderr, plural, stdout_is_closed
 from conversations.models import Conversation
@@ -20,7 +20,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--format",
             default="jsonl",
-            metavar="|".join(serializers.FORMATS),
+            metavar="|".join(formats.FORMATS),
             help="jsonl (default): one conversation per line; json: one array; csv: one row per "
             "utterance; markdown: readable transcripts.",
         )
@@ -53,19 +53,19 @@ class Command(BaseCommand):
         parser.add_argument(
             "--chunk-size",
             metavar="N",
-            help=f"Conversations read per round of queries (default {queries.DEFAULT_CHUNK_SIZE}, "
-            f"{queries.DEFAULT_CHUNK_SIZE_WITH_EVENTS} with --include-events).",
+            help=f"Conversations read per round of queries (default {reader.DEFAULT_CHUNK_SIZE}, "
+            f"{reader.DEFAULT_CHUNK_SIZE_WITH_EVENTS} with --include-events).",
         )
 
     def handle(self, *args, **options):
         stderr = Stderr(self.stderr)
-        (format,) = arguments.choices(options["format"], serializers.FORMATS, "--format")
+        (format,) = arguments.choices(options["format"], formats.FORMATS, "--format")
         include_events = options["include_events"]
         if include_events and format not in EVENT_FORMATS:
             raise CommandError(f"--include-events needs --format {' or '.join(EVENT_FORMATS)}.")
         since, until = arguments.time_range(options["since"], options["until"])
         conversation_ids = arguments.uuids(options["conversation"], "--conversation")
-        queryset = queries.select_conversations(
+        queryset = reader.select_conversations(
             users=arguments.users(options["user"]),
             since=since,
             until=until,
@@ -97,11 +97,11 @@ class Command(BaseCommand):
                 progress.advance()
 
         # A backup and a staff export: the review fields are in.
-        records = queries.iter_records(
+        records = reader.iter_records(
             queryset, chunk_size=chunk_size, include_events=include_events, include_review=True
         )
         try:
-            for text in serializers.stream(format, counted(records)):
+            for text in formats.stream(format, counted(records)):
                 sink.write(text)
             sink.close()
         except BrokenPipeError:

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from conversations import restore
+from conversations.export import restore
 from conversations.management.output import plural
 
 

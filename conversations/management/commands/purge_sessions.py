@@ -3,7 +3,8 @@ import datetime
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
-from conversations import queries, retention
+from conversations import actions
+from conversations.export import reader
 from conversations.management import arguments
 from conversations.management.output import plural
 
@@ -37,22 +38,22 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--batch-size",
-            default=retention.DEFAULT_BATCH_SIZE,
+            default=actions.DEFAULT_BATCH_SIZE,
             metavar="N",
-            help=f"Conversations deleted per transaction (default {retention.DEFAULT_BATCH_SIZE}).",
+            help=f"Conversations deleted per transaction (default {actions.DEFAULT_BATCH_SIZE}).",
         )
 
     def handle(self, *args, **options):
         days = arguments.positive_int(options["older_than"], "--older-than")
         batch_size = arguments.positive_int(options["batch_size"], "--batch-size")
         cutoff = timezone.now() - datetime.timedelta(days=days)
-        queryset = queries.select_conversations(users=arguments.users(options["user"])).filter(
-            retention.inactive_before(cutoff)
+        queryset = reader.select_conversations(users=arguments.users(options["user"])).filter(
+            actions.inactive_before(cutoff)
         )
         scope = f"inactive since before {cutoff:%Y-%m-%d %H:%M %Z}"
         if options["dry_run"]:
-            counts = retention.count_conversations(queryset)
+            counts = actions.count_conversations(queryset)
             self.stdout.write(f"Dry run: would delete {describe(counts)} ({scope}).")
         else:
-            counts = retention.delete_conversations(queryset, batch_size=batch_size)
+            counts = actions.delete_conversations(queryset, batch_size=batch_size)
             self.stdout.write(f"Deleted {describe(counts)} ({scope}).")

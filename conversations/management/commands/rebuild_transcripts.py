@@ -10,8 +10,8 @@ from collections import Counter
 
 from django.core.management.base import BaseCommand, CommandError
 
-from conversations import journal
 from conversations.models import Conversation
+from conversations.transcript import journal
 
 PROGRESS_EVERY = 100
 

@@ -26,8 +26,8 @@ from collections.abc import Iterable, Iterator
 from django.contrib.auth import get_user_model
 from django.db.models import F, QuerySet
 
-from . import records
-from .models import Conversation, Event, ResponseUsage, Utterance
+from conversations.export import records
+from conversations.models import Conversation, Event, ResponseUsage, Utterance
 
 DEFAULT_CHUNK_SIZE = 500
 # A conversation's journal holds every event received (hundreds, with payloads of kilobytes):

@@ -33,7 +33,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from .models import Utterance
+from conversations.models import Utterance
 
 USER = Utterance.Role.USER.value
 ASSISTANT = Utterance.Role.ASSISTANT.value

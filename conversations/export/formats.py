@@ -20,8 +20,8 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from .models import Utterance
-from .records import UTTERANCE
+from conversations.export.records import UTTERANCE
+from conversations.models import Utterance
 
 
 @dataclass(frozen=True)

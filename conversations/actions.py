@@ -16,7 +16,7 @@ from collections import Counter
 from django.db import transaction
 from django.db.models import Q, QuerySet
 
-from .models import Conversation, Event, ResponseUsage, Utterance
+from conversations.models import Conversation, Event, ResponseUsage, Utterance
 
 DEFAULT_BATCH_SIZE = 500
 # What hangs off a conversation, deleted ahead of it.

@@ -20,11 +20,13 @@ from django.utils.formats import date_format, time_format
 from django.utils.html import format_html, format_html_join
 from django.utils.text import smart_split, unescape_string_literal
 
-from . import downloads, history, pricing, retention, review, usage
-from .admin_filters import FailedTranscriptionFilter, InterruptedFilter
-from .forms import DateRangeForm
-from .models import Conversation, Event, ResponseUsage, Utterance
-from .templatetags.history_format import clock, tokens
+from conversations import actions, review
+from conversations.admin.filters import FailedTranscriptionFilter, InterruptedFilter
+from conversations.export import downloads
+from conversations.history import pricing, selectors, usage
+from conversations.history.forms import DateRangeForm
+from conversations.models import Conversation, Event, ResponseUsage, Utterance
+from conversations.templatetags.history_format import clock, tokens
 
 admin.site.site_header = "voiceproject administration"
 admin.site.site_title = "voiceproject admin"
@@ -144,12 +146,12 @@ class ConversationAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request).select_related("user", "reviewed_by")
-        return history.with_first_line(history.with_turns(history.with_duration(queryset)))
+        return selectors.with_first_line(selectors.with_turns(selectors.with_duration(queryset)))
 
     # --- Columns and read-only fields ---------------------------------------------------------
     @admin.display(description="conversation", ordering="title")
     def display_title(self, conversation):
-        return history.display_title(conversation, length=60)
+        return selectors.display_title(conversation, length=60)
 
     @admin.display(description="started", ordering="started_at")
     def started(self, conversation):
@@ -222,7 +224,7 @@ class ConversationAdmin(admin.ModelAdmin):
             if term[0] in "\"'" and term[0] == term[-1]:
                 term = unescape_string_literal(term)
             queryset = queryset.filter(
-                history.matches_title_or_user(term) | history.transcript_contains(term)
+                selectors.matches_title_or_user(term) | selectors.transcript_contains(term)
             )
         return queryset, False
 
@@ -234,19 +236,19 @@ class ConversationAdmin(admin.ModelAdmin):
         super().save_model(request, obj, form, change)
 
     def delete_model(self, request, obj):
-        retention.delete_conversations(Conversation.objects.filter(pk=obj.pk))
+        actions.delete_conversations(Conversation.objects.filter(pk=obj.pk))
 
     def delete_queryset(self, request, queryset):
-        retention.delete_conversations(queryset)
+        actions.delete_conversations(queryset)
 
     def get_deleted_objects(self, objs, request):
         # Django's default lists every related row (thousands of journal events) and refuses
         # because those rows are read-only here; deleting a conversation takes them with it.
         conversations = Conversation.objects.filter(pk__in=[obj.pk for obj in objs])
-        counts = retention.count_conversations(conversations)
+        counts = actions.count_conversations(conversations)
         summary = [
             format_html('{} <span class="muted">({}, {} turns)</span>', str(c), c.user, c.turns)
-            for c in history.with_turns(conversations.select_related("user"))
+            for c in selectors.with_turns(conversations.select_related("user"))
         ]
         model_count = {
             "conversations": counts[Conversation._meta.label],
@@ -306,9 +308,9 @@ class ConversationAdmin(admin.ModelAdmin):
             "opts": self.opts,
             "original": conversation,
             "title": f"Live transcript: {self.display_title(conversation)}",
-            "utterances": history.transcript(conversation),
-            "labels": history.transcript_labels(conversation.user.get_username()),
-            "live_url": history.live_path(conversation),
+            "utterances": selectors.transcript(conversation),
+            "labels": selectors.transcript_labels(conversation.user.get_username()),
+            "live_url": selectors.live_path(conversation),
         }
         return TemplateResponse(request, "admin/conversations/live.html", context)
 
@@ -317,7 +319,7 @@ class ConversationAdmin(admin.ModelAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         form = DateRangeForm(request.GET or DateRangeForm.last_days(30))
-        conversations = history.created_between(Conversation.objects.all(), **form.range())
+        conversations = selectors.created_between(Conversation.objects.all(), **form.range())
         per_user = usage.by_user(conversations)
         per_day = usage.by_day(conversations)
         context = {

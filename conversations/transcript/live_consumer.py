@@ -15,14 +15,14 @@ Owner and staff only: anonymous → closed with 4401, anyone else or an unknown 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from . import history
-from .consumers import CLOSE_NOT_AUTHENTICATED, CLOSE_NOT_FOUND
-from .live import group_name, serialize_utterance
+from conversations.history import selectors
+from conversations.transcript.consumer import CLOSE_NOT_AUTHENTICATED, CLOSE_NOT_FOUND
+from conversations.transcript.live import group_name, serialize_utterance
 
 
 @database_sync_to_async
 def _viewable(user, conversation_id):
-    return history.get_viewable(user, conversation_id)
+    return selectors.get_viewable(user, conversation_id)
 
 
 @database_sync_to_async
@@ -31,7 +31,7 @@ def _snapshot(conversation) -> dict:
         "type": "snapshot",
         "conversation": str(conversation.uuid),
         "status": conversation.status,
-        "utterances": [serialize_utterance(u) for u in history.transcript(conversation)],
+        "utterances": [serialize_utterance(u) for u in selectors.transcript(conversation)],
     }
 
 

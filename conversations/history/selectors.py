@@ -23,7 +23,7 @@ from django.db.models.functions import Coalesce
 from django.http import Http404
 from django.utils import timezone
 
-from .models import Conversation, Utterance
+from conversations.models import Conversation, Utterance
 
 
 def owned_by(user) -> QuerySet[Conversation]:

@@ -26,10 +26,10 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from . import journal, live
-from .frames import Frame, FrameError, parse_frame
-from .models import Conversation
-from .writer import get_writer
+from conversations.models import Conversation
+from conversations.transcript import journal, live
+from conversations.transcript.frames import Frame, FrameError, parse_frame
+from conversations.transcript.writer import get_writer
 
 logger = logging.getLogger(__name__)
 

@@ -2,8 +2,8 @@
 
 from django.contrib import admin
 
-from . import history
-from .models import Utterance
+from conversations.history import selectors
+from conversations.models import Utterance
 
 
 class UtteranceStatusFilter(admin.SimpleListFilter):
@@ -15,7 +15,7 @@ class UtteranceStatusFilter(admin.SimpleListFilter):
         return (("yes", "Yes"), ("no", "No"))
 
     def queryset(self, request, queryset):
-        condition = history.has_utterance_status(self.status)
+        condition = selectors.has_utterance_status(self.status)
         if self.value() == "yes":
             return queryset.filter(condition)
         if self.value() == "no":

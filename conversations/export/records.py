@@ -22,7 +22,7 @@ from functools import cached_property
 from django.core.exceptions import ValidationError
 from django.db import models
 
-from .models import Conversation, Event, ResponseUsage, TokenUsage, Utterance
+from conversations.models import Conversation, Event, ResponseUsage, TokenUsage, Utterance
 
 SCHEMA = 1
 

@@ -13,14 +13,16 @@ import logging
 import uuid
 
 from django.conf import settings
+from django.contrib.auth.decorators import login_required
 from django.core.exceptions import RequestDataTooBig
 from django.http.request import RawPostDataException
+from django.shortcuts import redirect, render
+from django.urls import reverse
 
+from conversations.models import Conversation
+from conversations.realtime import issuing, upstream
 from voiceproject import ratelimit
 from voiceproject.api import api_view, error_response, json_response
-
-from . import realtime, sessions
-from .models import Conversation
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +43,10 @@ def _read_body(request) -> bytes:
         raise InvalidRequest("Send a JSON body (Content-Type: application/json), not a form.") from None
 
 
-def parse_session_request(body: bytes) -> sessions.SessionRequest:
+def parse_session_request(body: bytes) -> issuing.SessionRequest:
     """The optional JSON body: {"voice", "conversation", "turn_detection"}, each may be absent or null."""
     if not body.strip():
-        return sessions.SessionRequest()
+        return issuing.SessionRequest()
     if len(body) > MAX_BODY_BYTES:
         raise InvalidRequest("The request body is too large.")
     try:
@@ -65,9 +67,9 @@ def parse_session_request(body: bytes) -> sessions.SessionRequest:
     conversation = data.get("conversation")
     try:
         if voice is not None:
-            realtime.validate_voice(voice)
+            upstream.validate_voice(voice)
         if turn_detection is not None:
-            realtime.validate_turn_detection(turn_detection)
+            upstream.validate_turn_detection(turn_detection)
     except ValueError as exc:
         raise InvalidRequest(str(exc)) from None
     if conversation is not None:
@@ -77,11 +79,11 @@ def parse_session_request(body: bytes) -> sessions.SessionRequest:
             conversation = None
         if conversation is None:
             raise InvalidRequest("conversation must be the id (a UUID) of one of your conversations.")
-    return sessions.SessionRequest(voice=voice, turn_detection=turn_detection, conversation=conversation)
+    return issuing.SessionRequest(voice=voice, turn_detection=turn_detection, conversation=conversation)
 
 
 def session_body(
-    conversation: Conversation, plan: sessions.SessionPlan, secret: realtime.ClientSecret
+    conversation: Conversation, plan: issuing.SessionPlan, secret: upstream.ClientSecret
 ) -> dict:
     """The 201 body: the contract's fields, plus turn_detection, segment and key_ttl."""
     return {
@@ -91,7 +93,7 @@ def session_body(
         "model": plan.model,
         "voice": plan.voice,
         "turn_detection": plan.turn_detection,
-        "calls_url": realtime.calls_url(),
+        "calls_url": upstream.calls_url(),
         "socket_url": f"/ws/conversations/{conversation.uuid}/",
         "segment": conversation.segments,
         "key_ttl": settings.REALTIME_KEY_TTL,
@@ -105,15 +107,15 @@ def _not_found():
 @api_view("POST")
 async def realtime_sessions(request):
     user = request.user
-    if not realtime.is_configured():
-        return error_response(503, "not_configured", str(realtime.NotConfigured()))
+    if not upstream.is_configured():
+        return error_response(503, "not_configured", str(upstream.NotConfigured()))
     try:
         wanted = parse_session_request(_read_body(request))
     except InvalidRequest as exc:
         return error_response(400, "invalid_request", str(exc))
 
     try:
-        verdict = await sessions.acharge_key(user, ratelimit.client_ip(request))
+        verdict = await issuing.acharge_key(user, ratelimit.client_ip(request))
     except ratelimit.StorageError as exc:
         # Refuse rather than hand out keys unmetered: every key costs money.
         log.error("Rate-limit storage unavailable, refusing keys: %s", exc)
@@ -124,31 +126,31 @@ async def realtime_sessions(request):
         return error_response(
             429,
             "rate_limited",
-            sessions.limit_message(verdict),
+            issuing.limit_message(verdict),
             headers={"Retry-After": str(verdict.retry_after)},
         )
 
     conversation = None
     if wanted.conversation is not None:
         try:
-            conversation = await sessions.aget_own_conversation(user, wanted.conversation)
+            conversation = await issuing.aget_own_conversation(user, wanted.conversation)
         except Conversation.DoesNotExist:
             return _not_found()
-    plan = sessions.plan_session(wanted, conversation)
+    plan = issuing.plan_session(wanted, conversation)
 
     try:
-        secret = await realtime.create_client_secret(
+        secret = await upstream.create_client_secret(
             model=plan.model, voice=plan.voice, turn_detection=plan.turn_detection
         )
-    except realtime.NotConfigured as exc:
+    except upstream.NotConfigured as exc:
         return error_response(503, "not_configured", str(exc))
-    except realtime.UpstreamTimeout as exc:
+    except upstream.UpstreamTimeout as exc:
         return error_response(504, "upstream_timeout", str(exc))
-    except realtime.UpstreamError as exc:
+    except upstream.UpstreamError as exc:
         return error_response(502, "upstream_error", str(exc))
 
     try:
-        conversation = await sessions.arecord_session(user, plan, conversation)
+        conversation = await issuing.arecord_session(user, plan, conversation)
     except Conversation.DoesNotExist:
         return _not_found()
     log.info(
@@ -156,3 +158,35 @@ async def realtime_sessions(request):
         user.pk, conversation.uuid, conversation.segments,
     )
     return json_response(session_body(conversation, plan, secret), status=201)
+
+
+# --- the voice page -----------------------------------------------------------------------------
+
+
+def home(request):
+    """The chat for signed-in users; the log-in page for everyone else."""
+    return redirect("chat" if request.user.is_authenticated else "login")
+
+
+@login_required
+def chat(request):
+    """The voice page. What its script needs goes into a json_script block (CSP-safe)."""
+    openai_configured = upstream.is_configured()
+    voice_config = {
+        "apiUrl": reverse("api_realtime_sessions"),
+        "openaiConfigured": openai_configured,
+        # OpenAI ends a session after 60 minutes; the page offers to continue before that.
+        "sessionLimitSeconds": 60 * 60,
+        "warnBeforeSeconds": 5 * 60,
+    }
+    return render(
+        request,
+        "conversations/chat.html",
+        {
+            "voice_config": voice_config,
+            "voices": upstream.VOICES,
+            "default_voice": settings.REALTIME_VOICE,
+            "openai_configured": openai_configured,
+        },
+    )
+

@@ -22,9 +22,9 @@ from asgiref.sync import sync_to_async
 from channels.db import aclose_old_connections
 from django.db import connection
 
-from . import journal
-from .frames import Frame
-from .journal import AppendResult
+from conversations.transcript import journal
+from conversations.transcript.frames import Frame
+from conversations.transcript.journal import AppendResult
 
 # Keeps a transaction short even when thousands of frames are waiting.
 MAX_FRAMES_PER_TRANSACTION = 2000

@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db.models import F
 
+from conversations.models import Conversation
+from conversations.realtime import upstream
 from voiceproject import ratelimit
-
-from . import realtime
-from .models import Conversation
 
 
 @dataclass(frozen=True)
@@ -47,13 +46,13 @@ def plan_session(request: SessionRequest, conversation: Conversation | None = No
     segment should sound like the old one); otherwise the server's defaults. The model is the
     server's choice: a conversation keeps its model while that is still allowed.
     """
-    model, voice, turn_detection = settings.REALTIME_MODEL, settings.REALTIME_VOICE, realtime.SERVER_VAD
+    model, voice, turn_detection = settings.REALTIME_MODEL, settings.REALTIME_VOICE, upstream.SERVER_VAD
     if conversation is not None:
         if conversation.model in settings.REALTIME_MODELS:
             model = conversation.model
-        if conversation.voice in realtime.VOICES:
+        if conversation.voice in upstream.VOICES:
             voice = conversation.voice
-        if conversation.turn_detection in realtime.TURN_DETECTION_MODES:
+        if conversation.turn_detection in upstream.TURN_DETECTION_MODES:
             turn_detection = conversation.turn_detection
     return SessionPlan(
         model=model,

@@ -2,7 +2,7 @@
 The user's own history: the list, one transcript, downloads and deletion.
 
 A user only ever sees their own conversations: every view looks conversations up through
-`history.get_owned`, so someone else's is a 404, the same as one that does not exist.
+`selectors.get_owned`, so someone else's is a 404, the same as one that does not exist.
 """
 
 from django.contrib import messages
@@ -13,9 +13,11 @@ from django.utils import timezone
 from django.utils.formats import date_format
 from django.views.decorators.http import require_GET, require_http_methods
 
-from . import downloads, history, pricing, retention
-from .forms import HistoryFilterForm
-from .models import Conversation
+from conversations import actions
+from conversations.export import downloads
+from conversations.history import pricing, selectors
+from conversations.history.forms import HistoryFilterForm
+from conversations.models import Conversation
 
 PAGE_SIZE = 20
 
@@ -25,7 +27,7 @@ PAGE_SIZE = 20
 def conversation_list(request):
     form = HistoryFilterForm(request.GET)
     filters = form.filters()
-    conversations = history.history_list(request.user, **filters)
+    conversations = selectors.history_list(request.user, **filters)
     page = Paginator(conversations, PAGE_SIZE).get_page(request.GET.get("page"))
     return render(
         request,
@@ -36,7 +38,7 @@ def conversation_list(request):
             "search": filters["text"],
             "page": page,
             "conversations": page.object_list,
-            "has_any": page.paginator.count > 0 or history.owned_by(request.user).exists(),
+            "has_any": page.paginator.count > 0 or selectors.owned_by(request.user).exists(),
             "download_formats": downloads.menu(),
         },
     )
@@ -45,17 +47,17 @@ def conversation_list(request):
 @login_required
 @require_GET
 def conversation_detail(request, conversation_id):
-    conversation = history.get_owned(request.user, conversation_id)
+    conversation = selectors.get_owned(request.user, conversation_id)
     return render(
         request,
         "conversations/detail.html",
         {
             "conversation": conversation,
-            "utterances": history.transcript(conversation),
+            "utterances": selectors.transcript(conversation),
             "cost": pricing.estimate_cost(conversation, conversation.model),
-            "labels": history.transcript_labels(),
+            "labels": selectors.transcript_labels(),
             "download_formats": downloads.menu(),
-            "live_url": history.live_path(conversation),
+            "live_url": selectors.live_path(conversation),
         },
     )
 
@@ -64,13 +66,13 @@ def conversation_detail(request, conversation_id):
 @require_http_methods(["GET", "POST"])
 def conversation_delete(request, conversation_id):
     """GET asks for confirmation; POST deletes the conversation with its journal and usage."""
-    conversation = history.get_owned(request.user, conversation_id)
+    conversation = selectors.get_owned(request.user, conversation_id)
     if request.method == "POST":
         label = (
             conversation.title
             or f"the conversation of {date_format(timezone.localtime(conversation.created_at), 'j F Y, H:i')}"
         )
-        retention.delete_conversations(Conversation.objects.filter(pk=conversation.pk))
+        actions.delete_conversations(Conversation.objects.filter(pk=conversation.pk))
         messages.success(request, f"Deleted {label}.")
         return redirect("conversations:list")
     return render(
@@ -84,7 +86,7 @@ def conversation_delete(request, conversation_id):
 @require_GET
 def conversation_download(request, conversation_id):
     """One conversation in the format asked for (?format=jsonl|json|csv|markdown)."""
-    conversation = history.get_owned(request.user, conversation_id)
+    conversation = selectors.get_owned(request.user, conversation_id)
     return downloads.response(
         request, Conversation.objects.filter(pk=conversation.pk), f"conversation-{conversation.uuid}"
     )
@@ -95,5 +97,5 @@ def conversation_download(request, conversation_id):
 def download_all(request):
     """Everything the user has said and heard: all their conversations, oldest first."""
     return downloads.response(
-        request, history.owned_by(request.user), f"{request.user.get_username()}-conversations"
+        request, selectors.owned_by(request.user), f"{request.user.get_username()}-conversations"
     )

@@ -13,8 +13,8 @@ from decimal import Decimal
 from django.db.models import Count, DurationField, ExpressionWrapper, F, Sum
 from django.db.models.functions import TruncDate
 
-from . import pricing
-from .models import Conversation
+from conversations.history import pricing
+from conversations.models import Conversation
 
 TOKEN_FIELDS = Conversation.USAGE_FIELDS + ("transcription_tokens",)
 

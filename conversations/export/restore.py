@@ -21,8 +21,8 @@ from pathlib import Path
 from django.contrib.auth import get_user_model
 from django.db import DatabaseError, transaction
 
-from .models import Conversation, Event, ResponseUsage, Utterance
-from .records import ParsedConversation, RecordError, parse_record
+from conversations.export.records import ParsedConversation, RecordError, parse_record
+from conversations.models import Conversation, Event, ResponseUsage, Utterance
 
 BATCH_SIZE = 200
 GZIP_MAGIC = b"\x1f\x8b"

@@ -30,10 +30,10 @@ from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from . import transcripts
-from .frames import Frame
-from .models import Conversation, Event, ResponseUsage, TokenUsage, Utterance
-from .transcripts import TranscriptState, UtteranceState, saturating_add
+from conversations.models import Conversation, Event, ResponseUsage, TokenUsage, Utterance
+from conversations.transcript import reducer
+from conversations.transcript.frames import Frame
+from conversations.transcript.reducer import TranscriptState, UtteranceState, saturating_add
 
 logger = logging.getLogger(__name__)
 
@@ -197,7 +197,7 @@ def _load_state(conversations: dict[int, dict], new: dict[int, list[Frame]]):
     for cid, frames in new.items():
         items[cid], responses[cid] = set(), set()
         for f in frames:
-            i, r = transcripts.referenced_ids(f.event)
+            i, r = reducer.referenced_ids(f.event)
             items[cid] |= i
             responses[cid] |= r
     loaded: dict[int, dict[str, UtteranceState]] = {cid: {} for cid in new}
@@ -284,7 +284,7 @@ def _append_locked(merged: dict[int, list[Frame]]) -> dict[int, AppendResult]:
     create_utterances, update_utterances, create_usages, update_conversations = [], [], [], []
     for cid, frames in new.items():
         originals = dict(states[cid].utterances)
-        changes = transcripts.fold(states[cid], ((f.event, now) for f in frames))
+        changes = reducer.fold(states[cid], ((f.event, now) for f in frames))
         changed = []
         for item_id, u in changes.utterances.items():
             if originals.get(item_id) == u:
@@ -311,7 +311,7 @@ def _append_locked(merged: dict[int, list[Frame]]) -> dict[int, AppendResult]:
     return results
 
 
-def roll_up(current: dict, changes: transcripts.Changes) -> dict:
+def roll_up(current: dict, changes: reducer.Changes) -> dict:
     """The title and counts that `changes` alter, {name: new value}, given their `current` values.
 
     (The times are set apart: live, every batch stamps its conversations with its own time.)
@@ -363,7 +363,7 @@ def rebuild(conversation: Conversation) -> RebuildResult:
             return RebuildResult("unchanged")
 
         state = TranscriptState(has_title=bool(conversation.title))
-        changes = transcripts.fold(state, events.values_list("payload", "received_at").iterator(chunk_size=2000))
+        changes = reducer.fold(state, events.values_list("payload", "received_at").iterator(chunk_size=2000))
         usages = {
             r.response_id: ResponseUsage(
                 conversation=conversation, response_id=r.response_id, status=r.status,
