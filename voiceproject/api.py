@@ -1,5 +1,5 @@
 """
-Conventions shared by every JSON endpoint under /api/ (DESIGN.md, "HTTP API").
+Conventions shared by every JSON endpoint under /api/ (docs/api.md).
 
 - Every answer is JSON; errors are {"error": {"code": "<snake_case>", "message": "<for a person>"}}.
 - Anonymous callers get 401 JSON, never the log-in redirect that pages use.

@@ -1,7 +1,7 @@
 """
 Estimated cost of token usage: the one price table of the project.
 
-Prices are USD per 1M tokens (../shared/realtime-api.md, "Prices"). They are estimates for
+Prices are USD per 1M tokens (docs/realtime.md, "Prices"). They are estimates for
 the history page, the admin and the usage view, never a bill: OpenAI reports cached input
 tokens as one number, not split by modality, and input transcription is billed separately
 by the transcription model (not priced here).

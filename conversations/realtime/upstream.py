@@ -5,7 +5,7 @@ The upstream client: mints ephemeral Realtime keys with OpenAI's GA API.
 the short-lived key (`ek_…`) for its WebRTC call, so the real key never leaves the server.
 The session configuration is chosen here, by the server, not by the browser: model (from the
 allow-list), instructions, voice, input transcription (always on: without it OpenAI sends no
-user transcripts) and turn detection. Facts about the API: ../shared/realtime-api.md.
+user transcripts) and turn detection. Facts about the API: docs/realtime.md.
 
 The body builders are plain functions so that other code (tests, a future server-side call)
 builds exactly the same shapes. Failures are typed exceptions carrying a message a person can

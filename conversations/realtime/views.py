@@ -1,6 +1,6 @@
 """
 POST /api/realtime/sessions — hands the browser an ephemeral OpenAI key for one voice session
-(contract: DESIGN.md, "HTTP API").
+(contract: docs/api.md).
 
 The checks run cheapest first, and only a signed-in caller's well-formed request counts
 against the rate limits: a typo in the body costs nothing, while everything that reaches

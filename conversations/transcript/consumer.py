@@ -1,5 +1,5 @@
 """
-The transcript socket, `/ws/conversations/<uuid>/` (DESIGN.md "Transcript socket").
+The transcript socket, `/ws/conversations/<uuid>/` (protocol: docs/socket.md).
 
 The browser forwards the OpenAI server events of a conversation here; each one is stored in the
 journal and applied to the transcript before it is acknowledged. Frames are handled in the

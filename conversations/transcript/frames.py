@@ -1,7 +1,7 @@
 """
 Parsing and validation of the frames the browser sends on the transcript socket.
 
-Client → server (DESIGN.md "Transcript socket"):
+Client → server (docs/socket.md):
     {"type": "event", "seq": <int ≥ 1>, "event": {"type": "<OpenAI server event type>", …}}
     {"type": "ping"}
     {"type": "end"}

@@ -9,7 +9,7 @@ they cannot disagree. The journal loads only the part of the state a batch refer
 (`referenced_ids()`), and the reducer is written so that a partial state gives the same result as
 the full one: every decision depends only on the utterances and responses the event names.
 
-Rules (see DESIGN.md "Data model" and realtime-api.md §3):
+Rules (see docs/architecture.md, "Data model", and docs/realtime.md §3):
 - one utterance per conversation item (`type: "message"`, role user or assistant); its position
   is the order in which the item entered the conversation — the first event that names it —
   never the order in which its transcript arrived;

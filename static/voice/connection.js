@@ -1,5 +1,5 @@
 // The key from our server, the microphone, the WebRTC call to OpenAI and the client events
-// it sends (realtime-api.md). Every failure becomes a VoiceFailure.
+// it sends (docs/realtime.md). Every failure becomes a VoiceFailure.
 
 import { VoiceFailure, parseRetryAfter } from "./failures.js";
 import { parseJson } from "./socket.js";

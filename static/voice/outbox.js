@@ -1,7 +1,7 @@
 // Forwarded events wait here, in localStorage (synchronous: stored before sent), until the
 // server acks them. Where storage throws or is missing, in memory only.
 
-// The events the transcript is derived from (DESIGN.md), GA and beta names; never deltas.
+// The events the transcript is derived from (docs/socket.md), GA and beta names; never deltas.
 export const FORWARDED_TYPES = new Set([
   "conversation.item.added", "conversation.item.done", "conversation.item.created", "conversation.item.deleted",
   "conversation.item.truncated", "conversation.item.input_audio_transcription.completed",

@@ -1,7 +1,7 @@
 """
 Browser tests: Playwright (sync API) driving the Debian Chromium against a live daphne server
 that runs the real ASGI application on the test database, and the Realtime stand-in (its
-WebRTC peer included) in a thread of this process. Facts: ../shared/browser-testing.md.
+WebRTC peer included) in a thread of this process. Facts: docs/testing.md.
 
 Everything here is committed data (transactional tests): the server is another process.
 """

@@ -4,7 +4,7 @@
 Pure functions: `effective_session(body)` validates a request body and returns the session
 configuration OpenAI would report (defaults filled in), or raises `ApiError` with the error
 OpenAI would send. Beta shapes fail with `beta_api_shape_disabled`, as they now do upstream.
-Facts: ../shared/realtime-api.md.
+Facts: docs/realtime.md.
 """
 
 from typing import Any

@@ -17,7 +17,7 @@ A script is a list of steps, each a plain dict, played in order once the channel
     {"listen": true}               from now on, a crude energy detector on the microphone plays
                                    the part of server VAD (hands-free use by a person)
 
-The builders below produce the event sequences OpenAI's GA API sends (realtime-api.md §3), so
+The builders below produce the event sequences OpenAI's GA API sends (docs/realtime.md §3), so
 test scripts read like conversations: `voice_turn(...)`, `barge_in(...)`, … Every builder returns
 a list of steps; concatenate them.
 """
