@@ -1,5 +1,6 @@
 from django import forms
 from django.conf import settings
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
 from django.core.exceptions import ValidationError
@@ -7,30 +8,26 @@ from django.core.exceptions import ValidationError
 from voiceproject import ratelimit
 
 
-class SignUpForm(UserCreationForm):
-    email = forms.EmailField(
-        required=False,
-        help_text="Only used if you need to recover your account.",
-        widget=forms.EmailInput(attrs={"autocomplete": "email"}),
-    )
-
-    class Meta(UserCreationForm.Meta):
-        model = get_user_model()
-        fields = ("username", "email")
+def _throttled_error(message: str, verdict: ratelimit.Verdict) -> ValidationError:
+    return ValidationError(message, code="throttled", params={"wait": ratelimit.format_wait(verdict.retry_after)})
 
 
-class ThrottledAuthenticationForm(AuthenticationForm):
+class _ThrottledForm:
+    @property
+    def throttled(self) -> bool:
+        return any(e.code == "throttled" for e in self.errors.as_data().get("__all__", []))
+
+
+class LoginThrottleMixin(_ThrottledForm):
     """
-    Django's log-in form, refusing to check passwords for an account or an address that has
-    failed too often lately. Failures are counted per account and per client address, so
-    neither guessing one account's password from many addresses nor many accounts' passwords
-    from one address gets far.
+    Refuses to check passwords for an account or an address that has failed too often lately.
+    Failures are counted per account and per client address, so neither guessing one account's
+    password from many addresses nor many accounts' passwords from one address gets far. The
+    site's log-in page and the admin's share the counters (same keys): an address or account
+    over its limit on one is over it on the other.
     """
 
-    error_messages = {
-        **AuthenticationForm.error_messages,
-        "throttled": "Too many failed log-in attempts. Please wait %(wait)s and try again.",
-    }
+    throttled_message = "Too many failed log-in attempts. Please wait %(wait)s and try again."
 
     def _limits(self):
         username = (self.cleaned_data.get("username") or "").strip().lower()
@@ -45,21 +42,75 @@ class ThrottledAuthenticationForm(AuthenticationForm):
         for limit, key in limits:
             verdict = ratelimit.check(limit, *key)
             if not verdict.allowed:
-                raise ValidationError(
-                    self.error_messages["throttled"],
-                    code="throttled",
-                    params={"wait": ratelimit.format_wait(verdict.retry_after)},
-                )
+                raise _throttled_error(self.throttled_message, verdict)
         try:
             cleaned = super().clean()
         except ValidationError:
-            for limit, key in limits:
-                ratelimit.hit(limit, *key)
+            # A wrong password counts; the right one for an account that may not log in here
+            # (inactive, or not staff on the admin) is no guess and does not.
+            if self.user_cache is None:
+                for limit, key in limits:
+                    ratelimit.hit(limit, *key)
             raise
-        account_limit, account_key = limits[0]
-        ratelimit.clear(account_limit, *account_key)
+        # Only a password that was checked and right clears the account's failures: a post
+        # without a password (never checked) must not wipe the count between guesses.
+        if self.user_cache is not None:
+            account_limit, account_key = limits[0]
+            ratelimit.clear(account_limit, *account_key)
         return cleaned
 
-    @property
-    def throttled(self) -> bool:
-        return any(e.code == "throttled" for e in self.errors.as_data().get("__all__", []))
+
+class ThrottledAuthenticationForm(LoginThrottleMixin, AuthenticationForm):
+    """Django's log-in form with the log-in throttle (the site's /accounts/login/)."""
+
+
+class ThrottledAdminAuthenticationForm(LoginThrottleMixin, AdminAuthenticationForm):
+    """The admin's log-in form with the same throttle and counters (admin.site.login_form)."""
+
+
+class SignUpForm(_ThrottledForm, UserCreationForm):
+    """
+    Sign-up, limited to SIGNUP_RATE_LIMIT_PER_IP new accounts per client address (IPv6: per /64).
+    Only accounts actually created count, so a person retrying a refused password loses nothing.
+    """
+
+    throttled_message = (
+        "Too many accounts have been created from your network lately. Please wait %(wait)s and try again."
+    )
+
+    email = forms.EmailField(
+        required=False,
+        help_text="Only used if you need to recover your account.",
+        widget=forms.EmailInput(attrs={"autocomplete": "email"}),
+    )
+
+    class Meta(UserCreationForm.Meta):
+        model = get_user_model()
+        fields = ("username", "email")
+
+    def __init__(self, *args, request=None, **kwargs):
+        self.request = request
+        super().__init__(*args, **kwargs)
+
+    def _limit(self) -> tuple[str, tuple[str, str]]:
+        address = ratelimit.client_ip(self.request) if self.request else "unknown"
+        return settings.SIGNUP_RATE_LIMIT_PER_IP, ("signup-ip", address)
+
+    def clean(self):
+        limit, key = self._limit()
+        verdict = ratelimit.check(limit, *key)
+        if not verdict.allowed:
+            raise _throttled_error(self.throttled_message, verdict)
+        return super().clean()
+
+    def take_slot(self) -> bool:
+        """
+        Count this sign-up against the address's limit, just before the account is saved.
+        False, with the throttled error on the form, when a concurrent sign-up took the last
+        slot since `clean` checked (the hit is atomic, so the limit stays exact).
+        """
+        limit, key = self._limit()
+        verdict = ratelimit.hit(limit, *key)
+        if not verdict.allowed:
+            self.add_error(None, _throttled_error(self.throttled_message, verdict))
+        return verdict.allowed

@@ -10,9 +10,10 @@ User = get_user_model()
 
 
 def signup(client, **fields):
+    extra = {k: fields.pop(k) for k in list(fields) if k.isupper()}  # REMOTE_ADDR, HTTP_…
     data = {"username": "bob", "email": "", "password1": PASSWORD, "password2": PASSWORD}
     data.update(fields)
-    return client.post(reverse("signup"), data)
+    return client.post(reverse("signup"), data, **extra)
 
 
 def login(client, username="alice", password=PASSWORD, **extra):
@@ -134,6 +135,130 @@ class TestLogInThrottle:
         login(client, password="wrong")
         login(client, password="wrong")
         assert login(client).status_code == 302
+
+
+    def test_a_post_without_password_does_not_clear_the_account_count(self, client, settings):
+        """Guess, guess, post an empty password (never checked), guess... must still lock."""
+        settings.LOGIN_FAILURE_LIMIT_PER_ACCOUNT = "3/15minute"
+        make_user()
+        for _ in range(3):
+            login(client, password="wrong")
+            login(client, password="")
+        assert login(client).status_code == 429
+        assert "_auth_user_id" not in client.session
+
+    def test_an_ipv6_64_counts_as_one_address(self, client, settings):
+        settings.LOGIN_FAILURE_LIMIT_PER_IP = "4/15minute"
+        make_user("dave")
+        for i in range(1, 5):  # four addresses of one /64, four accounts
+            login(client, f"user{i}", "wrong", REMOTE_ADDR=f"2001:db8:1:2::{i}")
+        assert login(client, "dave", REMOTE_ADDR="2001:db8:1:2:ffff:ffff:ffff:ffff").status_code == 429
+        assert login(client, "dave", REMOTE_ADDR="2001:db8:1:3::1").status_code == 302
+
+
+def admin_login(client, username="alice", password=PASSWORD, **extra):
+    return client.post(
+        reverse("admin:login"), {"username": username, "password": password, "next": "/admin/"}, **extra
+    )
+
+
+def signed_in(client) -> bool:
+    return "_auth_user_id" in client.session
+
+
+class TestAdminLogInThrottle:
+    """The admin's log-in page shares the site's throttle: same limits, same counters."""
+
+    def test_forty_wrong_passwords_then_the_right_one_is_refused(self, client):
+        make_user(is_staff=True)
+        for _ in range(40):
+            assert admin_login(client, password="wrong").status_code == 200
+        response = admin_login(client)
+        assert not signed_in(client)
+        assert "Too many failed log-in attempts" in response.content.decode()
+        assert client.get("/admin/").status_code == 302  # still sent to log in
+
+    def test_an_address_over_its_limit_on_the_site_is_over_it_on_the_admin(self, client, settings):
+        settings.LOGIN_FAILURE_LIMIT_PER_IP = "4/15minute"
+        make_user(is_staff=True)
+        for i in range(4):
+            login(client, f"user{i}", "wrong")
+        response = admin_login(client)
+        assert not signed_in(client)
+        assert "Too many failed log-in attempts" in response.content.decode()
+        assert admin_login(client, REMOTE_ADDR="10.1.2.3").status_code == 302  # another address may
+
+    def test_admin_failures_lock_the_account_on_the_site(self, client, settings):
+        settings.LOGIN_FAILURE_LIMIT_PER_ACCOUNT = "3/15minute"
+        make_user(is_staff=True)
+        for i in range(3):  # from three addresses: only the account counter can catch this
+            admin_login(client, password="wrong", REMOTE_ADDR=f"10.0.0.{i}")
+        assert login(client, REMOTE_ADDR="10.9.9.9").status_code == 429
+        assert not signed_in(client)
+
+    def test_staff_still_log_in(self, client):
+        make_user(is_staff=True)
+        response = admin_login(client)
+        assert response.status_code == 302 and response.url == "/admin/"
+        assert client.get("/admin/").status_code == 200
+
+    def test_a_member_trying_the_admin_with_the_right_password_is_not_locked_out(self, client, settings):
+        settings.LOGIN_FAILURE_LIMIT_PER_ACCOUNT = "3/15minute"
+        make_user()  # not staff: the admin refuses, but the password was no guess
+        for _ in range(5):
+            response = admin_login(client)
+            assert "for a staff account" in response.content.decode()
+        assert login(client).status_code == 302
+
+
+class TestSignUpThrottle:
+    def test_an_address_gets_n_accounts_then_429(self, client, settings):
+        settings.SIGNUP_RATE_LIMIT_PER_IP = "3/hour"
+        for name in ("bot1", "bot2", "bot3"):
+            assert signup(client, username=name).status_code == 302
+            client.logout()
+        response = signup(client, username="bot4")
+        assert response.status_code == 429
+        body = response.content.decode()
+        assert "Too many accounts have been created from your network" in body
+        assert "minutes" in body
+        assert User.objects.count() == 3
+        assert not signed_in(client)
+        # Another address is still welcome.
+        assert signup(client, username="carol", REMOTE_ADDR="198.51.100.1").status_code == 302
+
+    def test_a_burst_of_twelve_makes_only_the_allowed_accounts(self, client, settings):
+        settings.SIGNUP_RATE_LIMIT_PER_IP = "5/hour"
+        statuses = []
+        for i in range(12):
+            statuses.append(signup(client, username=f"bot{i}").status_code)
+            client.logout()
+        assert statuses == [302] * 5 + [429] * 7
+        assert User.objects.count() == 5
+
+    def test_refused_sign_ups_do_not_count(self, client, settings):
+        settings.SIGNUP_RATE_LIMIT_PER_IP = "2/hour"
+        for _ in range(5):  # a person fighting the password rules
+            assert signup(client, password1="password", password2="password").status_code == 200
+        assert signup(client, username="bob").status_code == 302
+        client.logout()
+        assert signup(client, username="bob2").status_code == 302
+
+    def test_an_ipv6_64_counts_as_one_address(self, client, settings):
+        settings.SIGNUP_RATE_LIMIT_PER_IP = "2/hour"
+        for i in (1, 2):
+            assert signup(client, username=f"bot{i}", REMOTE_ADDR=f"2001:db8:5:6::{i}").status_code == 302
+            client.logout()
+        assert signup(client, username="bot3", REMOTE_ADDR="2001:db8:5:6:a:b:c:d").status_code == 429
+        assert signup(client, username="bot4", REMOTE_ADDR="2001:db8:5:7::1").status_code == 302
+        assert User.objects.count() == 3
+
+    def test_behind_a_proxy_the_forwarded_address_counts(self, client, settings):
+        settings.NUM_PROXIES, settings.SIGNUP_RATE_LIMIT_PER_IP = 1, "1/hour"
+        assert signup(client, username="bot1", HTTP_X_FORWARDED_FOR="203.0.113.7").status_code == 302
+        client.logout()
+        assert signup(client, username="bot2", HTTP_X_FORWARDED_FOR="203.0.113.7").status_code == 429
+        assert signup(client, username="bot3", HTTP_X_FORWARDED_FOR="198.51.100.1").status_code == 302
 
 
 class TestLogOut:

@@ -127,6 +127,62 @@ class TestPerAddress:
         assert post_session(bob, HTTP_X_FORWARDED_FOR="198.51.100.1").status_code == 201
         assert post_session(bob, HTTP_X_FORWARDED_FOR="203.0.113.7").status_code == 429
 
+    def test_an_ipv6_64_counts_as_one_address(self, realtime_standin, settings):
+        """One subscriber's /64 holds 2^64 addresses: stepping through them must not reset the limit."""
+        settings.KEY_RATE_LIMIT_PER_IP = "3/minute"
+        alice, bob, carol = (signed_in(make_user(name)) for name in ("alice", "bob", "carol"))
+        assert post_session(alice, REMOTE_ADDR="2001:db8:aa:1::1").status_code == 201
+        assert post_session(bob, REMOTE_ADDR="2001:db8:aa:1::2").status_code == 201
+        assert post_session(carol, REMOTE_ADDR="2001:db8:aa:1:dead:beef:0:3").status_code == 201
+        refused = post_session(carol, REMOTE_ADDR="2001:db8:aa:1:ffff:ffff:ffff:ffff")
+        assert "from your network" in error_of(refused)["message"]
+        assert 1 <= retry_after(refused) <= 60
+        # The next /64 is someone else.
+        assert post_session(carol, REMOTE_ADDR="2001:db8:aa:2::1").status_code == 201
+        assert len(realtime_standin.requests) == 4
+
+
+@pytest.mark.django_db
+class TestSiteDaily:
+    def test_all_users_together_share_the_daily_cap(self, realtime_standin, settings):
+        settings.KEY_DAILY_LIMIT_SITE = "3/day"
+        alice, bob, carol = (signed_in(make_user(name)) for name in ("alice", "bob", "carol"))
+        assert [post_session(alice).status_code for _ in range(2)] == [201, 201]
+        assert post_session(bob).status_code == 201
+        refused = post_session(carol)  # carol's first key of the day
+        assert 3600 < retry_after(refused) <= 86400
+        error = error_of(refused)
+        assert error["code"] == "rate_limited"
+        assert "as many voice sessions today as it allows for all its users together" in error["message"]
+        assert "hours" in error["message"]
+        assert len(realtime_standin.requests) == 3
+        assert Conversation.objects.count() == 3
+
+    def test_a_refusal_by_the_site_cap_uses_none_of_the_users_allowance(self, realtime_standin, settings):
+        settings.KEY_DAILY_LIMIT_SITE, settings.KEY_DAILY_LIMIT_PER_USER = "1/day", "2/day"
+        alice, bob = signed_in(make_user("alice")), signed_in(make_user("bob"))
+        assert post_session(alice).status_code == 201
+        assert [post_session(bob).status_code for _ in range(3)] == [429] * 3
+        settings.KEY_DAILY_LIMIT_SITE = "10/day"  # the operator raises the cap
+        assert [post_session(bob).status_code for _ in range(3)] == [201, 201, 429]
+
+
+class TestAddressKey:
+    @pytest.mark.parametrize(
+        "address, key",
+        [
+            ("203.0.113.7", "203.0.113.7"),
+            ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),
+            ("2001:DB8:1:2::FFFF", "2001:db8:1:2::/64"),  # one spelling per network
+            ("::ffff:203.0.113.7", "203.0.113.7"),  # IPv4-mapped: the IPv4 address
+            ("fe80::1%eth0", "fe80::/64"),
+            ("not an address", "not an address"),
+            ("", "unknown"),
+        ],
+    )
+    def test_keys(self, address, key):
+        assert ratelimit.address_key(address) == key
+
 
 @pytest.mark.django_db
 def test_storage_outage_refuses_with_503(realtime_standin, settings):
@@ -213,9 +269,10 @@ def test_with_redis_the_async_path_counts_in_redis(settings):
     assert len(keys) == 1
 
 
-def test_a_malformed_limit_stops_the_start():
+@pytest.mark.parametrize("name", ["KEY_RATE_LIMIT_PER_USER", "KEY_DAILY_LIMIT_SITE", "SIGNUP_RATE_LIMIT_PER_IP"])
+def test_a_malformed_limit_stops_the_start(name):
     from tests.test_settings import PRINT_CONFIG, run_python
 
-    result = run_python(PRINT_CONFIG, SECRET_KEY="x" * 50, KEY_RATE_LIMIT_PER_USER="five a minute")
+    result = run_python(PRINT_CONFIG, SECRET_KEY="x" * 50, **{name: "five a minute"})
     assert result.returncode != 0
-    assert "KEY_RATE_LIMIT_PER_USER='five a minute' is not a rate limit" in result.stderr
+    assert f"{name}='five a minute' is not a rate limit" in result.stderr

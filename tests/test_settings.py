@@ -148,3 +148,41 @@ def test_security_headers_and_csp_on_every_page(client):
     assert "frame-ancestors 'none'" in csp
     assert response.headers["X-Frame-Options"] == "DENY"
     assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+@pytest.mark.django_db
+def test_permissions_policy_allows_the_microphone_to_the_site_only(client):
+    from tests.factories import make_user
+
+    client.force_login(make_user())
+    for path in ("/accounts/login/", "/chat/"):
+        policy = client.get(path).headers["Permissions-Policy"]
+        features = dict(item.split("=", 1) for item in policy.split(", "))
+        assert features["microphone"] == "(self)"  # the voice page; no embedded frame, no other origin
+        for denied in ("camera", "geolocation", "payment", "usb", "display-capture"):
+            assert features[denied] == "()"
+
+
+def test_the_csrf_cookie_is_out_of_reach_of_scripts(client):
+    response = client.get("/accounts/login/")
+    cookie = response.cookies["csrftoken"]
+    assert cookie["httponly"] is True
+    assert cookie["samesite"] == "Lax"
+
+
+@pytest.mark.django_db
+def test_the_voice_page_carries_the_csrf_token_for_its_script(realtime_standin):
+    """With the cookie HttpOnly, chat.js posts the token it finds in the page (data-csrf)."""
+    import re
+
+    from django.test import Client
+
+    from tests.api_helpers import post_session
+    from tests.factories import make_user
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(make_user())
+    page = client.get("/chat/").content.decode()
+    token = re.search(r'id="voice"[^>]*data-csrf="([^"]+)"', page).group(1)
+    assert post_session(client).status_code == 403
+    assert post_session(client, HTTP_X_CSRFTOKEN=token).status_code == 201

@@ -19,6 +19,7 @@ Limits are written in limits' notation ("5/minute", "200/day"). Keys are tuples 
 namespaced by their first element ("login-account", "alice").
 """
 
+import ipaddress
 import math
 import time
 from dataclasses import dataclass
@@ -34,8 +35,8 @@ from limits.strategies import MovingWindowRateLimiter
 from voiceproject.loopbound import PerLoop
 
 __all__ = [
-    "Rule", "StorageError", "Verdict", "aconsume", "acheck", "ahit", "check", "clear", "client_ip",
-    "format_wait", "hit", "reset",
+    "Rule", "StorageError", "Verdict", "acheck", "aconsume", "address_key", "ahit", "check", "clear",
+    "client_ip", "format_wait", "hit", "reset",
 ]
 
 
@@ -168,12 +169,34 @@ def reset() -> None:
 
 
 def client_ip(request) -> str:
-    """The caller's address: the socket peer, or X-Forwarded-For behind NUM_PROXIES proxies."""
+    """
+    The address the limits count the caller under: the socket peer, or X-Forwarded-For behind
+    NUM_PROXIES proxies — reduced to its /64 network for IPv6 (see `address_key`).
+    """
+    address = request.META.get("REMOTE_ADDR", "")
     if settings.NUM_PROXIES:
         forwarded = [p.strip() for p in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if p.strip()]
         if len(forwarded) >= settings.NUM_PROXIES:
-            return forwarded[-settings.NUM_PROXIES]
-    return request.META.get("REMOTE_ADDR", "") or "unknown"
+            address = forwarded[-settings.NUM_PROXIES]
+    return address_key(address)
+
+
+def address_key(address: str) -> str:
+    """
+    One counter per IPv4 address and per IPv6 /64: a single subscriber is routinely handed a
+    whole /64 (2^64 addresses), so counting each IPv6 address alone would let one client step
+    around every per-address limit. IPv4-mapped IPv6 (::ffff:a.b.c.d) counts as its IPv4.
+    Anything that does not parse is counted as written.
+    """
+    try:
+        ip = ipaddress.ip_address(address.strip().removeprefix("[").removesuffix("]").split("%")[0])
+    except ValueError:
+        return address or "unknown"
+    if ip.version == 6:
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
 
 def format_wait(seconds: int) -> str:

@@ -49,6 +49,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "voiceproject.permissions_policy.PermissionsPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -153,17 +154,25 @@ LOGOUT_REDIRECT_URL = "login"
 # Failed log-ins allowed before the form refuses to try (limits' notation, e.g. "5/15minute").
 LOGIN_FAILURE_LIMIT_PER_ACCOUNT = env.str("LOGIN_FAILURE_LIMIT_PER_ACCOUNT", default="5/15minute")
 LOGIN_FAILURE_LIMIT_PER_IP = env.str("LOGIN_FAILURE_LIMIT_PER_IP", default="20/15minute")
+# Accounts created per client address (IPv6: per /64). A household or office behind one address
+# rarely opens more than a few accounts in an hour, while a script is held to 5 an hour instead
+# of several a second; raise it for, say, a classroom signing up together behind one NAT.
+SIGNUP_RATE_LIMIT_PER_IP = env.str("SIGNUP_RATE_LIMIT_PER_IP", default="5/hour")
 # Ephemeral OpenAI keys (POST /api/realtime/sessions): a burst limit per user and per client
-# address, and a daily cap per user.
+# address, a daily cap per user, and a daily cap for the whole site (a ceiling on what many
+# accounts together can spend, however they were made).
 KEY_RATE_LIMIT_PER_USER = env.str("KEY_RATE_LIMIT_PER_USER", default="5/minute")
 KEY_RATE_LIMIT_PER_IP = env.str("KEY_RATE_LIMIT_PER_IP", default="20/minute")
 KEY_DAILY_LIMIT_PER_USER = env.str("KEY_DAILY_LIMIT_PER_USER", default="200/day")
+KEY_DAILY_LIMIT_SITE = env.str("KEY_DAILY_LIMIT_SITE", default="2000/day")
 for _name in (
     "LOGIN_FAILURE_LIMIT_PER_ACCOUNT",
     "LOGIN_FAILURE_LIMIT_PER_IP",
+    "SIGNUP_RATE_LIMIT_PER_IP",
     "KEY_RATE_LIMIT_PER_USER",
     "KEY_RATE_LIMIT_PER_IP",
     "KEY_DAILY_LIMIT_PER_USER",
+    "KEY_DAILY_LIMIT_SITE",
 ):
     try:
         _parse_limit(globals()[_name])
@@ -260,6 +269,21 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
+# No script reads the CSRF cookie: pages that post from JavaScript carry the token in the page
+# (the voice page's data-csrf attribute), so the cookie can be kept from scripts altogether.
+CSRF_COOKIE_HTTPONLY = True
+# Browser features pages may use (voiceproject/permissions_policy.py): the microphone for this
+# site itself — never for an embedded frame — and none of the rest.
+PERMISSIONS_POLICY = {
+    "microphone": ["self"],
+    **{
+        feature: []
+        for feature in (
+            "accelerometer", "bluetooth", "camera", "display-capture", "geolocation", "gyroscope", "hid",
+            "magnetometer", "midi", "payment", "serial", "usb", "xr-spatial-tracking",
+        )
+    },
+}
 if not DEBUG:
     SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
     # Load balancers probe over plain HTTP inside the private network.

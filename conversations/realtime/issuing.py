@@ -63,16 +63,20 @@ def plan_session(request: SessionRequest, conversation: Conversation | None = No
 
 # --- rate limits ------------------------------------------------------------------------------
 
-USER_BURST, USER_DAILY, ADDRESS_BURST = "user", "user-daily", "address"
+USER_BURST, USER_DAILY, ADDRESS_BURST, SITE_DAILY = "user", "user-daily", "address", "site-daily"
 
 
 def key_limit_rules(user, address: str) -> list[ratelimit.Rule]:
-    """The limits on minting keys: a burst limit per user and per client address, a daily cap per user."""
+    """
+    The limits on minting keys: a burst limit per user and per client address (ratelimit.client_ip:
+    an IPv6 /64 counts as one address), a daily cap per user and one for the whole site.
+    """
     user_id = str(user.pk)
     return [
         ratelimit.Rule(USER_BURST, settings.KEY_RATE_LIMIT_PER_USER, ("realtime-key-user", user_id)),
         ratelimit.Rule(USER_DAILY, settings.KEY_DAILY_LIMIT_PER_USER, ("realtime-key-user-day", user_id)),
         ratelimit.Rule(ADDRESS_BURST, settings.KEY_RATE_LIMIT_PER_IP, ("realtime-key-ip", address)),
+        ratelimit.Rule(SITE_DAILY, settings.KEY_DAILY_LIMIT_SITE, ("realtime-key-site-day", "all")),
     ]
 
 
@@ -83,6 +87,11 @@ async def acharge_key(user, address: str) -> ratelimit.Verdict:
 
 def limit_message(verdict: ratelimit.Verdict) -> str:
     wait = ratelimit.format_wait(verdict.retry_after)
+    if verdict.refused_by == SITE_DAILY:
+        return (
+            "This site has started as many voice sessions today as it allows for all its users together. "
+            f"Please try again in {wait}."
+        )
     if verdict.refused_by == USER_DAILY:
         return f"You have started as many voice sessions as allowed for one day. Please try again in {wait}."
     if verdict.refused_by == ADDRESS_BURST:
