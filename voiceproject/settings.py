@@ -49,7 +49,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "voiceproject.permissions_policy.PermissionsPolicyMiddleware",
+    "django_permissions_policy.PermissionsPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -272,7 +272,7 @@ SESSION_COOKIE_HTTPONLY = True
 # No script reads the CSRF cookie: pages that post from JavaScript carry the token in the page
 # (the voice page's data-csrf attribute), so the cookie can be kept from scripts altogether.
 CSRF_COOKIE_HTTPONLY = True
-# Browser features pages may use (voiceproject/permissions_policy.py): the microphone for this
+# Browser features pages may use (django-permissions-policy): the microphone for this
 # site itself — never for an embedded frame — and none of the rest.
 PERMISSIONS_POLICY = {
     "microphone": ["self"],
