@@ -213,7 +213,7 @@ def test_history_transcript_and_admin_screens(server, chromium):
             page.get_by_role("link", name="Three days in Lisbon").click()
             page.get_by_role("heading", name="Three days in Lisbon").wait_for()
             assert page.locator(".transcript .line").count() == 8
-            assert page.locator(".line.is-failed .line-status").text_content() == "Transcription failed"
+            assert page.locator(".line[data-status=failed] .line-status").text_content() == "Transcription failed"
             shoot(page, f"transcript-{suffix}")
 
             page.get_by_text("Download", exact=True).click()

@@ -23,7 +23,7 @@ class LiveTranscript {
     this.url = socketUrl(list.dataset.liveUrl);
     this.labels = JSON.parse(document.getElementById("transcript-labels").textContent);
     const empty = document.querySelector(".transcript-empty");
-    this.lines = new LineList(list, this.labels, { empty, timeZone: list.dataset.timeZone });
+    this.list = new LineList(list, this.labels, { empty, timeZone: list.dataset.timeZone });
     this.status = document.querySelector(".live-status");
     this.retry = new Retry({ min: 1000, max: 30000 });
     this.stopped = false;
@@ -54,9 +54,9 @@ class LiveTranscript {
   receive(data, socket) {
     const message = parseJson(data);
     if (message?.type === "snapshot" || message?.type === "transcript.changed") {
-      for (const utterance of message.utterances || []) this.lines.show(utterance);
+      for (const utterance of message.utterances || []) this.list.show(utterance);
       const turns = document.querySelector("[data-turn-count]");
-      if (turns) turns.textContent = String(this.lines.size);
+      if (turns) turns.textContent = String(this.list.lines.length);
     }
     const status = message?.type === "conversation.ended" ? "ended" : message?.status;
     if (status) this.showStatus(status);
