@@ -140,7 +140,9 @@ def time_bare(page, url: str) -> float:
 
 
 def asset_bytes() -> tuple[int, int]:
-    files = sorted((ROOT / "static" / "voice").glob("*.js")) + sorted((ROOT / "static" / "voice").glob("*.css"))
+    # The page's own modules and styles, and those it shares with the history pages (static/common/).
+    folders = [ROOT / "static" / "voice", ROOT / "static" / "common"]
+    files = sorted(f for folder in folders for pattern in ("*.js", "*.css") for f in folder.glob(pattern))
     raw = sum(f.stat().st_size for f in files)
     compressed = sum(len(gzip.compress(f.read_bytes(), 9)) for f in files)
     return raw, compressed

@@ -40,6 +40,28 @@ def test_the_page_tells_its_script_what_it_needs(member, settings):
     assert "sk-test" not in html
 
 
+def test_session_options_come_from_the_server(member):
+    """The turn-detection settings, their names and the transcript's words reach the script as data:
+    a mode switched mid-session sends what a new session of that mode gets."""
+    response = member.get(reverse("chat"))
+    config = config_of(response)
+    assert config["voices"] == list(upstream.VOICES)
+    assert config["turnDetection"] == {
+        mode: {"label": upstream.TURN_DETECTION_LABELS[mode], "config": upstream.turn_detection_config(mode)}
+        for mode in upstream.TURN_DETECTION_MODES
+    }
+    assert config["turnDetection"]["manual"]["config"] is None
+    # The end-of-turn choices on the page are the hands-free ones, with the server's names.
+    options = re.findall(r'<option value="(\w+)"(?: selected)?>([^<]+)</option>', response.content.decode())
+    assert [o for o in options if o[0] in upstream.TURN_DETECTION_MODES] == [
+        (upstream.SERVER_VAD, upstream.TURN_DETECTION_LABELS[upstream.SERVER_VAD]),
+        (upstream.SEMANTIC_VAD, upstream.TURN_DETECTION_LABELS[upstream.SEMANTIC_VAD]),
+    ]
+    assert config["labels"]["statuses"]["failed"] == "Transcription failed"
+    assert config["labels"]["roles"]["user"] == "You"
+    assert config["timeZone"]
+
+
 def test_without_an_api_key_the_page_says_so_and_start_is_off(member, settings):
     settings.OPENAI_API_KEY = ""
     response = member.get(reverse("chat"))

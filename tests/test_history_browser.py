@@ -20,7 +20,8 @@ from django.conf import settings
 from django.test import Client
 from django.utils import timezone
 
-from conversations.models import Conversation
+from conversations.models import Conversation, Utterance
+from conversations.transcript.live import serialize_utterance
 from tests.factories import make_user
 from tests.history_data import make_talk
 from tests.live_server import LiveServer, server_environment
@@ -46,7 +47,8 @@ PHONE = {
 # --- The server -----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def server(django_db_setup, django_db_blocker):
-    with LiveServer(server_environment(), log=ARTIFACTS / "daphne.log") as live:
+    # Not UTC, and not a whole number of hours: the pages must agree on the clock, not merely be in UTC.
+    with LiveServer(server_environment(TIME_ZONE="Asia/Kolkata"), log=ARTIFACTS / "daphne.log") as live:
         yield live.url
 
 
@@ -211,7 +213,7 @@ def test_history_transcript_and_admin_screens(server, chromium):
             page.get_by_role("link", name="Three days in Lisbon").click()
             page.get_by_role("heading", name="Three days in Lisbon").wait_for()
             assert page.locator(".transcript .line").count() == 8
-            assert page.locator(".line.is-failed .line-status").text_content() == "Transcription failed"
+            assert page.locator(".line[data-status=failed] .line-status").text_content() == "Transcription failed"
             shoot(page, f"transcript-{suffix}")
 
             page.get_by_text("Download", exact=True).click()
@@ -309,6 +311,55 @@ def test_a_turn_appears_live_on_the_open_transcript_page(server, chromium):
         reviewing.context.close()
 
     chromium.run(watch)
+
+
+def test_the_script_draws_a_line_exactly_as_the_server_does(server, chromium):
+    """One line, one markup: live.js and the voice page draw with common/line.js, the server with
+    transcript_line.html; for the same utterance the two must agree to the attribute."""
+    alice = make_user("alice")
+    talk = make_talk(
+        alice,
+        [
+            ("user", 'Is 3 < 4 & "five" > 2?\n  Yes.'),
+            ("assistant", "Yes — and <b>that</b> is not bold.", "interrupted"),
+            ("user", "", "failed"),
+            ("assistant", "", "interrupted"),
+            ("user", "", "pending"),
+            ("user", "Typed, with ü and 'quotes'"),
+        ],
+        status=Conversation.Status.ENDED,
+    )
+    Utterance.objects.filter(conversation=talk, position=5).update(kind=Utterance.Kind.TEXT)
+    utterances = [serialize_utterance(u) for u in talk.utterances.order_by("position")]
+    cookie = session_cookie(alice, server)
+
+    def compare(browser):
+        page = open_page(browser, cookie)
+        page.goto(server + talk.get_absolute_url())
+        served, drawn = page.evaluate(
+            """async (utterances) => {
+                const css = document.querySelector('link[href*="common/line.css"]').href;
+                const { LineList } = await import(css.replace("line.css", "line.js"));
+                const served = document.querySelector(".transcript");
+                const labels = JSON.parse(document.getElementById("transcript-labels").textContent);
+                const drawn = new LineList(document.createElement("ol"), labels, { timeZone: served.dataset.timeZone });
+                // In a shuffled order: each line still finds its place.
+                [...utterances].reverse().forEach((u) => drawn.show(u));
+                const html = (list) => [...list.querySelectorAll(".line")].map((li) => li.outerHTML);
+                return [html(served), html(drawn.list)];
+            }""",
+            utterances,
+        )
+        assert len(served) == len(utterances)
+        for server_line, script_line in zip(served, drawn, strict=True):
+            assert script_line == server_line
+        assert page.problems == [], page.problems
+        page.context.close()
+        return served
+
+    served = chromium.run(compare)
+    assert 'data-status="failed" aria-busy="false"' in served[2]
+    assert '<span class="line-kind">Typed</span>' in served[5]
 
 
 @pytest.fixture(scope="module", autouse=True)

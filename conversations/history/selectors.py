@@ -172,7 +172,8 @@ def transcript_labels(user_label: str = "You") -> dict:
     """
     return {
         "roles": {Utterance.Role.USER: user_label, Utterance.Role.ASSISTANT: "Assistant"},
-        "statuses": dict(Utterance.Status.choices),
+        # live: a reply still being spoken, on the voice page (never stored)
+        "statuses": {**dict(Utterance.Status.choices), "live": "Speaking"},
         "kinds": dict(Utterance.Kind.choices),
         "conversation": dict(Conversation.Status.choices),
     }

@@ -27,6 +27,8 @@ VOICES = ("alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse",
 
 SERVER_VAD, SEMANTIC_VAD, MANUAL = "server_vad", "semantic_vad", "manual"
 TURN_DETECTION_MODES = (SERVER_VAD, SEMANTIC_VAD, MANUAL)
+# What the voice page calls them: push-to-talk is a switch of its own, the others say when a turn ends.
+TURN_DETECTION_LABELS = {SERVER_VAD: "After a pause", SEMANTIC_VAD: "When you finish", MANUAL: "Push-to-talk"}
 
 # Hands-free defaults. 500 ms of silence ends a turn: shorter cuts people off mid-thought,
 # longer makes the assistant feel slow. The model answers by itself and can be interrupted.

@@ -18,7 +18,9 @@ from django.core.exceptions import RequestDataTooBig
 from django.http.request import RawPostDataException
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 
+from conversations.history import selectors
 from conversations.models import Conversation
 from conversations.realtime import issuing, upstream
 from voiceproject import ratelimit
@@ -172,21 +174,33 @@ def home(request):
 def chat(request):
     """The voice page. What its script needs goes into a json_script block (CSP-safe)."""
     openai_configured = upstream.is_configured()
-    voice_config = {
+    return render(
+        request,
+        "conversations/chat.html",
+        {"voice_config": page_config(openai_configured), "openai_configured": openai_configured},
+    )
+
+
+def page_config(openai_configured: bool) -> dict:
+    """
+    The voice page's settings, for its script and its template alike: the session options are
+    the server's (upstream.py), so a mode switched mid-session sends exactly what a new session gets.
+    """
+    return {
         "apiUrl": reverse("api_realtime_sessions"),
         "openaiConfigured": openai_configured,
         # OpenAI ends a session after 60 minutes; the page offers to continue before that.
         "sessionLimitSeconds": 60 * 60,
         "warnBeforeSeconds": 5 * 60,
-    }
-    return render(
-        request,
-        "conversations/chat.html",
-        {
-            "voice_config": voice_config,
-            "voices": upstream.VOICES,
-            "default_voice": settings.REALTIME_VOICE,
-            "openai_configured": openai_configured,
+        "voices": list(upstream.VOICES),
+        "voice": settings.REALTIME_VOICE,
+        # mode -> {label, config: its `audio.input.turn_detection`, null for push-to-talk}
+        "turnDetection": {
+            mode: {"label": upstream.TURN_DETECTION_LABELS[mode], "config": upstream.turn_detection_config(mode)}
+            for mode in upstream.TURN_DETECTION_MODES
         },
-    )
+        # The transcript's words, and the clock its times are shown in, as on the history page.
+        "labels": selectors.transcript_labels(),
+        "timeZone": timezone.get_current_timezone_name(),
+    }
 

@@ -13,7 +13,7 @@ const $ = (id) => document.getElementById(id);
 const config = JSON.parse($("voice-config").textContent);
 
 const model = new TranscriptModel();
-const view = new TranscriptView({ list: $("transcript"), empty: $("transcript-empty"), scroller: $("transcript-scroll") });
+const view = new TranscriptView({ list: $("transcript"), empty: $("transcript-empty"), scroller: $("transcript-scroll") }, config.labels, config.timeZone);
 const visualiser = new Visualiser([$("mic-canvas"), $("model-canvas")]);
 const speaker = $("voice").appendChild(Object.assign(document.createElement("audio"), { autoplay: true, hidden: true }));
 
@@ -260,7 +260,7 @@ function mute(muted) {
 
 function changeMode(mode) {
   session.pushing = false;
-  if (ui.phase === "live") session.call?.send([openai.sessionUpdateMode(mode)]);
+  if (ui.phase === "live") session.call?.send([openai.sessionUpdate(config.turnDetection[mode].config)]);
   applyMicrophone();
   idleStatus();
 }
@@ -292,7 +292,7 @@ function interrupt() {
 function tick() {
   deliveries.heartbeat();
   const summary = deliveries.summary();
-  if (summary.state === "offline") ui.setSaveState(summary);
+  if (summary.retryInMs) ui.setSaveState(summary);
   if (ui.phase !== "live") return;
   const elapsed = performance.now() - session.startedAt;
   ui.setTimer(elapsed);

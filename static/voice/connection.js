@@ -2,7 +2,7 @@
 // it sends (docs/realtime.md). Every failure becomes a VoiceFailure.
 
 import { VoiceFailure, parseRetryAfter } from "./failures.js";
-import { parseJson } from "./socket.js";
+import { parseJson } from "../common/websocket.js";
 
 // POST /api/realtime/sessions → { conversation, client_secret, calls_url, socket_url, … }
 export async function mintSession(apiUrl, csrfToken, body) {
@@ -107,17 +107,10 @@ function openaiMessage(body) {
   return error ? error.message || error.code || "" : body.trim().slice(0, 200);
 }
 
-// Client events. Push-to-talk ("manual") turns OpenAI's turn detection off.
-function turnDetection(mode) {
-  if (mode === "manual") return null;
-  const answer = { create_response: true, interrupt_response: true };
-  if (mode === "semantic_vad") return { type: "semantic_vad", eagerness: "auto", ...answer };
-  return { type: "server_vad", silence_duration_ms: 500, ...answer };
-}
-
-// A mode change mid-session: only the changed field.
-export const sessionUpdateMode = (mode) => ({
-  type: "session.update", session: { type: "realtime", audio: { input: { turn_detection: turnDetection(mode) } } },
+// Client events. A turn detection change mid-session: only that field (the server's setting
+// for the mode, from the page's config; null for push-to-talk).
+export const sessionUpdate = (turnDetection) => ({
+  type: "session.update", session: { type: "realtime", audio: { input: { turn_detection: turnDetection } } },
 });
 
 export const typedMessage = (text) => [

@@ -187,6 +187,7 @@ export class Controls {
     let [kind, text] = ["saved", ""];
     if (state === "denied") [kind, text] = ["error", `Signed out — ${pending} waiting to be saved`];
     else if (state === "gone") [kind, text] = ["error", "The conversation was deleted; this transcript is not saved"];
+    else if (state === "crowded") [kind, text] = ["offline", `Too many tabs open to save — ${pending} waiting${retry}`];
     else if (state === "offline" || state === "connecting") [kind, text] = ["offline", pending ? `Saving paused — ${pending} waiting${retry}` : `Reconnecting to save${retry}`];
     else if (pending) [kind, text] = ["saving", `Saving… ${pending} waiting`];
     else if (state !== "idle") text = "All saved"; // online, finished, closed

@@ -44,9 +44,10 @@ function apiFailure({ status, code, message, retryAfter }) {
   if (status === 503 || code === "not_configured") {
     return { title: "Voice conversations are not set up on this server.", message: "It has no OpenAI API key (OPENAI_API_KEY), so no session can be started. Your history is still available.", retry: false };
   }
-  if (status === 429 || code === "rate_limited") {
+  if (status === 429) {
+    // The server's message names the limit and how long to wait.
     const wait = retryAfter != null ? `Try again in ${formatWait(retryAfter)}.` : "Try again later.";
-    return { title: "Too many sessions", message: `You have started too many sessions for now. ${wait}`, retryAfter };
+    return { title: code === "budget_exhausted" ? "Daily budget spent" : "Too many sessions", message: message || `You have started too many sessions for now. ${wait}`, retryAfter };
   }
   if (status === 504 || code === "upstream_timeout") {
     return { title: "OpenAI did not answer", message: `OpenAI took too long to start a session. ${AGAIN}` };

@@ -1,38 +1,17 @@
 // Delivers outboxes over /ws/conversations/<uuid>/. Each (re)connect waits for `ready` (what
 // the server holds) and resends the rest in order: every frame is stored once.
 
+import { Retry, closeMeaning, isFinal, parseJson, socketUrl } from "../common/websocket.js";
 import { Outbox, leftovers } from "./outbox.js";
-
-const CLOSE_NOT_AUTHENTICATED = 4401;
-const CLOSE_NOT_FOUND = 4404;
-
-// Exponential, with "equal jitter": tabs do not reconnect in lockstep.
-export function backoffDelay(attempt, { min = 500, max = 15000, random = Math.random } = {}) {
-  const step = Math.min(max, min * 2 ** attempt);
-  return Math.round(step / 2 + random() * (step / 2));
-}
-
-export function absoluteSocketUrl(path, location) {
-  if (/^wss?:\/\//.test(path)) return path;
-  return `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}${path}`;
-}
-
-export function parseJson(text) {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return null;
-  }
-}
 
 export class TranscriptSocket {
   constructor(url, outbox, {
     WebSocket = globalThis.WebSocket, timers = globalThis, backoff = {}, readyTimeoutMs = 8000, pingIntervalMs = 20000,
     onStatus = () => {}, onFrameError = (message) => console.warn("Transcript frame refused", message),
   } = {}) {
-    Object.assign(this, { url, outbox, WebSocket, timers, backoff, readyTimeoutMs, pingIntervalMs, onStatus, onFrameError });
+    Object.assign(this, { url, outbox, WebSocket, timers, readyTimeoutMs, pingIntervalMs, onStatus, onFrameError });
     // closing: `end` sent
-    Object.assign(this, { ws: null, isReady: false, stopped: false, closing: false, attempt: 0, state: "idle", retryAt: 0 });
+    Object.assign(this, { ws: null, isReady: false, stopped: false, closing: false, retry: new Retry(backoff, timers), state: "idle" });
   }
 
   start() {
@@ -79,7 +58,7 @@ export class TranscriptSocket {
     try {
       ws = this.ws = new this.WebSocket(this.url);
     } catch {
-      return this.scheduleReconnect();
+      return this.scheduleReconnect("offline");
     }
     // Open but never `ready` (a stuck proxy or server) is as good as closed.
     ws.onopen = () => (this.readyTimer = this.timers.setTimeout(() => this.drop(), this.readyTimeoutMs));
@@ -94,7 +73,7 @@ export class TranscriptSocket {
       case "ready":
         this.timers.clearTimeout(this.readyTimer);
         this.isReady = true;
-        this.attempt = 0;
+        this.retry.attempt = 0;
         outbox.ready(message.last_seq).forEach((frame) => this.sendFrame(frame));
         this.pingTimer = this.timers.setInterval(() => this.send({ type: "ping" }), this.pingIntervalMs);
         this.setState("online");
@@ -151,16 +130,15 @@ export class TranscriptSocket {
   closed(code) {
     this.disconnect();
     if (this.stopped) return;
-    if (code === CLOSE_NOT_AUTHENTICATED) this.setState("denied");
-    else if (code === CLOSE_NOT_FOUND) this.setState("gone");
-    else this.scheduleReconnect();
+    const meaning = closeMeaning(code);
+    if (isFinal(meaning)) this.setState(meaning);
+    else this.scheduleReconnect(meaning === "crowded" ? meaning : "offline");
   }
 
-  scheduleReconnect() {
-    const delay = backoffDelay(this.attempt++, this.backoff);
-    this.retryAt = Date.now() + delay;
-    this.setState("offline");
-    this.retryTimer = this.timers.setTimeout(() => this.connect(), delay);
+  // state: offline, or crowded (too many sockets open: other tabs)
+  scheduleReconnect(state) {
+    this.retry.schedule(() => this.connect());
+    this.setState(state);
   }
 
   retryNow() {
@@ -168,7 +146,7 @@ export class TranscriptSocket {
   }
 
   clearTimers() {
-    this.timers.clearTimeout(this.retryTimer);
+    this.retry.cancel();
     this.timers.clearTimeout(this.readyTimer);
     this.timers.clearInterval(this.pingTimer);
   }
@@ -179,13 +157,14 @@ export class TranscriptSocket {
   }
 
   report() {
-    this.onStatus({ state: this.state, pending: this.outbox.size, retryAt: this.retryAt });
+    this.onStatus({ state: this.state, pending: this.outbox.size });
   }
 }
 
 const DONE = new Set(["finished", "closed"]);
 const SAVED = new Set(["online", ...DONE]);
-const RANK = { idle: 0, finished: 1, closed: 1, online: 2, connecting: 3, offline: 4, gone: 4, denied: 5 };
+const RETRYING = new Set(["offline", "crowded"]);
+const RANK = { idle: 0, finished: 1, closed: 1, online: 2, connecting: 3, offline: 4, crowded: 4, gone: 4, denied: 5 };
 
 // Some privacy modes refuse localStorage: outboxes then live in memory.
 function localStore() {
@@ -207,7 +186,7 @@ export class Deliveries {
     if (known && !DONE.has(known.state)) return Object.assign(known, { recovering: known.recovering && recovering });
     const outbox = new Outbox(this.storage, conversationId, { socketUrl: socketPath, owner: this.owner });
     outbox.persist(); // claims it for this tab
-    const socket = new TranscriptSocket(absoluteSocketUrl(socketPath, location), outbox, { onStatus: () => this.changed(socket) });
+    const socket = new TranscriptSocket(socketUrl(socketPath), outbox, { onStatus: () => this.changed(socket) });
     socket.recovering = recovering;
     this.sockets.set(conversationId, socket);
     return socket.start();
@@ -232,7 +211,7 @@ export class Deliveries {
       if (!socket.outbox.size && id !== this.liveId && !SAVED.has(socket.state)) continue;
       pending += socket.outbox.size;
       if (RANK[socket.state] > RANK[state]) state = socket.state;
-      if (socket.state === "offline") retryAt = Math.min(retryAt, socket.retryAt);
+      if (RETRYING.has(socket.state)) retryAt = Math.min(retryAt, socket.retry.at);
     }
     return { pending, state, retryInMs: retryAt < Infinity ? Math.max(0, retryAt - Date.now()) : 0 };
   }

@@ -2,6 +2,8 @@
 // draws them. A line keeps its item's place: a user's transcript, often late, fills the line
 // above the reply. status: pending | live (reply in progress) | completed | failed | interrupted
 
+import { LineList } from "../common/line.js";
+
 const TEXT_PARTS = new Set(["input_text", "output_text", "text"]);
 const AUDIO_PARTS = new Set(["input_audio", "output_audio", "audio"]);
 const ASSISTANT_TEXT = /^response\.(output_audio_transcript|audio_transcript|output_text|text)\.(delta|done)$/;
@@ -122,17 +124,16 @@ function finish(line, text) {
   if (line.status !== "interrupted") line.status = "completed";
 }
 
-const LABEL = { pending: "Transcribing…", live: "Speaking…", failed: "Not transcribed", interrupted: "Interrupted" };
-
+// Drawn by common/line.js, as the history page draws them; a line gets its position and time
+// when the page first sees its item.
 export class TranscriptView {
-  constructor({ list, empty, scroller }) {
-    Object.assign(this, { list, empty, scroller, nodes: new Map() });
+  constructor({ list, empty, scroller }, labels, timeZone) {
+    Object.assign(this, { lines: new LineList(list, labels, { empty, timeZone }), scroller, seen: new Map() });
   }
 
   clear() {
-    this.list.replaceChildren();
-    this.nodes.clear();
-    this.empty.hidden = false;
+    this.lines.clear();
+    this.seen.clear();
   }
 
   update(model, changedIds) {
@@ -141,42 +142,12 @@ export class TranscriptView {
     const follow = s.scrollHeight - s.scrollTop - s.clientHeight < 48; // the reader is at the end
     for (const id of changedIds) {
       const line = model.byId.get(id);
-      let node = this.nodes.get(id);
-      if (!line) {
-        node?.remove();
-        this.nodes.delete(id);
-        continue;
+      if (!line) this.lines.remove(id);
+      else {
+        if (!this.seen.has(id)) this.seen.set(id, { position: this.seen.size, created_at: new Date().toISOString() });
+        this.lines.show({ ...line, ...this.seen.get(id), item_id: id });
       }
-      if (!node) {
-        node = document.createElement("li");
-        node.className = `line stack line-${line.role}`;
-        node.dataset.itemId = id;
-        node.innerHTML = '<div class="line-meta muted"><span class="line-who"></span><span class="badge line-badge"></span></div><p class="line-text"></p>';
-        node.querySelector(".line-who").textContent = line.role === "user" ? "You" : "Assistant";
-        this.nodes.set(id, node);
-        // before the next line already drawn
-        const later = model.order.slice(model.order.indexOf(id) + 1).map((other) => this.nodes.get(other)).find(Boolean);
-        this.list.insertBefore(node, later || null);
-      }
-      render(node, line);
     }
-    this.empty.hidden = this.nodes.size > 0;
     if (follow) s.scrollTop = s.scrollHeight;
   }
-}
-
-function render(node, line) {
-  const badge = node.querySelector(".line-badge");
-  const typed = line.status === "completed" && line.kind === "text" && line.role === "user";
-  const label = typed ? "Typed" : LABEL[line.status];
-  Object.assign(node.dataset, { status: line.status, kind: line.kind });
-  node.classList.toggle("is-partial", line.partial);
-  // Screen readers hold announcements back while a line is still being spoken.
-  node.setAttribute("aria-busy", String(line.partial || line.status === "pending" || line.status === "live"));
-  badge.hidden = !label;
-  badge.textContent = label || "";
-  badge.className = `badge line-badge${typed ? "" : ` badge-${line.status === "live" ? "active" : line.status}`}`;
-  node.querySelector(".line-text").textContent = line.status === "failed" && !line.text
-    ? `Could not transcribe this${line.error ? ` (${line.error})` : ""}.`
-    : line.text || (line.status === "pending" ? "…" : "");
 }

@@ -6,6 +6,7 @@ import pytest
 from playwright.sync_api import expect
 
 from conversations.models import Conversation
+from conversations.realtime import upstream
 from tests.realtime_standin import scripts
 
 from .helpers import (
@@ -46,8 +47,9 @@ def test_scripted_turns_appear_in_order_in_the_page_and_the_database(chat_page, 
     # The first user transcript arrived after the whole reply: still shown above it.
     assert [(role, status) for role, _, status in shown] == [(role, status) for role, _, status in THREE_TURNS]
     assert [text for _, text, _ in shown][:4] == [text for _, text, _ in THREE_TURNS][:4]
-    assert "Could not transcribe" in shown[4][1]
-    expect(page.locator("#transcript li").nth(4).locator(".line-badge")).to_have_text("Not transcribed")
+    failed = page.locator("#transcript li").nth(4)
+    expect(failed.locator(".line-status")).to_have_text("Transcription failed")
+    expect(failed.locator(".line-error")).to_have_text("Audio was unintelligible")
 
     expect_all_saved(page)
     conversation = conversation_of(user)
@@ -99,7 +101,7 @@ def test_typed_message_reaches_the_peer_and_is_answered(chat_page, standin, user
 
     expect_lines(page, 2)
     expect(page.locator("#transcript li").first).to_contain_text("What is the capital of France?")
-    expect(page.locator("#transcript li").first.locator(".line-badge")).to_have_text("Typed")
+    expect(page.locator("#transcript li").first.locator(".line-kind")).to_have_text("Typed")
     expect(page.get_by_label("Type a message to the assistant")).to_have_value("")
     expect_all_saved(page)
     assert stored_lines(conversation_of(user))[0] == ("user", "What is the capital of France?", "completed")
@@ -138,7 +140,8 @@ def test_push_to_talk_mid_session(chat_page, standin):
     # And back to hands-free, in the same session.
     page.get_by_label("Hands-free").check()
     update = call.wait_for("session.update", count=2)[-1]
-    assert update["session"]["audio"]["input"]["turn_detection"]["type"] == "server_vad"
+    # The server's own setting for the mode, exactly what a new session gets (the page has no copy).
+    assert update["session"]["audio"]["input"]["turn_detection"] == upstream.SERVER_VAD_CONFIG
     expect(page.get_by_role("button", name="Hold to talk")).to_be_hidden()
 
 
@@ -156,7 +159,7 @@ def test_interrupt_cancels_the_reply(chat_page, standin, user):
     assert call.received_types()[-2:] == ["response.cancel", "output_audio_buffer.clear"]
     call.wait_finished()
     expect(page.locator("#transcript li").first).to_have_attribute("data-status", "interrupted")
-    expect(page.locator("#transcript li").first.locator(".line-badge")).to_have_text("Interrupted")
+    expect(page.locator("#transcript li").first.locator(".line-status")).to_have_text("Interrupted")
     expect(interrupt).to_be_disabled()
     expect_all_saved(page)
     assert stored_lines(conversation_of(user)) == [

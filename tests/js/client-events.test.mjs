@@ -5,10 +5,10 @@ import * as client from "../../static/voice/connection.js";
 import { VoiceFailure, classifyOpenAIError, describeFailure, formatWait, parseRetryAfter } from "../../static/voice/failures.js";
 import { formatClock } from "../../static/voice/controls.js";
 
-test("push-to-talk switches turn detection off; hands-free modes set it", () => {
-  assert.deepEqual(client.sessionUpdateMode("manual"), { type: "session.update", session: { type: "realtime", audio: { input: { turn_detection: null } } } });
-  assert.equal(client.sessionUpdateMode("server_vad").session.audio.input.turn_detection.type, "server_vad");
-  assert.equal(client.sessionUpdateMode("semantic_vad").session.audio.input.turn_detection.type, "semantic_vad");
+test("a turn detection change sends the server's setting for the mode, null for push-to-talk", () => {
+  assert.deepEqual(client.sessionUpdate(null), { type: "session.update", session: { type: "realtime", audio: { input: { turn_detection: null } } } });
+  const semantic = { type: "semantic_vad", eagerness: "auto" };
+  assert.deepEqual(client.sessionUpdate(semantic).session.audio.input.turn_detection, semantic);
 });
 
 test("the client event sequences", () => {
@@ -23,6 +23,11 @@ test("the client event sequences", () => {
 test("every failure has a title and a message; the rate limit says how long to wait", () => {
   const limited = describeFailure(new VoiceFailure("api", { status: 429, code: "rate_limited", retryAfter: 42 }));
   assert.match(limited.message, /42 seconds/);
+  // The server's own words win: they say which limit, and how long to wait.
+  const message = "You have started as many voice sessions as allowed for one day. Please try again in 3 hours.";
+  const daily = describeFailure(new VoiceFailure("api", { status: 429, code: "rate_limited", message, retryAfter: 10800 }));
+  assert.equal(daily.message, message);
+  assert.equal(daily.retryAfter, 10800);
   assert.equal(describeFailure(new VoiceFailure("api", { status: 503, code: "not_configured" })).retry, false);
   assert.match(describeFailure(new VoiceFailure("sdp", { status: 400, message: "Invalid SDP." })).message, /\(HTTP 400\): Invalid SDP\. Press Start/);
   assert.match(describeFailure(new VoiceFailure("mic", { name: "NotAllowedError" })).title, /blocked/);

@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { beforeEach, test } from "node:test";
 
 import { Outbox } from "../../static/voice/outbox.js";
-import { TranscriptSocket, absoluteSocketUrl, backoffDelay } from "../../static/voice/socket.js";
+import { backoffDelay, closeMeaning, socketUrl } from "../../static/common/websocket.js";
+import { TranscriptSocket } from "../../static/voice/socket.js";
 import { FakeWebSocket, ManualTimers, MemoryStorage } from "./helpers.mjs";
 
 let timers;
@@ -80,7 +81,7 @@ test("backoff grows and is capped; it resets after a ready", () => {
   const ws = FakeWebSocket.last();
   ws.open();
   ws.message({ type: "ready", last_seq: 0 });
-  assert.equal(socket.attempt, 0);
+  assert.equal(socket.retry.attempt, 0);
   assert.equal(backoffDelay(10, { min: 100, max: 1000, random: () => 1 }), 1000);
   assert.equal(backoffDelay(0, { min: 100, max: 1000, random: () => 0 }), 50);
 });
@@ -107,11 +108,27 @@ test("a rejected frame leaves the outbox and is reported", () => {
 });
 
 test("4401 and 4404 stop reconnecting", () => {
+  for (const [code, state] of [[4401, "denied"], [4404, "gone"]]) {
+    FakeWebSocket.instances = [];
+    const socket = makeSocket();
+    FakeWebSocket.last().drop(code);
+    assert.equal(socket.state, state);
+    timers.advance(60_000);
+    assert.equal(FakeWebSocket.instances.length, 1);
+  }
+});
+
+test("4429 (too many sockets) and any other 4xxx code retry with backoff", () => {
   const socket = makeSocket();
-  FakeWebSocket.last().drop(4401);
-  assert.equal(socket.state, "denied");
-  timers.advance(60_000);
-  assert.equal(FakeWebSocket.instances.length, 1);
+  FakeWebSocket.last().drop(4429);
+  assert.equal(socket.state, "crowded");
+  timers.advance(100);
+  assert.equal(FakeWebSocket.instances.length, 2);
+  FakeWebSocket.last().drop(4013); // a code this page does not know yet
+  assert.equal(socket.state, "offline");
+  timers.advance(200);
+  assert.equal(FakeWebSocket.instances.length, 3);
+  assert.deepEqual([1000, 1006, 1011, 4000, 4403, 4999].map(closeMeaning), Array(6).fill("retry"));
 });
 
 test("end is sent after the pending frames; a pong then finishes and forgets the outbox", () => {
@@ -155,9 +172,9 @@ test("an end that was not delivered before a reload is delivered by the next pag
 });
 
 test("socket URLs: absolute paths get the page's host and a ws scheme", () => {
-  assert.equal(absoluteSocketUrl("/ws/c/", { protocol: "https:", host: "a.example" }), "wss://a.example/ws/c/");
-  assert.equal(absoluteSocketUrl("/ws/c/", { protocol: "http:", host: "127.0.0.1:8000" }), "ws://127.0.0.1:8000/ws/c/");
-  assert.equal(absoluteSocketUrl("ws://b/ws/", { protocol: "https:", host: "a" }), "ws://b/ws/");
+  assert.equal(socketUrl("/ws/c/", { protocol: "https:", host: "a.example" }), "wss://a.example/ws/c/");
+  assert.equal(socketUrl("/ws/c/", { protocol: "http:", host: "127.0.0.1:8000" }), "ws://127.0.0.1:8000/ws/c/");
+  assert.equal(socketUrl("ws://b/ws/", { protocol: "https:", host: "a" }), "ws://b/ws/");
 });
 
 test("page hide sends what this connection has not sent yet, even before ready, and nothing twice", () => {

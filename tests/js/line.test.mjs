@@ -1,8 +1,8 @@
-// node --test tests/js/ — the ordering rule of the history page's live transcript.
+// node --test tests/js/ — the ordering rule of transcript lines (both pages).
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { lineIndex } from "../../static/history/live.js";
+import { lineIndex } from "../../static/common/line.js";
 
 const list = (...positions) => ({
   querySelectorAll: () => positions.map((position) => ({ dataset: { position: String(position) } })),
