@@ -14,7 +14,7 @@ same rules, so that what the page shows at the end is what is stored (tests/test
 runs every recorded fixture through both). The page also sees the deltas, which are never
 forwarded: they only fill a line's text until its final text arrives.
 
-What each event means (GA and beta spellings, see realtime-api.md §3):
+What each event means (GA and beta spellings of the events and content parts are accepted):
 - one utterance per conversation item (`type: "message"`, role user or assistant); its position
   is the order in which the item entered the conversation — the first event that names it —
   never the order in which its transcript arrived. Its role is fixed by that first event;
@@ -40,7 +40,8 @@ What each event means (GA and beta spellings, see realtime-api.md §3):
 Closed lines stay closed. A line's role never changes: an event that names an existing line with
 the other role changes nothing and counts as a conflict. Once a line is no longer pending and has
 a text, a different final text for it changes nothing and counts as a conflict (`Changes.conflicts`,
-summed into `Conversation.conflicts` for staff to see); the event stays in the journal.
+summed into `Conversation.conflicts` for staff to see; each such event counts, a repeat too); the
+event stays in the journal. (Clearing the review mark of a changed conversation is the journal's job.)
 
 Malformed or unknown events are never an error here: whatever cannot be understood changes nothing.
 """
