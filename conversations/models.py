@@ -77,6 +77,11 @@ class Conversation(TokenUsage):
     ended_at = models.DateTimeField(null=True, blank=True)
     # Input transcription is billed apart from the responses.
     transcription_tokens = models.PositiveIntegerField(default=0)
+    conflicts = models.PositiveIntegerField(
+        default=0,
+        help_text="Events that contradicted a closed line (another role, or another final text): "
+        "kept in the journal, not applied.",
+    )
 
     # Staff review.
     reviewed = models.BooleanField(default=False)
@@ -155,6 +160,8 @@ class Utterance(models.Model):
         COMPLETED = "completed", "Completed"
         FAILED = "failed", "Transcription failed"
         INTERRUPTED = "interrupted", "Interrupted"
+        # Removed from the model's context (`conversation.item.deleted`): kept, as it was said.
+        DELETED = "deleted", "Deleted"
 
     conversation = models.ForeignKey(
         Conversation, on_delete=models.CASCADE, related_name="utterances"
@@ -164,7 +171,7 @@ class Utterance(models.Model):
     kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.AUDIO)
     text = models.TextField(blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
-    error = models.TextField(blank=True, help_text="Why the transcription failed.")
+    error = models.TextField(blank=True, help_text="Why the transcription or the reply failed.")
     response_id = models.CharField(max_length=100, blank=True)
     # The order in which the item entered the conversation — not when its text arrived.
     position = models.PositiveIntegerField()

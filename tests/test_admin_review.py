@@ -389,3 +389,15 @@ class TestQueryCounts:
                 model=["gpt-realtime-2.1", "x"][n % 2],
             )
         assert self.count(staff_client, url, params) == one
+
+
+def test_conflicts_are_shown_read_only_and_filterable(staff_client, talks):
+    Conversation.objects.filter(pk=talks["failed"].pk).update(conflicts=2)
+    assert changelist(staff_client, has_conflicts="yes") == {talks["failed"]}
+    assert changelist(staff_client, has_conflicts="no") == {talks["weather"], talks["interrupted"]}
+    response = staff_client.get(reverse("admin:conversations_conversation_change", args=[talks["failed"].pk]))
+    assertContains(response, "field-conflicts")
+    assert "conflicts" not in response.context["adminform"].form.fields  # read-only, never posted
+    body = response.content.decode()
+    block = body[body.index("field-conflicts") :]
+    assert '<div class="readonly">2</div>' in block[: block.index("</div>") + 6]

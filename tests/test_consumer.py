@@ -22,6 +22,7 @@ from django.core.management.base import CommandError
 from django.test import Client
 from django.utils import timezone
 
+from conversations import review
 from conversations.models import Conversation, Event, ResponseUsage, TokenUsage, Utterance
 from conversations.routing import websocket_urlpatterns
 from conversations.transcript import journal, live
@@ -547,3 +548,57 @@ async def test_rebuild_leaves_a_transcript_without_journal_alone(alice, conversa
     assert "2 conversations: 0 rebuilt, 1 unchanged, 1 skipped." in err.getvalue()
     assert [u["text"] for u in await transcript(conversation)] == ["kept"]
     assert (await db(journal.rebuild)(empty)).status == "unchanged"
+
+
+# --- a reviewed conversation cannot be rewritten ----------------------------------------------------------
+
+
+def rewrite_attempt():
+    """What a second socket sends to rewrite an ended conversation: the assistant's text replaced,
+    the user's line turned into an assistant line."""
+    return [
+        audio_done("a1", "r1", "No, it is closed all week."),
+        {"type": "conversation.item.done",
+         "item": {"id": "u1", "type": "message", "role": "assistant", "status": "completed",
+                  "content": [{"type": "output_audio", "transcript": "I never asked anything."}]}},
+        response_done("r9", output=[output_item("u1", "Nor this.")]),
+    ]  # fmt: skip
+
+
+@db
+def mark_reviewed(conversation):
+    staff = make_user("staff", is_staff=True)
+    review.set_reviewed(Conversation.objects.filter(pk=conversation.pk), staff)
+
+
+async def test_a_reviewed_conversation_cannot_be_rewritten_by_a_new_socket(alice, conversation):
+    honest = [user_audio("u1"), transcribed("u1", "Is the bridge open?"), assistant("a1"),
+              audio_done("a1", "r1", "Yes, until ten."), response_done("r1", output=[output_item("a1", "Yes, until ten.")])]  # fmt: skip
+    socket = await open_socket(alice, conversation.uuid)
+    await socket.events(honest)
+    assert await socket.request({"type": "end"}) == {"type": "ended", "conversation": str(conversation.uuid)}
+    await socket.close()
+    said = await transcript(conversation)
+    assert [(u["role"], u["text"], u["status"]) for u in said] == [
+        ("user", "Is the bridge open?", "completed"), ("assistant", "Yes, until ten.", "completed")
+    ]  # fmt: skip
+    await mark_reviewed(conversation)
+
+    # The same events again under new seqs (a second tab, a replay) change nothing: still reviewed.
+    socket = await open_socket(alice, conversation.uuid)
+    await socket.events(honest, first_seq=6)
+    assert (await refreshed(conversation)).reviewed
+
+    attack = rewrite_attempt()
+    await socket.events(attack, first_seq=11)
+    await socket.close()
+    assert await transcript(conversation) == said  # roles and texts as they were said
+    conversation = await refreshed(conversation)
+    assert conversation.conflicts == 3  # a text, a role, and a role again: visible to staff
+    assert (conversation.reviewed, conversation.reviewed_at, conversation.reviewed_by_id) == (False, None, None)
+    # Kept in the journal, and a rebuild from it agrees.
+    assert await count(Event, conversation=conversation) == len(honest) * 2 + len(attack)
+    err = io.StringIO()
+    await db(call_command)("rebuild_transcripts", "--conversation", str(conversation.uuid), stderr=err)
+    assert "1 unchanged" in err.getvalue()
+    assert (await refreshed(conversation)).conflicts == 3

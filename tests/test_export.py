@@ -76,6 +76,15 @@ def test_jsonl_is_one_conversation_per_line_with_ordered_utterances(alice):
     assert "1 conversation, 5 utterances written to stdout" in err
 
 
+def test_the_record_says_how_many_events_contradicted_the_transcript(alice):
+    conversation = make_full_conversation(alice, utterances=2)
+    (record,) = jsonl(export()[0])
+    assert record["conflicts"] == 0
+    Conversation.objects.filter(pk=conversation.pk).update(conflicts=3)
+    (record,) = jsonl(export()[0])
+    assert record["conflicts"] == 3
+
+
 def test_include_events_adds_the_journal_in_seq_order(alice):
     make_full_conversation(alice, events=3)
     (record,) = jsonl(export(include_events=True)[0])

@@ -119,6 +119,23 @@ def test_import_restores_review_and_users_by_name(data, tmp_path):
     assert list(flagged.utterances.values_list("position", flat=True)) == [0, 1, 2, 3]
 
 
+def test_conflicts_are_restored_and_a_record_written_before_them_counts_none(data, tmp_path):
+    Conversation.objects.filter(flagged=True).update(conflicts=2)
+    backup = export_to(tmp_path / "backup.jsonl")
+    lines = [json.loads(line) for line in backup.read_text().splitlines()]
+    assert sorted(record["conflicts"] for record in lines) == [0, 0, 0, 2]
+    wipe_and_recreate_users()
+    import_(backup)
+    assert Conversation.objects.get(flagged=True).conflicts == 2
+    for record in lines:
+        del record["conflicts"]  # as exported before the count existed (same schema)
+    old = tmp_path / "old.jsonl"
+    old.write_text("".join(json.dumps(record) + "\n" for record in lines))
+    wipe_and_recreate_users()
+    import_(old)
+    assert list(Conversation.objects.values_list("conflicts", flat=True)) == [0, 0, 0, 0]
+
+
 def test_importing_twice_creates_nothing_new(data, tmp_path):
     backup = export_to(tmp_path / "backup.jsonl", include_events=True)
     before = counts()

@@ -13,11 +13,22 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conversations import review
 from conversations.models import Conversation, Event, ResponseUsage, TokenUsage, Utterance
 from conversations.transcript import journal, live, reducer
 from conversations.transcript.frames import Frame
 from tests.factories import make_conversation, make_user
-from tests.realtime_events import SCENARIOS, load_scenario, turn_events
+from tests.realtime_events import (
+    SCENARIOS,
+    assistant,
+    audio_done,
+    load_scenario,
+    output_item,
+    response_done,
+    transcribed,
+    turn_events,
+    user_audio,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -215,3 +226,57 @@ def test_rebuild_command_exits_non_zero_without_traceback():
     )  # fmt: skip
     assert result.returncode != 0
     assert "not a conversation id" in result.stderr and "Traceback" not in result.stderr
+
+
+# --- conflicts and the review mark ---------------------------------------------------------------------
+
+
+def attacked_stream():
+    return [
+        user_audio("u1"), transcribed("u1", "Hello?"), assistant("a1"), audio_done("a1", "r1", "Hi."),
+        response_done("r1", output=[output_item("a1", "Hi.")]),
+        transcribed("u1", "Goodbye."), audio_done("a1", "r1", "Go away."), assistant("u1", "completed", "x"),
+        {"type": "conversation.item.deleted", "item_id": "a1"}, audio_done("a1", "r1", "Hi."),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("size", [1, 3, 10])
+def test_conflicts_counted_live_are_what_a_rebuild_counts(conversation, size):
+    events = attacked_stream()
+    for start in range(0, len(events), size):
+        journal.append_frames(conversation.pk, frames(events[start : start + size], first_seq=start + 1))
+    conversation.refresh_from_db()
+    assert conversation.conflicts == 3
+    assert [(u.role, u.text, u.status) for u in conversation.utterances.order_by("position")] == [
+        ("user", "Hello?", "completed"), ("assistant", "Hi.", "deleted")
+    ]  # fmt: skip
+    assert journal.rebuild(conversation).status == "unchanged"
+    Conversation.objects.filter(pk=conversation.pk).update(conflicts=0)
+    assert journal.rebuild(conversation).status == "rebuilt"
+    conversation.refresh_from_db()
+    assert conversation.conflicts == 3
+
+
+def test_a_change_clears_the_review_mark_and_nothing_else_does(conversation):
+    reviewer = make_user("staff", is_staff=True)
+    events = turn_events(1)
+    journal.append_frames(conversation.pk, frames(events))
+    review.set_reviewed(Conversation.objects.filter(pk=conversation.pk), reviewer)
+    # Events that change nothing (a resend, a session event, the same final text again) keep it.
+    journal.append_frames(conversation.pk, frames(events))
+    journal.append_frames(conversation.pk, frames([{"type": "session.updated"}, events[2]], first_seq=len(events) + 1))
+    conversation.refresh_from_db()
+    assert conversation.reviewed and conversation.reviewed_by == reviewer
+    assert journal.rebuild(conversation).status == "unchanged"
+    conversation.refresh_from_db()
+    assert conversation.reviewed
+    # A rebuild that changes what staff saw clears it too (the journal says something else).
+    Utterance.objects.filter(conversation=conversation, item_id="a0").update(text="garbled")
+    assert journal.rebuild(conversation).status == "rebuilt"
+    conversation.refresh_from_db()
+    assert (conversation.reviewed, conversation.reviewed_at, conversation.reviewed_by) == (False, None, None)
+    # And so does a new line.
+    review.set_reviewed(Conversation.objects.filter(pk=conversation.pk), reviewer)
+    journal.append_frames(conversation.pk, frames(turn_events(1, prefix="x")[:1], first_seq=len(events) + 3))
+    conversation.refresh_from_db()
+    assert not conversation.reviewed and conversation.reviewed_by is None

@@ -19,6 +19,7 @@ from conversations.transcript.reducer import (
     ASSISTANT,
     AUDIO,
     COMPLETED,
+    DELETED,
     FAILED,
     INTERRUPTED,
     MAX_COUNT,
@@ -214,6 +215,84 @@ def test_failed_response_keeps_its_error():
     event["response"]["status_details"] = {"type": "failed", "error": {"type": "server_error", "message": "Boom."}}
     state, _ = run([assistant("a1"), event])
     assert (state.utterances["a1"].status, state.utterances["a1"].error) == (INTERRUPTED, "Boom.")
+    # Without a reason, a failed reply still says it failed (an interrupted one says nothing).
+    state, _ = run([assistant("a1"), response_done("r1", "failed", [output_item("a1", "Let me", "incomplete")])])
+    assert (state.utterances["a1"].status, state.utterances["a1"].error) == (INTERRUPTED, "The reply failed.")
+    assert state.utterances["a1"].text == "Let me"
+
+
+# --- truncated and deleted items ----------------------------------------------------------------------
+
+
+def truncated(item_id, audio_end_ms=1200):
+    return {"type": "conversation.item.truncated", "item_id": item_id, "content_index": 0, "audio_end_ms": audio_end_ms}
+
+
+def deleted(item_id):
+    return {"type": "conversation.item.deleted", "item_id": item_id}
+
+
+def test_a_truncated_reply_is_interrupted_and_keeps_the_generated_text():
+    state, _ = run([assistant("a1"), audio_done("a1", "r1", "All of it."), response_done("r1"), truncated("a1")])
+    assert lines(state) == [(ASSISTANT, AUDIO, INTERRUPTED, "All of it.")]
+    # Cut before its transcript arrived: the transcript keeps the mark.
+    state, _ = run([assistant("a1"), truncated("a1"), audio_done("a1", "r1", "Some")])
+    assert lines(state) == [(ASSISTANT, AUDIO, INTERRUPTED, "Some")]
+
+
+def test_truncation_of_a_user_or_unknown_item_changes_nothing():
+    state, _ = run([user_audio("u1"), truncated("u1"), truncated("nope")])
+    assert lines(state) == [(USER, AUDIO, PENDING, "")]
+
+
+def test_a_deleted_item_stays_marked_and_changes_no_more():
+    state, _ = run([user_audio("u1"), assistant("a1"), audio_done("a1", "r1", "Hello"), deleted("a1"), deleted("u1")])
+    assert lines(state) == [(USER, AUDIO, DELETED, ""), (ASSISTANT, AUDIO, DELETED, "Hello")]
+    state, changes = run([transcribed("u1", "late"), audio_done("a1", "r1", "Other"), truncated("a1"),
+                          response_done("r1", "cancelled", [output_item("a1", "x")]), deleted("a1")], state)  # fmt: skip
+    assert lines(state)[1] == (ASSISTANT, AUDIO, DELETED, "Hello") and lines(state)[0][2:] == (DELETED, "")
+    assert not changes.utterances and changes.conflicts == 0
+    state, _ = run([deleted("unknown")])
+    assert not state.utterances
+
+
+# --- closed lines stay closed ------------------------------------------------------------------------
+
+
+def test_a_line_never_changes_role_and_each_attempt_is_a_conflict():
+    state, _ = run([user_audio("u1"), transcribed("u1", "Hi"), assistant("a1"), audio_done("a1", "r1", "Hello")])
+    before = lines(state)
+    state, changes = run([
+        assistant("u1", "completed", "I am the assistant now", event="conversation.item.done"),
+        audio_done("u1", "r2", "Me too"),
+        user_text("a1", "The assistant's line, typed by the user"),
+        transcribed("a1", "spoken by the user"),
+        response_done("r2", output=[output_item("u1", "from the output")]),
+    ], state)  # fmt: skip
+    assert lines(state) == before
+    assert changes.conflicts == 5 and not changes.utterances
+
+
+def test_a_different_final_text_for_a_closed_line_is_a_conflict_not_applied():
+    state, _ = run([user_audio("u1"), transcribed("u1", "Hi"), user_text("t1", "typed"), assistant("a1"),
+                    audio_done("a1", "r1", "Hello"), response_done("r1")])  # fmt: skip
+    before = lines(state)
+    state, changes = run([
+        transcribed("u1", "Hi"), audio_done("a1", "r1", "Hello"),  # the same again: no conflict
+        transcribed("u1", "Bye"), user_text("t1", "edited"), audio_done("a1", "r1", "Goodbye"),
+        assistant("a1", "completed", "Goodbye", event="conversation.item.done"),
+    ], state)  # fmt: skip
+    assert lines(state) == before
+    assert changes.conflicts == 4
+
+
+def test_a_closed_line_without_text_yet_still_gets_its_text():
+    # Cancelled before its transcript: the transcript that follows fills it, no conflict.
+    state, changes = run([assistant("a1"), response_done("r1", "cancelled", [output_item("a1", None, "incomplete")]),
+                          audio_done("a1", "r1", "Well")])  # fmt: skip
+    assert lines(state) == [(ASSISTANT, AUDIO, INTERRUPTED, "Well")] and changes.conflicts == 0
+    state, changes = run([audio_done("a1", "r1", "Well, the")], state)
+    assert lines(state) == [(ASSISTANT, AUDIO, INTERRUPTED, "Well")] and changes.conflicts == 1
 
 
 def test_text_reply_is_a_text_utterance_in_both_spellings():
@@ -343,6 +422,7 @@ def test_referenced_ids():
     assert reducer.referenced_ids(audio_done("a1", "r1", "x")) == ({"a1"}, {"r1"})
     assert reducer.referenced_ids(response_done("r1", output=[output_item("a1", "x")])) == ({"a1"}, {"r1"})
     assert reducer.referenced_ids(user_audio("u1")) == ({"u1"}, set())
+    assert reducer.referenced_ids(truncated("a1")) == reducer.referenced_ids(deleted("a1")) == ({"a1"}, set())
     assert reducer.referenced_ids({"type": "response.done", "response": {"id": "y" * 101}}) == (set(), set())
 
 
@@ -360,7 +440,7 @@ STATUS = st.sampled_from(["completed", "cancelled", "incomplete", "failed", "in_
 EVENT_TYPES = sorted(
     reducer.ITEM_EVENTS | reducer.AUDIO_TRANSCRIPT_DONE | reducer.TEXT_DONE
     | {reducer.TRANSCRIPTION_COMPLETED, reducer.TRANSCRIPTION_FAILED, reducer.RESPONSE_DONE,
-       reducer.BUFFER_COMMITTED, "error", "response.created"}
+       reducer.BUFFER_COMMITTED, reducer.ITEM_TRUNCATED, reducer.ITEM_DELETED, "error", "response.created"}
 )  # fmt: skip
 
 
@@ -390,6 +470,8 @@ EVENTS = st.one_of(
         RESPONSES, STATUS, st.lists(items(), max_size=2), TOKENS, TOKENS,
     ),
     st.builds(lambda i: {"type": "input_audio_buffer.committed", "item_id": i}, ITEMS),
+    st.builds(lambda i: {"type": "conversation.item.truncated", "item_id": i, "audio_end_ms": 100}, ITEMS),
+    st.builds(lambda i: {"type": "conversation.item.deleted", "item_id": i}, ITEMS),
     # Arbitrary JSON under a known type, and arbitrary JSON altogether.
     st.builds(lambda t, d: {**(d if isinstance(d, dict) else {}), "type": t}, st.sampled_from(EVENT_TYPES), JSON),
     JSON,
@@ -403,7 +485,7 @@ def check_invariants(state, changes, events):
     assert all(u.item_id == key for key, u in state.utterances.items())
     for u in state.utterances.values():
         assert u.role in (USER, ASSISTANT) and u.kind in (AUDIO, TEXT)
-        assert u.status in (PENDING, COMPLETED, FAILED, INTERRUPTED)
+        assert u.status in (PENDING, COMPLETED, FAILED, INTERRUPTED, DELETED)
         assert (u.completed_at is None) == (u.status == PENDING)
     counted = [u.response_id for u in changes.usages]
     assert len(counted) == len(set(counted))  # usage once per response
@@ -462,7 +544,7 @@ def partial(full: TranscriptState, events) -> TranscriptState:
 def test_batches_with_partial_state_give_the_same_result_as_one_fold(events, cuts):
     """Live (batch by batch, loading only what each batch names) == rebuild (one fold)."""
     whole, whole_changes = run(events)
-    store, tokens, usages, title = TranscriptState(), 0, [], None
+    store, tokens, usages, title, conflicts = TranscriptState(), 0, [], None, 0
     timed = [(e, T0 + timedelta(seconds=i)) for i, e in enumerate(events)]
     start = 0
     for size in [*cuts, len(events)]:
@@ -474,11 +556,13 @@ def test_batches_with_partial_state_give_the_same_result_as_one_fold(events, cut
         changes = fold(view, batch)
         reducer.advance(store, changes)
         tokens += changes.transcription_tokens
+        conflicts += changes.conflicts
         usages += changes.usages
         title = title if title is not None else changes.title
     assert store.utterances == whole.utterances
     assert usages == whole_changes.usages
     assert tokens == whole_changes.transcription_tokens
+    assert conflicts == whole_changes.conflicts
     assert title == whole_changes.title
 
 

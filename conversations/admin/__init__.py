@@ -21,7 +21,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.text import smart_split, unescape_string_literal
 
 from conversations import actions, review
-from conversations.admin.filters import FailedTranscriptionFilter, InterruptedFilter
+from conversations.admin.filters import ConflictsFilter, FailedTranscriptionFilter, InterruptedFilter
 from conversations.export import downloads
 from conversations.history import pricing, selectors, usage
 from conversations.history.forms import DateRangeForm
@@ -91,6 +91,7 @@ class ConversationAdmin(admin.ModelAdmin):
         "reviewed",
         FailedTranscriptionFilter,
         InterruptedFilter,
+        ConflictsFilter,
     )
     search_fields = ("title", "user__username")  # and the transcript: see get_search_results
     search_help_text = "Searches usernames, titles and what was said."
@@ -123,7 +124,7 @@ class ConversationAdmin(admin.ModelAdmin):
                 )
             },
         ),
-        ("Review", {"fields": ("reviewed", "flagged", "review_note", "reviewed_at", "reviewed_by")}),
+        ("Review", {"fields": ("reviewed", "flagged", "review_note", "reviewed_at", "reviewed_by", "conflicts")}),
         (
             "Times",
             {

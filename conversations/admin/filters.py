@@ -33,3 +33,20 @@ class InterruptedFilter(UtteranceStatusFilter):
     title = "interrupted replies"
     parameter_name = "has_interrupted"
     status = Utterance.Status.INTERRUPTED
+
+
+class ConflictsFilter(admin.SimpleListFilter):
+    """Conversations where events contradicted a closed line (another role or final text)."""
+
+    title = "has conflicts"
+    parameter_name = "has_conflicts"
+
+    def lookups(self, request, model_admin):
+        return (("yes", "Yes"), ("no", "No"))
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(conflicts__gt=0)
+        if self.value() == "no":
+            return queryset.filter(conflicts=0)
+        return queryset

@@ -64,8 +64,12 @@ CONVERSATION = Fields(
         "started_at",
         "last_activity_at",
         "ended_at",
+        # Events that contradicted a closed line (kept in the journal, not applied).
+        "conflicts",
     ),
 )
+# Fields added to the record after it was first written: a record without them gets the default.
+ADDED_LATER = {"conflicts": 0}
 # The conversation's usage totals ("usage" in the record).
 USAGE_TOTALS = Fields(Conversation, TokenUsage.USAGE_FIELDS + ("transcription_tokens",))
 # Staff review ("review" in the record, with "reviewed_by" as a username). Only in exports for
@@ -236,7 +240,7 @@ def parse_record(record, users: dict) -> ParsedConversation:
 
     conversation = _build(
         Conversation,
-        record,
+        ADDED_LATER | record,
         CONVERSATION.names,
         "",
         uuid=public_id,

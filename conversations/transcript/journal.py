@@ -39,8 +39,10 @@ logger = logging.getLogger(__name__)
 
 UTTERANCE_UPDATE_FIELDS = ["role", "kind", "text", "status", "error", "response_id", "completed_at"]
 CONVERSATION_UPDATE_FIELDS = [
-    "title", "started_at", "last_activity_at", "transcription_tokens", *TokenUsage.USAGE_FIELDS,
+    "title", "started_at", "last_activity_at", "transcription_tokens", "conflicts", *TokenUsage.USAGE_FIELDS,
 ]  # fmt: skip
+# A reviewed conversation that changes is no longer reviewed: staff saw something else.
+REVIEW_CLEARED = {"reviewed": False, "reviewed_at": None, "reviewed_by": None}
 
 
 @dataclass
@@ -250,7 +252,7 @@ def _append_locked(merged: dict[int, list[Frame]]) -> dict[int, AppendResult]:
         for row in Conversation.objects.select_for_update()
         .filter(id__in=merged)
         .order_by("id")  # rows are locked in this order: no deadlock between two processes
-        .values("id", "title", "started_at", "transcription_tokens", *TokenUsage.USAGE_FIELDS)
+        .values("id", "title", "started_at", "transcription_tokens", "conflicts", "reviewed", *TokenUsage.USAGE_FIELDS)
     }
     results = {
         cid: AppendResult(cid, seqs=[f.seq for f in frames], found=cid in conversations)
@@ -301,7 +303,10 @@ def _append_locked(merged: dict[int, list[Frame]]) -> dict[int, AppendResult]:
         # Every batch stamps its conversations with its own time, in the same UPDATE as the
         # totals: one round trip fewer per transaction than a separate UPDATE … WHERE id IN.
         times = {"last_activity_at": now} | ({} if conversations[cid]["started_at"] else {"started_at": now})
-        update_conversations.append((cid, roll_up(conversations[cid], changes) | times))
+        derived = roll_up(conversations[cid], changes)
+        if conversations[cid]["reviewed"] and (changed or changes.usages or derived):
+            derived |= REVIEW_CLEARED
+        update_conversations.append((cid, derived | times))
         results[cid].stored = len(frames)
         results[cid].changed = sorted(changed, key=lambda u: u.position)
     _insert(Utterance, ["conversation", *UtteranceState.FIELDS], create_utterances)
@@ -321,6 +326,8 @@ def roll_up(current: dict, changes: reducer.Changes) -> dict:
         fields["title"] = changes.title
     if changes.transcription_tokens:
         fields["transcription_tokens"] = saturating_add(current["transcription_tokens"], changes.transcription_tokens)
+    if changes.conflicts:
+        fields["conflicts"] = saturating_add(current["conflicts"], changes.conflicts)
     for usage in changes.usages:
         for name, count in usage.counts.items():
             if count:
@@ -349,7 +356,8 @@ def rebuild(conversation: Conversation) -> RebuildResult:
     Runs the events in seq order through the same reducer as the live path, from an empty state
     (the title is kept when the conversation already has one). Writes nothing when the result is
     what is stored already. A conversation with a transcript but no journal (e.g. imported
-    without events) is left alone and reported "skipped": rebuilding it would erase it.
+    without events) is left alone and reported "skipped": rebuilding it would erase it. A
+    reviewed conversation whose transcript, usage or totals change loses its review mark.
     """
     with transaction.atomic():
         conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
@@ -394,9 +402,11 @@ def rebuild(conversation: Conversation) -> RebuildResult:
         if not same_usages:
             ResponseUsage.objects.filter(conversation=conversation).delete()
             ResponseUsage.objects.bulk_create(usages.values())
+        if conversation.reviewed:
+            derived |= REVIEW_CLEARED
         for name, value in derived.items():
             setattr(conversation, name, value)
-        conversation.save(update_fields=CONVERSATION_UPDATE_FIELDS)
+        conversation.save(update_fields=list(derived))
         return result
 
 

@@ -9,21 +9,42 @@ they cannot disagree. The journal loads only the part of the state a batch refer
 (`referenced_ids()`), and the reducer is written so that a partial state gives the same result as
 the full one: every decision depends only on the utterances and responses the event names.
 
-Rules (see docs/architecture.md, "Data model", and docs/realtime.md §3):
+The voice page's live transcript (static/voice/transcript.js, `TranscriptModel`) follows the
+same rules, so that what the page shows at the end is what is stored (tests/test_reducer_parity.py
+runs every recorded fixture through both). The page also sees the deltas, which are never
+forwarded: they only fill a line's text until its final text arrives.
+
+What each event means (see also docs/architecture.md; GA and beta spellings of the events and content
+parts are accepted):
 - one utterance per conversation item (`type: "message"`, role user or assistant); its position
   is the order in which the item entered the conversation — the first event that names it —
-  never the order in which its transcript arrived;
+  never the order in which its transcript arrived. Its role is fixed by that first event;
 - a user audio item is `pending` until `…input_audio_transcription.completed` (text) or
   `.failed` (reason kept in `error`); typed user input (`input_text`) is a completed text item;
 - an assistant item is completed by its final transcript/text, or `interrupted` when it is
   done `incomplete` or the response that lists it in `output` ended `cancelled`/`incomplete`/
-  `failed` (keeping what was transcribed, also when the transcript arrives after that);
+  `failed` (keeping what was generated, also when the transcript arrives after that). A failed
+  response keeps its reason in `error`; it is "interrupted", not "failed": `failed` means "no
+  transcript of what was said" (a failed transcription), and every reader of the transcript (the
+  page's badge, the admin filter, the exports) relies on that;
+- `conversation.item.truncated` (the user barged in while the reply was still playing: its audio
+  was cut at `audio_end_ms`) marks the assistant item `interrupted`. The text stays what was
+  generated: the events carry no word timings, so what was heard cannot be cut out of it, and a
+  transcript that keeps the unheard end, marked interrupted, hides nothing from a reader;
+- `conversation.item.deleted` (the item was removed from the model's context) marks the line
+  `deleted` and keeps it, text and all: it was said, and a record that could be erased by one
+  forwarded event would not be a record. A deleted line changes no more;
 - usage of `response.done` is recorded once per response id; the input transcription usage is
   counted once per item (when the item first becomes completed);
 - the title comes from the first user utterance to get text, if the conversation has none.
 
-Both the GA and the beta spellings of the events and content parts are accepted. Malformed or
-unknown events are never an error here: whatever cannot be understood changes nothing.
+Closed lines stay closed. A line's role never changes: an event that names an existing line with
+the other role changes nothing and counts as a conflict. Once a line is no longer pending and has
+a text, a different final text for it changes nothing and counts as a conflict (`Changes.conflicts`,
+summed into `Conversation.conflicts` for staff to see; each such event counts, a repeat too); the
+event stays in the journal. (Clearing the review mark of a changed conversation is the journal's job.)
+
+Malformed or unknown events are never an error here: whatever cannot be understood changes nothing.
 """
 
 from __future__ import annotations
@@ -43,6 +64,7 @@ PENDING = Utterance.Status.PENDING.value
 COMPLETED = Utterance.Status.COMPLETED.value
 FAILED = Utterance.Status.FAILED.value
 INTERRUPTED = Utterance.Status.INTERRUPTED.value
+DELETED = Utterance.Status.DELETED.value
 
 # Longest item/response id stored (the model's CharField); longer "ids" are treated as absent
 # rather than truncated, because two truncated ids could collide.
@@ -66,6 +88,8 @@ TRANSCRIPTION_FAILED = "conversation.item.input_audio_transcription.failed"
 AUDIO_TRANSCRIPT_DONE = frozenset({"response.output_audio_transcript.done", "response.audio_transcript.done"})
 TEXT_DONE = frozenset({"response.output_text.done", "response.text.done"})
 RESPONSE_DONE = "response.done"
+ITEM_TRUNCATED = "conversation.item.truncated"
+ITEM_DELETED = "conversation.item.deleted"
 # A committed input buffer becomes a user audio item: when the item event itself is missing,
 # this is the earliest event that names it.
 BUFFER_COMMITTED = "input_audio_buffer.committed"
@@ -73,6 +97,8 @@ BUFFER_COMMITTED = "input_audio_buffer.committed"
 AUDIO_PARTS = frozenset({"input_audio", "output_audio", "audio"})
 TEXT_PARTS = frozenset({"input_text", "output_text", "text"})
 UNFINISHED_RESPONSE = frozenset({"cancelled", "incomplete", "failed"})
+TRANSCRIPTION_FAILED_ERROR = "Transcription failed."
+RESPONSE_FAILED_ERROR = "The reply failed."
 
 
 @dataclass(frozen=True)
@@ -133,12 +159,14 @@ class Changes:
     title: str | None = None
     started_at: datetime | None = None
     last_activity_at: datetime | None = None
+    conflicts: int = 0  # events that contradicted a closed line (and changed nothing of it)
 
     def merge(self, later: Changes) -> None:
         """Add the changes of a later event to these."""
         self.utterances.update(later.utterances)
         self.usages.extend(later.usages)
         self.transcription_tokens = saturating_add(self.transcription_tokens, later.transcription_tokens)
+        self.conflicts = saturating_add(self.conflicts, later.conflicts)
         self.title = self.title if self.title is not None else later.title
         self.started_at = self.started_at or later.started_at
         self.last_activity_at = later.last_activity_at or self.last_activity_at
@@ -267,7 +295,7 @@ def referenced_ids(event) -> tuple[set[str], set[str]]:
     kind = _str(event.get("type"))
     if kind in ITEM_EVENTS:
         items.add(_id(_dict(event.get("item")).get("id")))
-    elif kind in (TRANSCRIPTION_COMPLETED, TRANSCRIPTION_FAILED, BUFFER_COMMITTED):
+    elif kind in (TRANSCRIPTION_COMPLETED, TRANSCRIPTION_FAILED, BUFFER_COMMITTED, ITEM_TRUNCATED, ITEM_DELETED):
         items.add(_id(event.get("item_id")))
     elif kind in AUDIO_TRANSCRIPT_DONE or kind in TEXT_DONE:
         items.add(_id(event.get("item_id")))
@@ -279,6 +307,11 @@ def referenced_ids(event) -> tuple[set[str], set[str]]:
     items.discard(None)
     responses.discard(None)
     return items, responses
+
+
+def _rewrites(u: UtteranceState, text: str) -> bool:
+    """Would `text` replace the final text of a closed line? (That is a conflict, never applied.)"""
+    return u.status != PENDING and u.text != "" and text != u.text
 
 
 class _Step:
@@ -307,20 +340,40 @@ class _Step:
         created = sum(1 for i in self.changes.utterances if i not in self.state.utterances)
         return UtteranceState(item_id, role, kind, self.state.next_position + created, self.at)
 
+    def line(self, item_id: str, role: str, kind: str) -> UtteranceState | None:
+        """The open line of `item_id` (created as `role` if new), or None when the event must
+        leave it alone: it is deleted, or it has the other role (a conflict)."""
+        u = self.get(item_id) or self.create(item_id, role, kind)
+        if u.role != role:
+            self.conflict()
+            return None
+        return None if u.status == DELETED else u
+
+    def conflict(self) -> None:
+        self.changes.conflicts = saturating_add(self.changes.conflicts, 1)
+
     def finish(self, u: UtteranceState, status: str, **fields) -> UtteranceState:
         return dataclasses.replace(u, status=status, completed_at=u.completed_at or self.at, **fields)
 
     def response_status(self, response_id: str) -> str | None:
         return self.state.responses.get(response_id) if response_id else None
 
+    def unfinished(self, u: UtteranceState) -> bool:
+        return u.status == INTERRUPTED or self.response_status(u.response_id) in UNFINISHED_RESPONSE
+
     # --- event handlers
 
-    def item(self, item: _Item) -> None:
-        u = self.get(item.id)
+    def item(self, item: _Item) -> bool:
+        """Returns False when the event had to leave the line alone (deleted, or a conflict)."""
+        u = self.line(item.id, item.role, item.kind or (TEXT if item.role == USER else AUDIO))
         if u is None:
-            kind = item.kind or (TEXT if item.role == USER else AUDIO)
-            u = self.create(item.id, item.role, kind)
-        u = dataclasses.replace(u, role=item.role, kind=item.kind or u.kind)
+            return False
+        u = dataclasses.replace(u, kind=item.kind or u.kind)
+        # The text an item event would apply: a typed user message's, or an assistant's when not
+        # empty (an empty part is a transcript not there yet; spoken user input ignores it).
+        if item.text is not None and (u.kind == TEXT if u.role == USER else item.text) and _rewrites(u, item.text):
+            self.conflict()
+            return False
         if u.role == USER:
             # Spoken input is completed by its transcription events alone (they carry the usage).
             if u.kind == TEXT and item.text is not None:
@@ -328,27 +381,32 @@ class _Step:
         else:
             if item.text is not None and (item.text or not u.text):
                 u = dataclasses.replace(u, text=item.text)
-            if item.status == "incomplete" or self.response_status(u.response_id) in UNFINISHED_RESPONSE:
+            if item.status == "incomplete" or self.unfinished(u):
                 u = self.finish(u, INTERRUPTED)
             elif item.status == "completed" and u.status == PENDING:
                 u = self.finish(u, COMPLETED)
         self.put(u)
+        return True
 
     def transcription(self, event: dict, completed: bool) -> None:
         item_id = _id(event.get("item_id"))
         if item_id is None:
             return
-        u = self.get(item_id) or self.create(item_id, USER, AUDIO)
-        if u.role != USER or u.kind != AUDIO or u.status == COMPLETED:
-            return  # not spoken user input, or already transcribed (a duplicate event)
+        transcript = _str(event.get("transcript"))
+        if completed and transcript is None:
+            return
+        u = self.line(item_id, USER, AUDIO)
+        if u is None or u.kind != AUDIO:
+            return  # deleted, not a user line (a conflict), or typed input
+        if u.status == COMPLETED:
+            if completed and _rewrites(u, transcript):
+                self.conflict()
+            return  # already transcribed: a duplicate, or a contradiction (counted above)
         if completed:
-            transcript = _str(event.get("transcript"))
-            if transcript is None:
-                return
             u = self.finish(u, COMPLETED, text=transcript, error="")
             self.changes.transcription_tokens = transcription_tokens(event.get("usage"))
         else:
-            u = self.finish(u, FAILED, error=_error_text(event.get("error"), "transcription failed"))
+            u = self.finish(u, FAILED, error=_error_text(event.get("error"), TRANSCRIPTION_FAILED_ERROR))
         self.put(u)
 
     def assistant_text(self, event: dict, kind: str, key: str) -> None:
@@ -357,15 +415,14 @@ class _Step:
         if item_id is None or text is None:
             return
         response_id = _id(event.get("response_id")) or ""
-        u = self.get(item_id) or self.create(item_id, ASSISTANT, kind)
-        if u.role != ASSISTANT:
+        u = self.line(item_id, ASSISTANT, kind)
+        if u is None:
+            return
+        if _rewrites(u, text):
+            self.conflict()
             return
         u = dataclasses.replace(u, kind=kind, text=text, response_id=u.response_id or response_id)
-        if self.response_status(u.response_id) in UNFINISHED_RESPONSE or u.status == INTERRUPTED:
-            u = self.finish(u, INTERRUPTED)
-        else:
-            u = self.finish(u, COMPLETED)
-        self.put(u)
+        self.put(self.finish(u, INTERRUPTED if self.unfinished(u) else COMPLETED))
 
     def response_done(self, event: dict) -> None:
         response = _dict(event.get("response"))
@@ -376,9 +433,8 @@ class _Step:
         named = []
         for raw in _list(response.get("output")):
             item = _parse_item(raw)
-            if item is None or item.role != ASSISTANT:
+            if item is None or item.role != ASSISTANT or not self.item(item):
                 continue
-            self.item(item)
             named.append(item.id)
             if response_id:
                 u = self.get(item.id)
@@ -386,7 +442,9 @@ class _Step:
         for item_id in named:
             u = self.get(item_id)
             if status in UNFINISHED_RESPONSE:
-                error = _error_text(_dict(response.get("status_details")).get("error"), "") if status == "failed" else ""
+                error = ""
+                if status == "failed":
+                    error = _error_text(_dict(response.get("status_details")).get("error"), RESPONSE_FAILED_ERROR)
                 self.put(self.finish(u, INTERRUPTED, error=u.error or error))
             elif status == "completed" and u.status == PENDING:
                 self.put(self.finish(u, COMPLETED))
@@ -394,6 +452,19 @@ class _Step:
             # Once per response id: a resent or duplicated response.done never counts twice.
             counts = usage_counts(response.get("usage"))
             self.changes.usages.append(UsageRecord(response_id, status, counts, self.at))
+
+    def truncated(self, event: dict) -> None:
+        item_id = _id(event.get("item_id"))
+        u = self.get(item_id) if item_id else None
+        # Only an assistant line can be cut; an unknown item has nothing to mark.
+        if u is not None and u.role == ASSISTANT and u.status != DELETED:
+            self.put(self.finish(u, INTERRUPTED))
+
+    def deleted(self, event: dict) -> None:
+        item_id = _id(event.get("item_id"))
+        u = self.get(item_id) if item_id else None
+        if u is not None:
+            self.put(self.finish(u, DELETED))
 
 
 def reduce(state: TranscriptState, event, at: datetime) -> Changes:
@@ -420,6 +491,10 @@ def reduce(state: TranscriptState, event, at: datetime) -> Changes:
         step.assistant_text(event, TEXT, "text")
     elif kind == RESPONSE_DONE:
         step.response_done(event)
+    elif kind == ITEM_TRUNCATED:
+        step.truncated(event)
+    elif kind == ITEM_DELETED:
+        step.deleted(event)
     elif kind == BUFFER_COMMITTED:
         item_id = _id(event.get("item_id"))
         if item_id and step.get(item_id) is None:

@@ -7,6 +7,7 @@ export const FORWARDED_TYPES = new Set([
   "conversation.item.truncated", "conversation.item.input_audio_transcription.completed",
   "conversation.item.input_audio_transcription.failed", "response.output_audio_transcript.done",
   "response.audio_transcript.done", "response.output_text.done", "response.text.done", "response.done", "error",
+  "input_audio_buffer.committed",
 ]);
 
 export const shouldForward = (event) => FORWARDED_TYPES.has(event?.type);

@@ -3,15 +3,9 @@
 from playwright.sync_api import Page, expect
 
 from conversations.models import Conversation, Event, Utterance
+from tests.realtime_events import forwarded_types
 
-FORWARDED = {
-    "conversation.item.added", "conversation.item.done", "conversation.item.created",
-    "conversation.item.deleted", "conversation.item.truncated",
-    "conversation.item.input_audio_transcription.completed",
-    "conversation.item.input_audio_transcription.failed",
-    "response.output_audio_transcript.done", "response.audio_transcript.done",
-    "response.output_text.done", "response.text.done", "response.done", "error",
-}
+FORWARDED = forwarded_types()  # the page's own list (static/voice/outbox.js)
 
 
 def press_start(page: Page) -> None:

@@ -20,12 +20,22 @@ test("a late user transcript lands above the reply it prompted", () => {
   assert.deepEqual(view(m), [["user", "Hi!", "completed"], ["assistant", "Hello there.", "completed"]]);
 });
 
-test("the first event naming an item places it, even a transcript", () => {
+test("the first forwarded event naming an item places it, even a transcript", () => {
   const m = new TranscriptModel();
-  m.apply({ type: "conversation.item.input_audio_transcription.delta", item_id: "u1", delta: "Wh" });
-  m.apply({ type: "response.audio_transcript.delta", item_id: "a1", response_id: "r1", delta: "Sure" });
+  m.apply({ type: "conversation.item.input_audio_transcription.completed", item_id: "u1", transcript: "Where?" });
+  m.apply({ type: "response.audio_transcript.done", item_id: "a1", response_id: "r1", transcript: "Sure" });
   m.apply(userAudio("u1")); // announced late: keeps its place
   assert.deepEqual(m.order, ["u1", "a1"]);
+  assert.deepEqual(view(m), [["user", "Where?", "completed"], ["assistant", "Sure", "completed"]]);
+});
+
+test("deltas only fill lines the server knows too: they never place one", () => {
+  const m = new TranscriptModel();
+  assert.deepEqual(m.apply({ type: "conversation.item.input_audio_transcription.delta", item_id: "u1", delta: "Wh" }), []);
+  assert.deepEqual(m.apply({ type: "response.audio_transcript.delta", item_id: "a1", response_id: "r1", delta: "Sure" }), []);
+  assert.equal(m.lines.length, 0);
+  m.apply(userAudio("u1"));
+  m.apply({ type: "conversation.item.input_audio_transcription.delta", item_id: "u1", delta: "Wh" });
   assert.equal(m.lines[0].text, "Wh");
   assert.equal(m.lines[0].partial, true);
 });
@@ -53,7 +63,7 @@ test("barge-in: a cancelled response keeps its text and is marked interrupted", 
   const m = new TranscriptModel();
   m.apply(assistant("a1"));
   m.apply({ type: "response.output_audio_transcript.delta", item_id: "a1", response_id: "r1", delta: "Once upon" });
-  m.apply({ type: "response.done", response: { id: "r1", status: "cancelled", output: [] } });
+  m.apply({ type: "response.done", response: { id: "r1", status: "cancelled", output: [{ id: "a1", type: "message", role: "assistant", status: "incomplete", content: [{ type: "output_audio", transcript: null }] }] } });
   assert.deepEqual(view(m), [["assistant", "Once upon", "interrupted"]]);
   // The transcript.done that follows a cancel does not unmark it.
   m.apply({ type: "response.output_audio_transcript.done", item_id: "a1", response_id: "r1", transcript: "Once upon a" });
@@ -94,10 +104,64 @@ test("non-message items, unknown events and malformed events change nothing", ()
   assert.equal(m.lines.length, 0);
 });
 
-test("a deleted item disappears", () => {
+test("a deleted item stays in its place, marked deleted, and changes no more", () => {
   const m = new TranscriptModel();
   m.apply(userAudio("u1"));
   m.apply(userAudio("u2"));
-  m.apply({ type: "conversation.item.deleted", item_id: "u1" });
-  assert.deepEqual(m.order, ["u2"]);
+  assert.deepEqual(m.apply({ type: "conversation.item.deleted", item_id: "u1" }), ["u1"]);
+  assert.deepEqual(m.order, ["u1", "u2"]);
+  assert.equal(m.lines[0].status, "deleted");
+  m.apply({ type: "conversation.item.input_audio_transcription.completed", item_id: "u1", transcript: "late" });
+  assert.deepEqual(view(m)[0], ["user", "", "deleted"]);
+  assert.deepEqual(m.apply({ type: "conversation.item.deleted", item_id: "nope" }), []);
+});
+
+const failedResponse = (id, itemId, transcript, error) => ({
+  type: "response.done",
+  response: { id, status: "failed", status_details: { type: "failed", error }, output: [{ id: itemId, type: "message", role: "assistant", status: "incomplete", content: [{ type: "output_audio", transcript }] }] },
+});
+
+test("a failed reply keeps what was generated, interrupted, with the reason", () => {
+  const m = new TranscriptModel();
+  m.apply(assistant("a1"));
+  m.apply({ type: "response.output_audio_transcript.delta", item_id: "a1", response_id: "r1", delta: "Let me" });
+  m.apply(failedResponse("r1", "a1", "Let me check", { type: "server_error", message: "Server error." }));
+  assert.deepEqual(view(m), [["assistant", "Let me check", "interrupted"]]);
+  assert.equal(m.lines[0].error, "Server error.");
+  const n = new TranscriptModel();
+  n.apply(assistant("a1"));
+  n.apply(failedResponse("r1", "a1", null, {}));
+  assert.equal(n.lines[0].error, "The reply failed.");
+});
+
+test("a line's role never changes: the contradicting event is counted, not applied", () => {
+  const m = new TranscriptModel();
+  m.apply(userAudio("u1"));
+  m.apply({ type: "conversation.item.input_audio_transcription.completed", item_id: "u1", transcript: "Hi" });
+  m.apply({ type: "conversation.item.done", item: { id: "u1", type: "message", role: "assistant", status: "completed", content: [{ type: "output_audio", transcript: "I said this" }] } });
+  m.apply({ type: "response.output_audio_transcript.done", item_id: "u1", response_id: "r9", transcript: "Me too" });
+  assert.deepEqual(view(m), [["user", "Hi", "completed"]]);
+  assert.equal(m.conflicts, 2);
+});
+
+test("a completed line keeps its final text: a different one is a conflict", () => {
+  const m = new TranscriptModel();
+  m.apply(assistant("a1"));
+  m.apply({ type: "response.output_audio_transcript.done", item_id: "a1", response_id: "r1", transcript: "Yes." });
+  m.apply({ type: "response.output_audio_transcript.done", item_id: "a1", response_id: "r1", transcript: "Yes." }); // the same: fine
+  assert.equal(m.conflicts, 0);
+  m.apply({ type: "response.output_audio_transcript.done", item_id: "a1", response_id: "r1", transcript: "No." });
+  m.apply({ type: "conversation.item.done", item: { id: "a1", type: "message", role: "assistant", status: "completed", content: [{ type: "output_audio", transcript: "No." }] } });
+  assert.deepEqual(view(m), [["assistant", "Yes.", "completed"]]);
+  assert.equal(m.conflicts, 2);
+});
+
+test("truncation keeps the generated text of a finished reply", () => {
+  const m = new TranscriptModel();
+  m.apply(assistant("a1"));
+  m.apply({ type: "response.output_audio_transcript.done", item_id: "a1", response_id: "r1", transcript: "A long answer." });
+  m.apply({ type: "response.done", response: { id: "r1", status: "completed", output: [{ id: "a1", type: "message", role: "assistant", status: "completed", content: [] }] } });
+  m.apply({ type: "conversation.item.truncated", item_id: "a1", content_index: 0, audio_end_ms: 800 });
+  assert.deepEqual(view(m), [["assistant", "A long answer.", "interrupted"]]);
+  assert.deepEqual(m.apply({ type: "conversation.item.truncated", item_id: "nope", audio_end_ms: 1 }), []);
 });
