@@ -5,8 +5,6 @@ from conversations.management import arguments
 from conversations.management.output import Progress, Sink, Stderr, plural, stdout_is_closed
 from conversations.models import Conversation
 
-EVENT_FORMATS = ("jsonl", "json")  # the formats that can carry the raw journal
-
 
 class Command(BaseCommand):
     help = (
@@ -61,8 +59,9 @@ class Command(BaseCommand):
         stderr = Stderr(self.stderr)
         (format,) = arguments.choices(options["format"], formats.FORMATS, "--format")
         include_events = options["include_events"]
-        if include_events and format not in EVENT_FORMATS:
-            raise CommandError(f"--include-events needs --format {' or '.join(EVENT_FORMATS)}.")
+        if include_events and not formats.FORMATS[format].carries_events:
+            carriers = [f.name for f in formats.FORMATS.values() if f.carries_events]
+            raise CommandError(f"--include-events needs --format {' or '.join(carriers)}.")
         since, until = arguments.time_range(options["since"], options["until"])
         conversation_ids = arguments.uuids(options["conversation"], "--conversation")
         queryset = reader.select_conversations(
