@@ -5,15 +5,16 @@
 // Messages (conversations/transcript/live.py, live_consumer.py): on connect
 // {"type": "snapshot", "status": "active", "utterances": [...]}, then
 // {"type": "transcript.changed", "utterances": [...]} for every change and
-// {"type": "conversation.ended", "ended_at": "…"} at the end. Lines are keyed by item_id, so a
-// message seen twice (the snapshot racing an update) changes nothing.
+// {"type": "conversation.ended", "ended_at": "…"} at the end, or {"type": "conversation.deleted"}
+// (then the server closes with 4404). Lines are keyed by item_id, so a message seen twice (the
+// snapshot racing an update) changes nothing.
 
 const RETRY_MIN_MS = 1000;
 const RETRY_MAX_MS = 30000;
 // The server's refusals: not signed in (4401), not yours or gone (4404). Retrying won't help.
 const FINAL_CLOSE_CODES = new Map([
   [4401, "Live updates stopped: you are signed out. Reload the page after logging in."],
-  [4404, "Live updates are not available for this conversation."],
+  [4404, "Live updates stopped: this conversation was deleted, or is not yours to watch."],
 ]);
 
 export function lineIndex(list, position) {
@@ -78,6 +79,13 @@ class LiveTranscript {
     try {
       message = JSON.parse(data);
     } catch {
+      return;
+    }
+    if (message.type === "conversation.deleted") {
+      // What is on the page is all there will be; reloading it would show "not found".
+      this.stopped = true;
+      this.say("This conversation has been deleted. What is shown here is no longer stored.");
+      socket.close(1000);
       return;
     }
     if (message.type === "snapshot" || message.type === "transcript.changed") {
