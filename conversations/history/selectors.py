@@ -6,6 +6,8 @@ counts and excerpts are annotations (correlated subqueries), transcript search i
 `EXISTS` subquery (no join, no duplicate rows, no DISTINCT).
 """
 
+import uuid
+from collections.abc import Iterable
 from datetime import date, datetime, time, timedelta
 
 from django.db.models import (
@@ -28,6 +30,16 @@ from conversations.models import Conversation, Utterance
 def owned_by(user) -> QuerySet[Conversation]:
     """The user's own conversations (lists; one conversation is fetched through `access`)."""
     return Conversation.objects.filter(user=user)
+
+
+def find_by_ids(conversation_ids: Iterable[uuid.UUID]) -> tuple[list[Conversation], list[uuid.UUID]]:
+    """
+    The conversations with these public ids, in the order given and once each (only pk and uuid
+    loaded), and the ids that match none — for the commands that take `--conversation UUID`.
+    """
+    wanted = list(dict.fromkeys(conversation_ids))
+    found = {c.uuid: c for c in Conversation.objects.filter(uuid__in=wanted).only("pk", "uuid")}
+    return [found[u] for u in wanted if u in found], [u for u in wanted if u not in found]
 
 
 def with_turns(conversations: QuerySet[Conversation]) -> QuerySet[Conversation]:

@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from conversations.export import formats, reader
+from conversations.history import selectors
 from conversations.management import arguments
 from conversations.management.output import Progress, Sink, Stderr, plural, stdout_is_closed
 from conversations.models import Conversation
@@ -76,10 +77,8 @@ class Command(BaseCommand):
             chunk_size = arguments.positive_int(chunk_size, "--chunk-size")
         verbosity = options["verbosity"]
         if conversation_ids and verbosity:
-            found = set(Conversation.objects.filter(uuid__in=conversation_ids).values_list("uuid", flat=True))
-            for missing in dict.fromkeys(conversation_ids):
-                if missing not in found:
-                    stderr.line(f"warning: there is no conversation {missing}")
+            for missing in selectors.find_by_ids(conversation_ids)[1]:
+                stderr.line(f"warning: there is no conversation {missing}")
 
         total = queryset.count()
         sink = Sink(
