@@ -246,6 +246,20 @@ async def test_the_idle_sweep_tells_the_watchers(alice, talk, settings):
     await socket.disconnect()
 
 
+async def test_coming_back_ends_the_users_idle_conversations_and_tells_their_watchers(alice, talk, settings):
+    settings.CONVERSATION_IDLE_TIMEOUT = 60
+    old = timezone.now() - timedelta(hours=2)
+    await Conversation.objects.filter(pk=talk.pk).aupdate(created_at=old, last_activity_at=old)
+    watcher = await watch(talk, alice)
+    new = await sync_to_async(make_talk)(alice, [])
+    talking = await open_socket(f"/ws/conversations/{new.uuid}/", alice)
+    assert (await talking.receive_json_from(timeout=TIMEOUT))["type"] == "ready"
+    message = await watcher.receive_json_from(timeout=TIMEOUT)
+    assert message == {"type": "conversation.ended", "conversation": str(talk.uuid), "ended_at": old.isoformat()}
+    await talking.disconnect()
+    await watcher.disconnect()
+
+
 async def test_ending_twice_tells_the_watchers_once(alice, talk):
     socket = await watch(talk, alice)
     conversation = await Conversation.objects.only("id", "uuid").aget(pk=talk.pk)

@@ -47,13 +47,15 @@ MAX_QUEUED_BYTES = 64 * 1024 * 1024
 
 
 def _open_conversation(user, conversation_uuid):
-    """The owner's conversation (only id and uuid loaded) and its last seq, or None."""
+    """The owner's conversation (only id and uuid loaded) and its last seq, or None; also ends
+    the user's other conversations that went quiet meanwhile (the user is back)."""
     try:
         conversation = access.get_conversation(
             user, conversation_uuid, queryset=Conversation.objects.only("id", "uuid")
         )
     except access.NoAccess:
         return None
+    actions.end_idle_conversations(user=user, exclude=[conversation.pk])
     return conversation, journal.last_seq(conversation.pk)
 
 
@@ -97,8 +99,6 @@ class TranscriptConsumer(AsyncWebsocketConsumer):
         self.conversation_id, self.conversation_uuid = self.conversation.pk, self.conversation.uuid
         await self.accept()
         await self._send({"type": "ready", "conversation": str(self.conversation_uuid), "last_seq": last_seq})
-        # The user is back: their other conversations that went quiet meanwhile have ended.
-        await actions.aend_idle_conversations(user=user, exclude=[self.conversation_id])
 
     async def receive(self, text_data=None, bytes_data=None):
         if self.conversation_id is None or self._closed:
