@@ -178,6 +178,14 @@ class Utterance(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     completed_at = models.DateTimeField(null=True, blank=True)
 
+    # The one list of a transcript line's fields, in record order: what the reducer derives
+    # (UtteranceState), the journal writes, exports carry and live updates send.
+    FIELDS = ("position", "item_id", "role", "kind", "status", "text", "error", "response_id",
+              "created_at", "completed_at")  # fmt: skip
+    # Set when the item first appears, never changed afterwards (the journal updates the rest).
+    SET_ONCE_FIELDS = ("position", "item_id", "created_at")
+    DATETIME_FIELDS = ("created_at", "completed_at")
+
     class Meta:
         ordering = ["conversation", "position"]
         constraints = [

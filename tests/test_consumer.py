@@ -22,7 +22,7 @@ from django.core.management.base import CommandError
 from django.test import Client
 from django.utils import timezone
 
-from conversations import review
+from conversations import actions
 from conversations.models import Conversation, Event, ResponseUsage, TokenUsage, Utterance
 from conversations.routing import websocket_urlpatterns
 from conversations.transcript import journal, live
@@ -490,7 +490,7 @@ async def test_end_idle_conversations_command(alice, settings):
     idle = await db(make_conversation)(alice, created_at=old)
     err = io.StringIO()
     settings.CONVERSATION_IDLE_TIMEOUT = 0  # off: nothing automatic
-    assert await db(journal.end_idle_conversations)() == []
+    assert await db(actions.end_idle_conversations)() == []
     await db(call_command)("end_idle_conversations", "--timeout", "3600", stderr=err)
     assert "Ended 1 idle conversations." in err.getvalue()
     assert (await refreshed(idle)).status == "ended"
@@ -568,7 +568,7 @@ def rewrite_attempt():
 @db
 def mark_reviewed(conversation):
     staff = make_user("staff", is_staff=True)
-    review.set_reviewed(Conversation.objects.filter(pk=conversation.pk), staff)
+    actions.set_reviewed(Conversation.objects.filter(pk=conversation.pk), staff)
 
 
 async def test_a_reviewed_conversation_cannot_be_rewritten_by_a_new_socket(alice, conversation):

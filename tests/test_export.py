@@ -1,6 +1,7 @@
 """manage.py export_sessions, and the serializers it shares with the download view and the admin."""
 
 import csv
+import dataclasses
 import datetime
 import gzip
 import io
@@ -263,7 +264,7 @@ def test_a_failed_export_leaves_no_file(alice, tmp_path, monkeypatch):
         raise RuntimeError("disk on fire")
         yield  # pragma: no cover
 
-    monkeypatch.setitem(formats._WRITERS, "jsonl", broken)
+    monkeypatch.setitem(formats.FORMATS, "jsonl", dataclasses.replace(formats.FORMATS["jsonl"], writer=broken))
     with pytest.raises(RuntimeError):
         export(output=str(target))
     assert list(tmp_path.iterdir()) == []

@@ -362,6 +362,33 @@ def test_the_script_draws_a_line_exactly_as_the_server_does(server, chromium):
     assert '<span class="line-kind">Typed</span>' in served[5]
 
 
+def test_an_open_transcript_page_says_when_its_conversation_is_deleted(server, chromium):
+    alice = make_user("alice")
+    conversation = make_talk(alice, [("user", "Delete me, please.")], title="Short-lived")
+    cookie = session_cookie(alice, server)
+
+    def watch(browser):
+        transcript = open_page(browser, cookie)
+        transcript.goto(server + conversation.get_absolute_url())
+        transcript.locator(".live-status.is-live").wait_for()
+        # Another tab deletes it, as a user would.
+        other = transcript.context.new_page()
+        other.goto(server + f"/conversations/{conversation.uuid}/delete/")
+        other.get_by_role("button", name="Delete conversation").click()
+        other.wait_for_url(server + "/conversations/")
+        status = transcript.locator(".live-status")
+        status.filter(has_text="This conversation has been deleted.").wait_for()
+        transcript.wait_for_timeout(1500)  # no reconnect attempt replaces the message
+        assert "deleted" in status.inner_text() and "reconnecting" not in status.inner_text()
+        assert transcript.locator(".transcript .line").count() == 1  # what was shown stays
+        shoot(transcript, "transcript-deleted")
+        assert transcript.problems == [], transcript.problems
+        transcript.context.close()
+
+    chromium.run(watch)
+    assert not Conversation.objects.filter(pk=conversation.pk).exists()
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _fresh_artifacts():
     shutil.rmtree(ARTIFACTS, ignore_errors=True)

@@ -1,15 +1,20 @@
 """The read-only live socket of a transcript page: /ws/conversations/<uuid>/live/."""
 
 import asyncio
+import io
 import json
+from datetime import timedelta
 
 import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import Permission
+from django.core.management import call_command
 from django.test import Client
+from django.utils import timezone
 
+from conversations import actions
 from conversations.models import Conversation
 from conversations.transcript import live
 from tests.factories import make_user
@@ -155,6 +160,114 @@ async def test_an_ended_conversation_says_so_on_connect(alice, talk):
     await Conversation.objects.filter(pk=talk.pk).aupdate(status=Conversation.Status.ENDED)
     socket = await open_socket(live_path(talk), alice)
     assert (await socket.receive_json_from(timeout=TIMEOUT))["status"] == "ended"
+    await socket.disconnect()
+
+
+# --- Actions tell the watchers: deleting, reviewing, ending ------------------------------------
+
+
+def reviewer_user():
+    user = make_user("reviewer", is_staff=True)
+    for codename in ("view_conversation", "change_conversation"):
+        user.user_permissions.add(Permission.objects.get(codename=codename))
+    return user
+
+
+async def watch(conversation, user):
+    socket = await open_socket(live_path(conversation), user)
+    assert (await socket.receive_json_from(timeout=TIMEOUT))["type"] == "snapshot"
+    return socket
+
+
+async def test_deleting_the_conversation_tells_its_watchers_and_closes_their_sockets(alice, talk):
+    owner_tab = await watch(talk, alice)
+    reviewer = await watch(talk, await sync_to_async(reviewer_user)())
+
+    def delete():
+        client = Client()
+        client.force_login(alice)
+        return client.post(f"/conversations/{talk.uuid}/delete/")
+
+    assert (await sync_to_async(delete)()).status_code == 302
+    for socket in (owner_tab, reviewer):
+        message = await socket.receive_json_from(timeout=TIMEOUT)
+        assert message == {"type": "conversation.deleted", "conversation": str(talk.uuid)}
+        assert await closed_with(socket) == 4404
+
+
+async def test_deleting_an_ended_conversation_publishes_nothing(alice, talk, monkeypatch):
+    """Only active conversations have watchers: a purge of old ones sends no messages."""
+    await Conversation.objects.filter(pk=talk.pk).aupdate(status=Conversation.Status.ENDED)
+    sent = []
+
+    async def record(conversation_uuid, message):
+        sent.append(message)
+
+    monkeypatch.setattr(live, "publish", record)
+    await sync_to_async(actions.delete_conversations)(Conversation.objects.filter(pk=talk.pk))
+    assert sent == []
+    assert not await Conversation.objects.filter(pk=talk.pk).aexists()
+
+
+async def test_a_review_reaches_reviewers_but_not_the_owner(alice, talk):
+    owner_tab = await watch(talk, alice)
+    staff = await sync_to_async(reviewer_user)()
+    reviewer = await watch(talk, staff)
+
+    def mark_reviewed_and_flag():
+        client = Client()
+        client.force_login(staff)
+        for action in ("mark_reviewed", "flag"):
+            response = client.post(
+                "/admin/conversations/conversation/", {"action": action, "_selected_action": [talk.pk]}
+            )
+            assert response.status_code == 302
+
+    await sync_to_async(mark_reviewed_and_flag)()
+    first = await reviewer.receive_json_from(timeout=TIMEOUT)
+    second = await reviewer.receive_json_from(timeout=TIMEOUT)
+    expected = {"type": "conversation.reviewed", "conversation": str(talk.uuid)}
+    assert first == {**expected, "reviewed": True, "flagged": False}
+    assert second == {**expected, "reviewed": True, "flagged": True}
+    # The owner's socket got nothing: the next thing it hears is the answer to a ping.
+    await owner_tab.send_json_to({"type": "ping"})
+    assert await owner_tab.receive_json_from(timeout=TIMEOUT) == {"type": "pong"}
+    await owner_tab.disconnect()
+    await reviewer.disconnect()
+
+
+async def test_the_idle_sweep_tells_the_watchers(alice, talk, settings):
+    old = timezone.now() - timedelta(hours=2)
+    await Conversation.objects.filter(pk=talk.pk).aupdate(created_at=old, last_activity_at=old)
+    socket = await watch(talk, alice)
+    await sync_to_async(call_command)("end_idle_conversations", "--timeout", "60", stderr=io.StringIO())
+    message = await socket.receive_json_from(timeout=TIMEOUT)
+    assert message == {"type": "conversation.ended", "conversation": str(talk.uuid), "ended_at": old.isoformat()}
+    await socket.disconnect()
+
+
+async def test_coming_back_ends_the_users_idle_conversations_and_tells_their_watchers(alice, talk, settings):
+    settings.CONVERSATION_IDLE_TIMEOUT = 60
+    old = timezone.now() - timedelta(hours=2)
+    await Conversation.objects.filter(pk=talk.pk).aupdate(created_at=old, last_activity_at=old)
+    watcher = await watch(talk, alice)
+    new = await sync_to_async(make_talk)(alice, [])
+    talking = await open_socket(f"/ws/conversations/{new.uuid}/", alice)
+    assert (await talking.receive_json_from(timeout=TIMEOUT))["type"] == "ready"
+    message = await watcher.receive_json_from(timeout=TIMEOUT)
+    assert message == {"type": "conversation.ended", "conversation": str(talk.uuid), "ended_at": old.isoformat()}
+    await talking.disconnect()
+    await watcher.disconnect()
+
+
+async def test_ending_twice_tells_the_watchers_once(alice, talk):
+    socket = await watch(talk, alice)
+    conversation = await Conversation.objects.only("id", "uuid").aget(pk=talk.pk)
+    assert await actions.aend_conversation(conversation)
+    assert (await socket.receive_json_from(timeout=TIMEOUT))["type"] == "conversation.ended"
+    assert not await actions.aend_conversation(conversation)
+    await socket.send_json_to({"type": "ping"})
+    assert await socket.receive_json_from(timeout=TIMEOUT) == {"type": "pong"}
     await socket.disconnect()
 
 

@@ -4,7 +4,6 @@ import dataclasses
 import subprocess
 import sys
 import uuid
-from datetime import timedelta
 
 import pytest
 from channels.layers import get_channel_layer
@@ -177,27 +176,6 @@ def test_live_in_any_batches_then_rebuild_is_unchanged(conversation, events, cut
         assert untimed(utterances) == untimed(sorted(state.utterances.values(), key=lambda u: u.position))
         assert journal.rebuild(conversation).status == "unchanged"
         transaction.set_rollback(True)
-
-
-def test_end_conversation(conversation):
-    assert journal.end_conversation(conversation)
-    conversation.refresh_from_db()
-    ended_at = conversation.ended_at
-    assert conversation.status == "ended" and ended_at
-    assert not journal.end_conversation(conversation)  # already ended: unchanged
-    conversation.refresh_from_db()
-    assert conversation.ended_at == ended_at
-    failed = make_conversation(conversation.user, status="failed")
-    assert not journal.end_conversation(failed)
-
-
-def test_idle_sweep_leaves_recent_and_resumed_conversations(conversation):
-    now = timezone.now()
-    Conversation.objects.filter(pk=conversation.pk).update(last_activity_at=now - timedelta(minutes=10))
-    assert journal.end_idle_conversations(now=now, timeout=3600) == []
-    ended = journal.end_idle_conversations(now=now, timeout=300)
-    assert ended == [(conversation.uuid, now - timedelta(minutes=10))]
-    assert journal.end_idle_conversations(now=now, timeout=300) == []
 
 
 def test_serialize_utterance_is_the_same_for_rows_and_reducer_states(conversation):

@@ -20,9 +20,9 @@ from django.utils.formats import date_format, time_format
 from django.utils.html import format_html, format_html_join
 from django.utils.text import smart_split, unescape_string_literal
 
-from conversations import actions, review
+from conversations import access, actions
 from conversations.admin.filters import ConflictsFilter, FailedTranscriptionFilter, InterruptedFilter
-from conversations.export import downloads
+from conversations.export import downloads, formats
 from conversations.history import pricing, selectors, usage
 from conversations.history.forms import DateRangeForm
 from conversations.models import Conversation, Event, ResponseUsage, Utterance
@@ -231,10 +231,7 @@ class ConversationAdmin(admin.ModelAdmin):
 
     # --- Saving and deleting -----------------------------------------------------------------
     def save_model(self, request, obj, form, change):
-        if "reviewed" in form.changed_data:
-            for name, value in review.review_values(obj.reviewed, request.user).items():
-                setattr(obj, name, value)
-        super().save_model(request, obj, form, change)
+        actions.save_review(obj, request.user, form.changed_data)
 
     def delete_model(self, request, obj):
         actions.delete_conversations(Conversation.objects.filter(pk=obj.pk))
@@ -263,24 +260,24 @@ class ConversationAdmin(admin.ModelAdmin):
     # --- Actions -----------------------------------------------------------------------------
     @admin.action(description="Mark selected conversations as reviewed")
     def mark_reviewed(self, request, queryset):
-        count = review.set_reviewed(queryset, request.user)
+        count = actions.set_reviewed(queryset, request.user)
         self.message_user(request, f"Marked {conversations(count)} as reviewed.", messages.SUCCESS)
 
     @admin.action(description="Flag selected conversations")
     def flag(self, request, queryset):
-        count = review.set_flagged(queryset, True)
+        count = actions.set_flagged(queryset, True)
         self.message_user(request, f"Flagged {conversations(count)}.", messages.SUCCESS)
 
     @admin.action(description="Remove the flag from selected conversations")
     def unflag(self, request, queryset):
-        count = review.set_flagged(queryset, False)
+        count = actions.set_flagged(queryset, False)
         self.message_user(request, f"Removed the flag from {conversations(count)}.", messages.SUCCESS)
 
-    @admin.action(description="Export selected conversations (JSON Lines)")
+    @admin.action(description=f"Export selected conversations ({formats.FORMATS['jsonl'].label})")
     def export_jsonl(self, request, queryset):
         return self._export(queryset, "jsonl")
 
-    @admin.action(description="Export selected conversations (CSV)")
+    @admin.action(description=f"Export selected conversations ({formats.FORMATS['csv'].label})")
     def export_csv(self, request, queryset):
         return self._export(queryset, "csv")
 
@@ -299,11 +296,14 @@ class ConversationAdmin(admin.ModelAdmin):
 
     def live_view(self, request, object_id):
         """The transcript as it is being said, for a reviewer (the page's live.js socket)."""
-        conversation = self.get_object(request, object_id)
-        if conversation is None:
-            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
-        if not self.has_view_permission(request, conversation):
+        if not self.has_view_permission(request):
             raise PermissionDenied
+        try:
+            conversation = access.get_conversation(
+                request.user, pk=object_id, reviewer=True, queryset=self.get_queryset(request)
+            )
+        except access.NoAccess:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,

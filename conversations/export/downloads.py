@@ -11,20 +11,10 @@ from django.utils.http import content_disposition_header
 
 from conversations.export import formats, reader
 
-# What the download menus offer, in this order (the keys of formats.FORMATS).
-CHOICES = (
-    ("markdown", "Markdown"),
-    ("json", "JSON"),
-    ("jsonl", "JSON Lines"),
-    ("csv", "CSV"),
-)
-
 
 def menu() -> list[dict]:
-    return [
-        {"name": name, "label": label, "extension": formats.FORMATS[name].extension}
-        for name, label in CHOICES
-    ]
+    """What the download menus offer: every format, in the order of formats.FORMATS."""
+    return [{"name": f.name, "label": f.label, "extension": f.extension} for f in formats.FORMATS.values()]
 
 
 def attachment(conversations, format_name: str, basename: str, **options) -> StreamingHttpResponse:

@@ -1,13 +1,15 @@
 """
 The export formats: generators of text chunks over an iterable of records (`records.py`).
 
-`manage.py export_sessions`, the user's download view and the admin's export action all call
-`stream(format, records)`: a command writes the chunks to a file, a view hands them to a
-`StreamingHttpResponse`; either way one chunk of conversations is in memory at a time:
+Each format is one `Format` record in `FORMATS` (name, label, content type, extension, writer),
+in the order the command's help and the download menus list them. `manage.py export_sessions`, the user's download
+view and the admin's export actions all call `stream(name, records)`: a command writes the
+chunks to a file, a view hands them to a `StreamingHttpResponse`; either way one chunk of
+conversations is in memory at a time:
 
-    records = queries.iter_records(Conversation.objects.filter(user=request.user))
+    records = reader.iter_records(Conversation.objects.filter(user=request.user))
     response = StreamingHttpResponse(
-        serializers.stream("csv", records), content_type=serializers.FORMATS["csv"].content_type
+        formats.stream("csv", records), content_type=formats.FORMATS["csv"].content_type
     )
 
 jsonl and json write the records as they are (`import_sessions` reads jsonl back); csv and
@@ -17,26 +19,13 @@ markdown are views of the same records for spreadsheets and for people.
 import csv
 import io
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from conversations.export.records import UTTERANCE
 from conversations.models import Utterance
 
-
-@dataclass(frozen=True)
-class Format:
-    name: str
-    content_type: str
-    extension: str
-
-
-FORMATS = {
-    "jsonl": Format("jsonl", "application/x-ndjson; charset=utf-8", "jsonl"),
-    "json": Format("json", "application/json; charset=utf-8", "json"),
-    "csv": Format("csv", "text/csv; charset=utf-8", "csv"),
-    "markdown": Format("markdown", "text/markdown; charset=utf-8", "md"),
-}
+Writer = Callable[[Iterable[dict]], Iterator[str]]
 
 
 def _dumps(record: dict, **kwargs) -> str:
@@ -155,13 +144,32 @@ def iter_markdown(records: Iterable[dict]) -> Iterator[str]:
         separator = "\n---\n\n"
 
 
-_WRITERS = {"jsonl": iter_jsonl, "json": iter_json, "csv": iter_csv, "markdown": iter_markdown}
+# --- The formats ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Format:
+    name: str  # ?format= and --format
+    label: str  # for people: menus, admin actions
+    content_type: str
+    extension: str
+    writer: Writer
+    carries_events: bool = False  # can hold the raw journal (export_sessions --include-events)
+
+
+FORMATS = {
+    f.name: f
+    for f in (
+        Format("jsonl", "JSON Lines", "application/x-ndjson; charset=utf-8", "jsonl", iter_jsonl, carries_events=True),
+        Format("json", "JSON", "application/json; charset=utf-8", "json", iter_json, carries_events=True),
+        Format("csv", "CSV", "text/csv; charset=utf-8", "csv", iter_csv),
+        Format("markdown", "Markdown", "text/markdown; charset=utf-8", "md", iter_markdown),
+    )
+}
 
 
 def stream(format: str, records: Iterable[dict]) -> Iterator[str]:
     """Text chunks of `records` in `format` (a key of FORMATS), header and footer included."""
     try:
-        writer = _WRITERS[format]
+        writer = FORMATS[format].writer
     except KeyError:
         raise ValueError(f"Unknown format {format!r}; choose from {', '.join(FORMATS)}.") from None
     return writer(records)

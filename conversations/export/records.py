@@ -75,21 +75,7 @@ USAGE_TOTALS = Fields(Conversation, TokenUsage.USAGE_FIELDS + ("transcription_to
 # Staff review ("review" in the record, with "reviewed_by" as a username). Only in exports for
 # staff and backups: what users download leaves it out, staff notes are not theirs to read.
 REVIEW = Fields(Conversation, ("reviewed", "reviewed_at", "flagged", "review_note"))
-UTTERANCE = Fields(
-    Utterance,
-    (
-        "position",
-        "item_id",
-        "role",
-        "kind",
-        "status",
-        "text",
-        "error",
-        "response_id",
-        "created_at",
-        "completed_at",
-    ),
-)
+UTTERANCE = Fields(Utterance, Utterance.FIELDS)
 RESPONSE = Fields(ResponseUsage, ("response_id", "status", "created_at") + TokenUsage.USAGE_FIELDS)
 EVENT = Fields(Event, ("seq", "type", "payload", "received_at"))
 

@@ -6,6 +6,8 @@ counts and excerpts are annotations (correlated subqueries), transcript search i
 `EXISTS` subquery (no join, no duplicate rows, no DISTINCT).
 """
 
+import uuid
+from collections.abc import Iterable
 from datetime import date, datetime, time, timedelta
 
 from django.db.models import (
@@ -20,35 +22,24 @@ from django.db.models import (
     Subquery,
 )
 from django.db.models.functions import Coalesce
-from django.http import Http404
 from django.utils import timezone
 
 from conversations.models import Conversation, Utterance
 
 
 def owned_by(user) -> QuerySet[Conversation]:
-    """The user's own conversations: the only ones a history page may ever touch."""
+    """The user's own conversations (lists; one conversation is fetched through `access`)."""
     return Conversation.objects.filter(user=user)
 
 
-def get_owned(user, conversation_id) -> Conversation:
-    """The user's conversation with that public id; 404 for anyone else's (never a 403: no leak)."""
-    try:
-        return owned_by(user).get(uuid=conversation_id)
-    except Conversation.DoesNotExist:
-        raise Http404("No such conversation.") from None
-
-
-def get_viewable(user, conversation_id) -> Conversation | None:
+def find_by_ids(conversation_ids: Iterable[uuid.UUID]) -> tuple[list[Conversation], list[uuid.UUID]]:
     """
-    The conversation if `user` may watch it live: its owner, or staff who may view
-    conversations in the admin. None otherwise (unknown and forbidden look the same).
+    The conversations with these public ids, in the order given and once each (only pk and uuid
+    loaded), and the ids that match none — for the commands that take `--conversation UUID`.
     """
-    if not user.is_authenticated:
-        return None
-    reviewer = user.is_staff and user.has_perm("conversations.view_conversation")
-    conversations = Conversation.objects.all() if reviewer else owned_by(user)
-    return conversations.filter(uuid=conversation_id).first()
+    wanted = list(dict.fromkeys(conversation_ids))
+    found = {c.uuid: c for c in Conversation.objects.filter(uuid__in=wanted).only("pk", "uuid")}
+    return [found[u] for u in wanted if u in found], [u for u in wanted if u not in found]
 
 
 def with_turns(conversations: QuerySet[Conversation]) -> QuerySet[Conversation]:

@@ -1,25 +1,43 @@
 """
 The user's own history: the list, one transcript, downloads and deletion.
 
-A user only ever sees their own conversations: every view looks conversations up through
-`selectors.get_owned`, so someone else's is a 404, the same as one that does not exist.
+A user only ever sees their own conversations: every view of one conversation looks it up
+through `access` (the `owned_conversation` decorator), so someone else's is a 404, the same as
+one that does not exist.
 """
+
+from functools import wraps
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
+from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.views.decorators.http import require_GET, require_http_methods
 
-from conversations import actions
+from conversations import access, actions
 from conversations.export import downloads
 from conversations.history import pricing, selectors
 from conversations.history.forms import HistoryFilterForm
 from conversations.models import Conversation
 
 PAGE_SIZE = 20
+
+
+def owned_conversation(view):
+    """Pass the view the user's conversation named in the URL instead of its id; 404 otherwise."""
+
+    @wraps(view)
+    def wrapper(request, conversation_id, *args, **kwargs):
+        try:
+            conversation = access.get_conversation(request.user, conversation_id)
+        except access.NoAccess:
+            raise Http404("No such conversation.") from None
+        return view(request, conversation, *args, **kwargs)
+
+    return wrapper
 
 
 @login_required
@@ -46,8 +64,8 @@ def conversation_list(request):
 
 @login_required
 @require_GET
-def conversation_detail(request, conversation_id):
-    conversation = selectors.get_owned(request.user, conversation_id)
+@owned_conversation
+def conversation_detail(request, conversation):
     return render(
         request,
         "conversations/detail.html",
@@ -64,9 +82,9 @@ def conversation_detail(request, conversation_id):
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def conversation_delete(request, conversation_id):
+@owned_conversation
+def conversation_delete(request, conversation):
     """GET asks for confirmation; POST deletes the conversation with its journal and usage."""
-    conversation = selectors.get_owned(request.user, conversation_id)
     if request.method == "POST":
         label = (
             conversation.title
@@ -84,9 +102,9 @@ def conversation_delete(request, conversation_id):
 
 @login_required
 @require_GET
-def conversation_download(request, conversation_id):
+@owned_conversation
+def conversation_download(request, conversation):
     """One conversation in the format asked for (?format=jsonl|json|csv|markdown)."""
-    conversation = selectors.get_owned(request.user, conversation_id)
     return downloads.response(
         request, Conversation.objects.filter(pk=conversation.pk), f"conversation-{conversation.uuid}"
     )

@@ -2,24 +2,71 @@
 Starting a voice session (one ephemeral key, one OpenAI Realtime session): may the caller start
 one now, which conversation it belongs to, how it is configured, and what is recorded.
 
-The key view runs these in this order: charge the limits, find the conversation to continue,
-mint the key, record. So a failed mint leaves nothing behind — a new conversation is created
-only once OpenAI has handed out a key, and a continued one is not touched until then. The
-alternative (create first, delete or mark it failed when the mint fails) leaves an "active"
-orphan whenever the clean-up does not run, e.g. when a client that hangs up cancels the view
-in the middle of the upstream call. A key minted for a request that then fails to record just
-expires unused (REALTIME_KEY_TTL).
+`aissue_key()` is the whole of it, in three steps that another way of starting a session (the
+server making the call itself) reuses around its own upstream call:
+
+    admitted = await aadmit(user, address, wanted)      # configured? limits, conversation, plan
+    secret = await upstream.create_client_secret(…)      # the upstream call
+    conversation = await arecord(admitted)               # the conversation, or one more segment
+
+Every refusal is a typed error whose str() is the message for a person: NotConfigured,
+RateLimited (with its verdict and retry_after), LimitsUnavailable, ConversationNotFound,
+UpstreamError, UpstreamTimeout. The view maps the types to HTTP statuses and codes.
+
+The order is deliberate: charge the limits, find the conversation to continue, mint the key,
+record. So a failed mint leaves nothing behind — a new conversation is created only once OpenAI
+has handed out a key, and a continued one is not touched until then. The alternative (create
+first, delete or mark it failed when the mint fails) leaves an "active" orphan whenever the
+clean-up does not run, e.g. when a client that hangs up cancels the view in the middle of the
+upstream call. A key minted for a request that then fails to record just expires unused
+(REALTIME_KEY_TTL). Everything that reaches OpenAI — or could, such as a request for an unknown
+conversation — is counted before the upstream call, failed mints included, so that retrying a
+failing upstream is throttled too.
 """
 
+import logging
 import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.db.models import F
 
+from conversations import access
 from conversations.models import Conversation
 from conversations.realtime import upstream
 from voiceproject import ratelimit
+
+log = logging.getLogger(__name__)
+
+
+# --- what can go wrong --------------------------------------------------------------------------
+
+
+class IssuingError(Exception):
+    """A session was refused; str(error) is for the person who asked."""
+
+
+class RateLimited(IssuingError):
+    def __init__(self, verdict: ratelimit.Verdict):
+        self.verdict = verdict
+        self.retry_after = verdict.retry_after  # seconds (the Retry-After header)
+        super().__init__(limit_message(verdict))
+
+
+class LimitsUnavailable(IssuingError):
+    def __init__(self):
+        super().__init__("The server cannot issue keys right now. Please try again soon.")
+
+
+class ConversationNotFound(IssuingError):
+    def __init__(self):
+        super().__init__("You have no conversation with that id.")
+
+
+# The upstream client's own, raised as they are.
+NotConfigured = upstream.NotConfigured
+UpstreamError = upstream.UpstreamError
+UpstreamTimeout = upstream.UpstreamTimeout
 
 
 @dataclass(frozen=True)
@@ -102,12 +149,71 @@ def limit_message(verdict: ratelimit.Verdict) -> str:
     return f"You are starting voice sessions too quickly. Please wait {wait} and try again."
 
 
-# --- the conversation -------------------------------------------------------------------------
+# --- the steps ---------------------------------------------------------------------------------
 
 
-async def aget_own_conversation(user, conversation_id: uuid.UUID) -> Conversation:
-    """The caller's conversation; Conversation.DoesNotExist for an unknown or someone else's."""
-    return await Conversation.objects.aget(uuid=conversation_id, user=user)
+@dataclass(frozen=True)
+class Admitted:
+    """A request that may go upstream: whose, which conversation it continues, how configured."""
+
+    user: object
+    plan: SessionPlan
+    conversation: Conversation | None = None
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    conversation: Conversation
+    plan: SessionPlan
+    secret: upstream.ClientSecret
+
+
+async def aadmit(user, address: str, wanted: SessionRequest) -> Admitted:
+    """
+    The checks before any upstream call, cheapest first: the server can reach OpenAI at all,
+    the limits allow one more session (counted now), the conversation to continue is the
+    caller's. Raises NotConfigured, RateLimited, LimitsUnavailable or ConversationNotFound.
+    """
+    if not upstream.is_configured():
+        raise NotConfigured()
+    try:
+        verdict = await acharge_key(user, address)
+    except ratelimit.StorageError as exc:
+        # Refuse rather than hand out keys unmetered: every key costs money.
+        log.error("Rate-limit storage unavailable, refusing keys: %s", exc)
+        raise LimitsUnavailable() from None
+    if not verdict.allowed:
+        raise RateLimited(verdict)
+    conversation = None
+    if wanted.conversation is not None:
+        try:
+            conversation = await access.aget_conversation(user, wanted.conversation)
+        except access.NoAccess:
+            raise ConversationNotFound() from None
+    return Admitted(user=user, plan=plan_session(wanted, conversation), conversation=conversation)
+
+
+async def arecord(admitted: Admitted) -> Conversation:
+    """Record a session that went through upstream (ConversationNotFound: deleted meanwhile)."""
+    try:
+        conversation = await arecord_session(admitted.user, admitted.plan, admitted.conversation)
+    except Conversation.DoesNotExist:
+        raise ConversationNotFound() from None
+    log.info(
+        "Realtime session recorded: user %s, conversation %s, segment %s",
+        admitted.user.pk, conversation.uuid, conversation.segments,
+    )  # fmt: skip
+    return conversation
+
+
+async def aissue_key(user, address: str, wanted: SessionRequest) -> IssuedKey:
+    """One ephemeral key for `user` calling from `address`; refusals are raised (see above)."""
+    admitted = await aadmit(user, address, wanted)
+    plan = admitted.plan
+    secret = await upstream.create_client_secret(
+        model=plan.model, voice=plan.voice, turn_detection=plan.turn_detection
+    )
+    return IssuedKey(conversation=await arecord(admitted), plan=plan, secret=secret)
 
 
 async def arecord_session(user, plan: SessionPlan, conversation: Conversation | None = None) -> Conversation:

@@ -1,15 +1,13 @@
 """
-POST /api/realtime/sessions — hands the browser an ephemeral OpenAI key for one voice session
-(contract: docs/api.md).
+POST /api/realtime/sessions — hands the browser an ephemeral OpenAI key for one voice session:
+parse the body, call `issuing.aissue_key()`, turn its answer or refusal into JSON.
 
-The checks run cheapest first, and only a signed-in caller's well-formed request counts
-against the rate limits: a typo in the body costs nothing, while everything that reaches
-OpenAI — or could, such as a request for an unknown conversation — is counted before the
-upstream call, failed mints included, so that retrying a failing upstream is throttled too.
+Only a signed-in caller's well-formed request counts against the rate limits: a typo in the
+body is refused here, before the service, and costs nothing. What the service refuses is
+mapped by one table, `REFUSALS` (exception type → status, code).
 """
 
 import json
-import logging
 import uuid
 
 from django.conf import settings
@@ -25,8 +23,6 @@ from conversations.models import Conversation
 from conversations.realtime import issuing, upstream
 from voiceproject import ratelimit
 from voiceproject.api import api_view, error_response, json_response
-
-log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 4096  # the largest valid body is about 120 bytes
 FIELDS = ("voice", "conversation", "turn_detection")
@@ -84,14 +80,13 @@ def parse_session_request(body: bytes) -> issuing.SessionRequest:
     return issuing.SessionRequest(voice=voice, turn_detection=turn_detection, conversation=conversation)
 
 
-def session_body(
-    conversation: Conversation, plan: issuing.SessionPlan, secret: upstream.ClientSecret
-) -> dict:
+def session_body(issued: issuing.IssuedKey) -> dict:
     """The 201 body: the contract's fields, plus turn_detection, segment and key_ttl."""
+    conversation, plan = issued.conversation, issued.plan
     return {
         "conversation": {"id": str(conversation.uuid), "url": conversation.get_absolute_url()},
-        "client_secret": secret.value,
-        "expires_at": secret.expires_at,
+        "client_secret": issued.secret.value,
+        "expires_at": issued.secret.expires_at,
         "model": plan.model,
         "voice": plan.voice,
         "turn_detection": plan.turn_detection,
@@ -102,64 +97,37 @@ def session_body(
     }
 
 
-def _not_found():
-    return error_response(404, "not_found", "You have no conversation with that id.")
+# What the service may refuse with, as (HTTP status, error code); the message is str(error).
+# Looked up along the exception's class hierarchy, so a subclass maps like its base.
+REFUSALS = {
+    issuing.NotConfigured: (503, "not_configured"),
+    issuing.RateLimited: (429, "rate_limited"),
+    issuing.LimitsUnavailable: (503, "unavailable"),
+    issuing.ConversationNotFound: (404, "not_found"),
+    issuing.UpstreamTimeout: (504, "upstream_timeout"),
+    issuing.UpstreamError: (502, "upstream_error"),
+}
+
+
+def refusal_response(error: Exception):
+    """The JSON error for a refusal of the service (Retry-After when it says when to retry)."""
+    status, code = next(REFUSALS[kind] for kind in type(error).__mro__ if kind in REFUSALS)
+    retry_after = getattr(error, "retry_after", None)
+    headers = {"Retry-After": str(retry_after)} if retry_after else None
+    return error_response(status, code, str(error), headers=headers)
 
 
 @api_view("POST")
 async def realtime_sessions(request):
-    user = request.user
-    if not upstream.is_configured():
-        return error_response(503, "not_configured", str(upstream.NotConfigured()))
     try:
         wanted = parse_session_request(_read_body(request))
     except InvalidRequest as exc:
         return error_response(400, "invalid_request", str(exc))
-
     try:
-        verdict = await issuing.acharge_key(user, ratelimit.client_ip(request))
-    except ratelimit.StorageError as exc:
-        # Refuse rather than hand out keys unmetered: every key costs money.
-        log.error("Rate-limit storage unavailable, refusing keys: %s", exc)
-        return error_response(
-            503, "unavailable", "The server cannot issue keys right now. Please try again soon."
-        )
-    if not verdict.allowed:
-        return error_response(
-            429,
-            "rate_limited",
-            issuing.limit_message(verdict),
-            headers={"Retry-After": str(verdict.retry_after)},
-        )
-
-    conversation = None
-    if wanted.conversation is not None:
-        try:
-            conversation = await issuing.aget_own_conversation(user, wanted.conversation)
-        except Conversation.DoesNotExist:
-            return _not_found()
-    plan = issuing.plan_session(wanted, conversation)
-
-    try:
-        secret = await upstream.create_client_secret(
-            model=plan.model, voice=plan.voice, turn_detection=plan.turn_detection
-        )
-    except upstream.NotConfigured as exc:
-        return error_response(503, "not_configured", str(exc))
-    except upstream.UpstreamTimeout as exc:
-        return error_response(504, "upstream_timeout", str(exc))
-    except upstream.UpstreamError as exc:
-        return error_response(502, "upstream_error", str(exc))
-
-    try:
-        conversation = await issuing.arecord_session(user, plan, conversation)
-    except Conversation.DoesNotExist:
-        return _not_found()
-    log.info(
-        "Realtime key issued: user %s, conversation %s, segment %s",
-        user.pk, conversation.uuid, conversation.segments,
-    )
-    return json_response(session_body(conversation, plan, secret), status=201)
+        issued = await issuing.aissue_key(request.user, ratelimit.client_ip(request), wanted)
+    except tuple(REFUSALS) as error:
+        return refusal_response(error)
+    return json_response(session_body(issued), status=201)
 
 
 # --- the voice page -----------------------------------------------------------------------------

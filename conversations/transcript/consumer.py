@@ -26,6 +26,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from conversations import access, actions
 from conversations.models import Conversation
 from conversations.transcript import journal, live
 from conversations.transcript.frames import Frame, FrameError, parse_frame
@@ -46,19 +47,16 @@ MAX_QUEUED_BYTES = 64 * 1024 * 1024
 
 
 def _open_conversation(user, conversation_uuid):
-    """The owner's conversation (id, uuid, last seq) or None; also ends the user's idle ones."""
-    conversation = Conversation.objects.filter(uuid=conversation_uuid, user=user).only("id", "uuid").first()
-    if conversation is None:
+    """The owner's conversation (only id and uuid loaded) and its last seq, or None; also ends
+    the user's other conversations that went quiet meanwhile (the user is back)."""
+    try:
+        conversation = access.get_conversation(
+            user, conversation_uuid, queryset=Conversation.objects.only("id", "uuid")
+        )
+    except access.NoAccess:
         return None
-    ended = journal.end_idle_conversations(user=user, exclude=[conversation.pk])
-    return conversation.pk, conversation.uuid, journal.last_seq(conversation.pk), ended
-
-
-def _end_conversation(conversation_id):
-    conversation = Conversation.objects.filter(pk=conversation_id).first()
-    if conversation is not None and journal.end_conversation(conversation):
-        return conversation.ended_at
-    return None
+    actions.end_idle_conversations(user=user, exclude=[conversation.pk])
+    return conversation, journal.last_seq(conversation.pk)
 
 
 class TranscriptConsumer(AsyncWebsocketConsumer):
@@ -97,11 +95,10 @@ class TranscriptConsumer(AsyncWebsocketConsumer):
             await self.accept()
             await self._close(CLOSE_NOT_FOUND)
             return
-        self.conversation_id, self.conversation_uuid, last_seq, ended = opened
+        self.conversation, last_seq = opened
+        self.conversation_id, self.conversation_uuid = self.conversation.pk, self.conversation.uuid
         await self.accept()
         await self._send({"type": "ready", "conversation": str(self.conversation_uuid), "last_seq": last_seq})
-        for uuid, ended_at in ended:
-            await live.publish(uuid, live.ended_message(uuid, ended_at))
 
     async def receive(self, text_data=None, bytes_data=None):
         if self.conversation_id is None or self._closed:
@@ -135,10 +132,8 @@ class TranscriptConsumer(AsyncWebsocketConsumer):
         while self._queue:
             if self._queue[0].type == "end":
                 self._queue.popleft()
-                ended_at = await database_sync_to_async(_end_conversation)(self.conversation_id)
+                await actions.aend_conversation(self.conversation)
                 await self._send({"type": "ended", "conversation": str(self.conversation_uuid)})
-                if ended_at:
-                    await live.publish(self.conversation_uuid, live.ended_message(self.conversation_uuid, ended_at))
                 continue
             batch = []
             while self._queue and self._queue[0].type == "event" and len(batch) < MAX_FRAMES_PER_WRITE:

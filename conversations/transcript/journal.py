@@ -6,8 +6,6 @@ Persistence of the event journal and of what the reducer derives from it.
   updates, never one round trip per row). Seqs already stored are skipped, so resending is safe.
 - `rebuild()`: re-derive utterances, usage and totals of a conversation from its journal with
   the current reducer — the same code path as live, so the same result; idempotent.
-- `end_conversation()` / `end_idle_conversations()`: the end of a conversation, explicit or after
-  CONVERSATION_IDLE_TIMEOUT seconds of silence.
 
 Concurrent writers to one conversation (two tabs, or two server processes) are serialized by
 locking the conversation rows (`SELECT … FOR UPDATE` in id order on PostgreSQL; SQLite's
@@ -20,14 +18,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from uuid import UUID
 
-from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import BooleanField, Max, Q
+from django.db.models import BooleanField, Max
 from django.db.models.expressions import RawSQL
-from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from conversations.models import Conversation, Event, ResponseUsage, TokenUsage, Utterance
@@ -37,7 +31,7 @@ from conversations.transcript.reducer import TranscriptState, UtteranceState, sa
 
 logger = logging.getLogger(__name__)
 
-UTTERANCE_UPDATE_FIELDS = ["role", "kind", "text", "status", "error", "response_id", "completed_at"]
+UTTERANCE_UPDATE_FIELDS = [name for name in Utterance.FIELDS if name not in Utterance.SET_ONCE_FIELDS]
 CONVERSATION_UPDATE_FIELDS = [
     "title", "started_at", "last_activity_at", "transcription_tokens", "conflicts", *TokenUsage.USAGE_FIELDS,
 ]  # fmt: skip
@@ -412,49 +406,3 @@ def rebuild(conversation: Conversation) -> RebuildResult:
 
 def _usage_key(r: ResponseUsage):
     return (r.status, r.created_at, *(getattr(r, n) for n in TokenUsage.USAGE_FIELDS))
-
-
-# --- ending --------------------------------------------------------------------------------------
-
-
-def end_conversation(conversation: Conversation, at: datetime | None = None) -> bool:
-    """Mark an active conversation ended (the user stopped). False if it was not active."""
-    at = at or timezone.now()
-    changed = Conversation.objects.filter(pk=conversation.pk, status=Conversation.Status.ACTIVE).update(
-        status=Conversation.Status.ENDED, ended_at=at
-    )
-    if changed:
-        conversation.status, conversation.ended_at = Conversation.Status.ENDED, at
-    return bool(changed)
-
-
-def end_idle_conversations(
-    *, now: datetime | None = None, timeout: int | None = None, user=None, exclude=()
-) -> list[tuple[UUID, datetime]]:
-    """End the active conversations silent for too long; returns their (uuid, ended_at).
-
-    Silent = no event received (or, with none ever, created) for `timeout` seconds
-    (CONVERSATION_IDLE_TIMEOUT; 0 turns automatic ending off). `ended_at` is set to the last
-    activity, when the conversation actually went quiet, not to the time of the sweep.
-    """
-    timeout = settings.CONVERSATION_IDLE_TIMEOUT if timeout is None else timeout
-    if timeout <= 0:
-        return []
-    cutoff = (now or timezone.now()) - timedelta(seconds=timeout)
-    idle = Conversation.objects.filter(status=Conversation.Status.ACTIVE).filter(
-        Q(last_activity_at__lt=cutoff) | Q(last_activity_at__isnull=True, created_at__lt=cutoff)
-    )
-    if user is not None:
-        idle = idle.filter(user=user)
-    if exclude:
-        idle = idle.exclude(pk__in=exclude)
-    found = [
-        (uuid, last_activity_at or created_at)
-        for uuid, last_activity_at, created_at in idle.values_list("uuid", "last_activity_at", "created_at")
-    ]
-    if found:
-        # The same filter again: a conversation that spoke since the SELECT stays active.
-        idle.filter(uuid__in=[uuid for uuid, _ in found]).update(
-            status=Conversation.Status.ENDED, ended_at=Coalesce("last_activity_at", "created_at")
-        )
-    return found

@@ -3,11 +3,17 @@ Live updates of a conversation over the channel layer (in-memory, or Redis acros
 
 Public API — whoever shows a conversation live (the history page's read-only socket) joins
 `group_name(conversation.uuid)` and handles these messages (Channels calls the consumer method
-named after `type` with dots as underscores: `transcript_changed`, `conversation_ended`):
+named after `type` with dots as underscores: `transcript_changed`, `conversation_ended`, …):
 
     {"type": "transcript.changed", "conversation": "<uuid>",
      "utterances": [serialize_utterance(u), …]}      # the new or changed ones, by position
     {"type": "conversation.ended", "conversation": "<uuid>", "ended_at": "<ISO 8601>"}
+    {"type": "conversation.deleted", "conversation": "<uuid>"}    # nothing more will come
+    {"type": "conversation.reviewed", "conversation": "<uuid>", "reviewed": bool, "flagged": bool}
+                                                     # staff's review state: for reviewers only
+
+Who sends them: the transcript socket (changes), and conversations/actions.py (end, delete,
+review), which writes and then publishes.
 
 An utterance is sent whole (not a diff), so a receiver simply replaces the line with that
 item_id, or inserts it at its position.
@@ -22,10 +28,14 @@ from uuid import UUID
 
 from channels.layers import get_channel_layer
 
+from conversations.models import Utterance
+
 logger = logging.getLogger(__name__)
 
 CHANGED = "transcript.changed"
 ENDED = "conversation.ended"
+DELETED = "conversation.deleted"
+REVIEWED = "conversation.reviewed"
 
 
 def group_name(conversation_uuid: UUID | str) -> str:
@@ -39,18 +49,10 @@ def _iso(value: datetime | None) -> str | None:
 
 def serialize_utterance(u) -> dict:
     """One utterance as JSON-ready data; `u` is an `Utterance` row or a reducer `UtteranceState`."""
-    return {
-        "item_id": u.item_id,
-        "role": u.role,
-        "kind": u.kind,
-        "text": u.text,
-        "status": u.status,
-        "error": u.error,
-        "response_id": u.response_id,
-        "position": u.position,
-        "created_at": _iso(u.created_at),
-        "completed_at": _iso(u.completed_at),
-    }
+    data = {name: getattr(u, name) for name in Utterance.FIELDS}
+    for name in Utterance.DATETIME_FIELDS:
+        data[name] = _iso(data[name])
+    return data
 
 
 def changed_message(conversation_uuid, utterances: Iterable) -> dict:
@@ -63,6 +65,14 @@ def changed_message(conversation_uuid, utterances: Iterable) -> dict:
 
 def ended_message(conversation_uuid, ended_at: datetime | None) -> dict:
     return {"type": ENDED, "conversation": str(conversation_uuid), "ended_at": _iso(ended_at)}
+
+
+def deleted_message(conversation_uuid) -> dict:
+    return {"type": DELETED, "conversation": str(conversation_uuid)}
+
+
+def reviewed_message(conversation_uuid, *, reviewed: bool, flagged: bool) -> dict:
+    return {"type": REVIEWED, "conversation": str(conversation_uuid), "reviewed": reviewed, "flagged": flagged}
 
 
 async def publish(conversation_uuid, message: dict) -> None:

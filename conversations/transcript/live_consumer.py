@@ -8,13 +8,15 @@ first sends the whole transcript as it is, so that nothing said between renderin
 and opening the socket (or during a reconnect) is missed; lines are keyed by item id, so a
 change that arrives both in the snapshot and as a message is applied twice harmlessly.
 
-Owner and staff only: anonymous → closed with 4401, anyone else or an unknown conversation →
-4404. The socket is accepted before it is closed so that the browser sees the code.
+Owner and staff only (access.py): anonymous → closed with 4401, anyone else or an unknown
+conversation → 4404. The socket is accepted before it is closed so that the browser sees the
+code. When the conversation is deleted the page gets `conversation.deleted`, then close 4404.
 """
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from conversations import access
 from conversations.history import selectors
 from conversations.transcript.consumer import CLOSE_NOT_AUTHENTICATED, CLOSE_NOT_FOUND
 from conversations.transcript.live import group_name, serialize_utterance
@@ -22,7 +24,12 @@ from conversations.transcript.live import group_name, serialize_utterance
 
 @database_sync_to_async
 def _viewable(user, conversation_id):
-    return selectors.get_viewable(user, conversation_id)
+    """(conversation, whether the user watches as a reviewer), or None."""
+    try:
+        conversation = access.get_conversation(user, conversation_id, reviewer=True)
+    except access.NoAccess:
+        return None
+    return conversation, access.is_reviewer(user)
 
 
 @database_sync_to_async
@@ -37,16 +44,18 @@ def _snapshot(conversation) -> dict:
 
 class HistoryLiveConsumer(AsyncJsonWebsocketConsumer):
     group = None
+    reviewer = False  # staff who may view every conversation
 
     async def connect(self):
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             await self._refuse(CLOSE_NOT_AUTHENTICATED)
             return
-        conversation = await _viewable(user, self.scope["url_route"]["kwargs"]["conversation_id"])
-        if conversation is None:
+        viewable = await _viewable(user, self.scope["url_route"]["kwargs"]["conversation_id"])
+        if viewable is None:
             await self._refuse(CLOSE_NOT_FOUND)
             return
+        conversation, self.reviewer = viewable
         # Join before reading the snapshot: a change made in between then arrives twice rather
         # than never.
         self.group = group_name(conversation.uuid)
@@ -82,3 +91,12 @@ class HistoryLiveConsumer(AsyncJsonWebsocketConsumer):
 
     async def conversation_ended(self, message):
         await self.send_json(message)
+
+    async def conversation_deleted(self, message):
+        await self.send_json(message)
+        await self.close(code=CLOSE_NOT_FOUND)
+
+    async def conversation_reviewed(self, message):
+        # Staff's notes on a conversation are not its owner's to read.
+        if self.reviewer:
+            await self.send_json(message)

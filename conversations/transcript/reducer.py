@@ -116,8 +116,7 @@ class UtteranceState:
     response_id: str = ""
     completed_at: datetime | None = None
 
-    FIELDS = ("item_id", "role", "kind", "text", "status", "error", "response_id", "position",
-              "created_at", "completed_at")  # fmt: skip
+    FIELDS = Utterance.FIELDS
 
 
 @dataclass(frozen=True)

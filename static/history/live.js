@@ -5,8 +5,9 @@
 // Messages (conversations/transcript/live.py, live_consumer.py): on connect
 // {"type": "snapshot", "status": "active", "utterances": [...]}, then
 // {"type": "transcript.changed", "utterances": [...]} for every change and
-// {"type": "conversation.ended", "ended_at": "…"} at the end. Lines are keyed by item_id, so a
-// message seen twice (the snapshot racing an update) changes nothing.
+// {"type": "conversation.ended", "ended_at": "…"} at the end, or {"type": "conversation.deleted"}
+// (then the server closes with 4404). Lines are keyed by item_id, so a message seen twice (the
+// snapshot racing an update) changes nothing.
 
 import { LineList } from "../common/line.js";
 import { Retry, closeMeaning, isFinal, parseJson, socketUrl } from "../common/websocket.js";
@@ -57,6 +58,13 @@ class LiveTranscript {
       for (const utterance of message.utterances || []) this.list.show(utterance);
       const turns = document.querySelector("[data-turn-count]");
       if (turns) turns.textContent = String(this.list.lines.length);
+    }
+    if (message?.type === "conversation.deleted") {
+      // What is on the page is all there will be; reloading it would show "not found".
+      this.stopped = true;
+      this.say("This conversation has been deleted. What is shown here is no longer stored.");
+      socket.close(1000);
+      return;
     }
     const status = message?.type === "conversation.ended" ? "ended" : message?.status;
     if (status) this.showStatus(status);

@@ -5,11 +5,10 @@ seconds (or --timeout). Sockets also do this for their user's conversations when
 run this from cron (every few minutes) to cover users who never come back.
 """
 
-from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from conversations.transcript import journal, live
+from conversations import actions
 
 
 class Command(BaseCommand):
@@ -27,8 +26,6 @@ class Command(BaseCommand):
     def handle(self, *args, timeout, verbosity, **options):
         if timeout is not None and timeout <= 0:
             raise CommandError("--timeout must be a positive number of seconds.")
-        ended = journal.end_idle_conversations(timeout=timeout)
-        for conversation_uuid, ended_at in ended:
-            async_to_sync(live.publish)(conversation_uuid, live.ended_message(conversation_uuid, ended_at))
+        ended = actions.end_idle_conversations(timeout=timeout)
         if verbosity >= 1:
             self.stderr.write(f"Ended {len(ended)} idle conversations.")

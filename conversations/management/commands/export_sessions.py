@@ -1,11 +1,10 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from conversations.export import formats, reader
+from conversations.history import selectors
 from conversations.management import arguments
 from conversations.management.output import Progress, Sink, Stderr, plural, stdout_is_closed
 from conversations.models import Conversation
-
-EVENT_FORMATS = ("jsonl", "json")  # the formats that can carry the raw journal
 
 
 class Command(BaseCommand):
@@ -61,8 +60,9 @@ class Command(BaseCommand):
         stderr = Stderr(self.stderr)
         (format,) = arguments.choices(options["format"], formats.FORMATS, "--format")
         include_events = options["include_events"]
-        if include_events and format not in EVENT_FORMATS:
-            raise CommandError(f"--include-events needs --format {' or '.join(EVENT_FORMATS)}.")
+        if include_events and not formats.FORMATS[format].carries_events:
+            carriers = [f.name for f in formats.FORMATS.values() if f.carries_events]
+            raise CommandError(f"--include-events needs --format {' or '.join(carriers)}.")
         since, until = arguments.time_range(options["since"], options["until"])
         conversation_ids = arguments.uuids(options["conversation"], "--conversation")
         queryset = reader.select_conversations(
@@ -77,10 +77,8 @@ class Command(BaseCommand):
             chunk_size = arguments.positive_int(chunk_size, "--chunk-size")
         verbosity = options["verbosity"]
         if conversation_ids and verbosity:
-            found = set(Conversation.objects.filter(uuid__in=conversation_ids).values_list("uuid", flat=True))
-            for missing in dict.fromkeys(conversation_ids):
-                if missing not in found:
-                    stderr.line(f"warning: there is no conversation {missing}")
+            for missing in selectors.find_by_ids(conversation_ids)[1]:
+                stderr.line(f"warning: there is no conversation {missing}")
 
         total = queryset.count()
         sink = Sink(

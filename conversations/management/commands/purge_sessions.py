@@ -1,10 +1,6 @@
-import datetime
-
 from django.core.management.base import BaseCommand
-from django.utils import timezone
 
 from conversations import actions
-from conversations.export import reader
 from conversations.management import arguments
 from conversations.management.output import plural
 
@@ -46,14 +42,14 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         days = arguments.positive_int(options["older_than"], "--older-than")
         batch_size = arguments.positive_int(options["batch_size"], "--batch-size")
-        cutoff = timezone.now() - datetime.timedelta(days=days)
-        queryset = reader.select_conversations(users=arguments.users(options["user"])).filter(
-            actions.inactive_before(cutoff)
+        purge = actions.purge_inactive(
+            older_than_days=days,
+            users=arguments.users(options["user"]),
+            dry_run=options["dry_run"],
+            batch_size=batch_size,
         )
-        scope = f"inactive since before {cutoff:%Y-%m-%d %H:%M %Z}"
-        if options["dry_run"]:
-            counts = actions.count_conversations(queryset)
-            self.stdout.write(f"Dry run: would delete {describe(counts)} ({scope}).")
+        scope = f"inactive since before {purge.cutoff:%Y-%m-%d %H:%M %Z}"
+        if purge.dry_run:
+            self.stdout.write(f"Dry run: would delete {describe(purge.counts)} ({scope}).")
         else:
-            counts = actions.delete_conversations(queryset, batch_size=batch_size)
-            self.stdout.write(f"Deleted {describe(counts)} ({scope}).")
+            self.stdout.write(f"Deleted {describe(purge.counts)} ({scope}).")

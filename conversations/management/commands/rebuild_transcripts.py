@@ -5,11 +5,12 @@ a parser fix, say). Safe to run again and again: an up-to-date conversation is n
 Conversations with a transcript but no journal are left alone and listed.
 """
 
-import uuid
 from collections import Counter
 
 from django.core.management.base import BaseCommand, CommandError
 
+from conversations.history import selectors
+from conversations.management import arguments
 from conversations.models import Conversation
 from conversations.transcript import journal
 
@@ -53,18 +54,11 @@ class Command(BaseCommand):
             )
 
     def _select(self, values):
-        if not values:
+        wanted = arguments.uuids(values, "--conversation")
+        if not wanted:
             queryset = Conversation.objects.order_by("pk").only("pk", "uuid")
             return queryset.iterator(chunk_size=500), queryset.count()
-        wanted = []
-        for value in values:
-            try:
-                wanted.append(uuid.UUID(value))
-            except ValueError:
-                raise CommandError(f"{value!r} is not a conversation id (a UUID).") from None
-        wanted = list(dict.fromkeys(wanted))
-        found = {c.uuid: c for c in Conversation.objects.filter(uuid__in=wanted).only("pk", "uuid")}
-        missing = [str(u) for u in wanted if u not in found]
+        found, missing = selectors.find_by_ids(wanted)
         if missing:
-            raise CommandError(f"No conversation with id {', '.join(missing)}.")
-        return [found[u] for u in wanted], len(wanted)
+            raise CommandError(f"No conversation with id {', '.join(map(str, missing))}.")
+        return found, len(found)
