@@ -19,7 +19,6 @@ from django.urls import reverse
 from django.utils import timezone
 
 from conversations.history import selectors
-from conversations.models import Conversation
 from conversations.realtime import issuing, upstream
 from voiceproject import ratelimit
 from voiceproject.api import api_view, error_response, json_response

@@ -104,7 +104,6 @@ def test_connection_lost_offers_to_continue(chat_page, standin, user, artifacts,
     press_start(page)  # the session may be over before a test could see it live
     expect_lines(page, 2)
     expect_phase(page, "lost")
-    alert = page.locator("#voice-alert")
     expect(page.get_by_role("button", name="Continue")).to_be_visible()
     # A peer that hangs up closes the channel too; whichever the browser notices first.
     expect(page.locator("#voice-alert-title")).to_have_text(re.compile("Session closed|Connection lost"))
