@@ -12,7 +12,7 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conversations import review
+from conversations import actions
 from conversations.models import Conversation, Event, ResponseUsage, TokenUsage, Utterance
 from conversations.transcript import journal, live, reducer
 from conversations.transcript.frames import Frame
@@ -239,7 +239,7 @@ def test_a_change_clears_the_review_mark_and_nothing_else_does(conversation):
     reviewer = make_user("staff", is_staff=True)
     events = turn_events(1)
     journal.append_frames(conversation.pk, frames(events))
-    review.set_reviewed(Conversation.objects.filter(pk=conversation.pk), reviewer)
+    actions.set_reviewed(Conversation.objects.filter(pk=conversation.pk), reviewer)
     # Events that change nothing (a resend, a session event, the same final text again) keep it.
     journal.append_frames(conversation.pk, frames(events))
     journal.append_frames(conversation.pk, frames([{"type": "session.updated"}, events[2]], first_seq=len(events) + 1))
@@ -254,7 +254,7 @@ def test_a_change_clears_the_review_mark_and_nothing_else_does(conversation):
     conversation.refresh_from_db()
     assert (conversation.reviewed, conversation.reviewed_at, conversation.reviewed_by) == (False, None, None)
     # And so does a new line.
-    review.set_reviewed(Conversation.objects.filter(pk=conversation.pk), reviewer)
+    actions.set_reviewed(Conversation.objects.filter(pk=conversation.pk), reviewer)
     journal.append_frames(conversation.pk, frames(turn_events(1, prefix="x")[:1], first_seq=len(events) + 3))
     conversation.refresh_from_db()
     assert not conversation.reviewed and conversation.reviewed_by is None
