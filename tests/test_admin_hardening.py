@@ -197,10 +197,26 @@ class TestBoundedPages:
         assert conversation.reviewed and conversation.review_note == "Read the first lines: spam."
         assert Utterance.objects.filter(conversation=conversation).count() == 3000  # untouched
 
+    def test_the_live_page_of_a_huge_conversation_starts_with_the_latest_lines(self, staff_client, alice):
+        conversation = make_huge_talk(alice, lines=5000)
+        response = staff_client.get(reverse("admin:conversations_conversation_live", args=[conversation.pk]))
+        body = response.content.decode()
+        assert body.count('data-item-id="item_') == 200
+        assert "Say something. 4999<" in body and "Say something. 4800<" in body
+        assert "Say something. 4799<" not in body
+        assert body.index("Say something. 4800<") < body.index("Say something. 4999<")  # in order
+        assertContains(response, "4,800 earlier lines not shown.")
+        assertContains(response, f'href="{LINES}?conversation__id__exact={conversation.pk}"')
+        assert len(response.content) < 250_000
+
     def test_a_short_conversation_has_no_more_link(self, staff_client, alice):
-        response = staff_client.get(change_url(make_talk(alice)))
+        talk = make_talk(alice)
+        response = staff_client.get(change_url(talk))
         assert response.content.decode().count('<tr class="form-row') == 2
         assertNotContains(response, "Showing the first")
+        response = staff_client.get(reverse("admin:conversations_conversation_live", args=[talk.pk]))
+        assert response.content.decode().count('data-item-id="item_') == 2
+        assertNotContains(response, "earlier line")
 
     def test_a_very_long_line_is_cut_short_in_lists(self, staff_client, alice):
         long_text = "blah " * 6000  # 30,000 characters

@@ -345,6 +345,8 @@ class ConversationAdmin(admin.ModelAdmin):
             *super().get_urls(),
         ]
 
+    LIVE_LINES = 200  # the latest lines the live page starts with; the list of lines has them all
+
     def live_view(self, request, object_id):
         """The transcript as it is being said, for a reviewer (the page's live.js socket)."""
         conversation = self.get_object(request, object_id)
@@ -352,12 +354,16 @@ class ConversationAdmin(admin.ModelAdmin):
             return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
         if not self.has_view_permission(request, conversation):
             raise PermissionDenied
+        latest = list(selectors.transcript(conversation).reverse()[: self.LIVE_LINES])
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
             "original": conversation,
             "title": f"Live transcript: {self.display_title(conversation)}",
-            "utterances": selectors.transcript(conversation),
+            "utterances": latest[::-1],
+            "earlier_lines": conversation.turns - len(latest),
+            "all_lines_url": reverse("admin:conversations_utterance_changelist")
+            + f"?conversation__id__exact={conversation.pk}",
             "labels": selectors.transcript_labels(conversation.user.get_username()),
             "live_url": selectors.live_path(conversation),
         }
