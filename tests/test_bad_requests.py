@@ -175,3 +175,12 @@ def test_the_400_page_is_plain_and_json_stays_json(client, alice):
     client.force_login(alice)
     response = client.get(reverse("api_realtime_sessions"), {"x": "\x00"})
     assert json.loads(response.content)["error"]["code"] == "invalid_request"
+
+
+@pytest.mark.asyncio
+async def test_the_asgi_handler_answers_400_too(async_client):
+    # The server runs Django under ASGI (daphne): the middleware must work on that path as well.
+    response = await async_client.get("/conversations/", {"q": "\x00"})
+    assert response.status_code == 400
+    response = await async_client.post(reverse("api_realtime_sessions") + "?voice=%00")
+    assert response.json()["error"]["code"] == "invalid_request"
