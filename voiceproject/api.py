@@ -80,6 +80,13 @@ def csrf_failure(request, reason=""):
     return html_csrf_failure(request, reason=reason)
 
 
+def bad_request(request, exception):
+    """handler400: JSON under /api/, the templates/400.html page elsewhere."""
+    if is_api_request(request):
+        return error_response(400, "invalid_request", "The request was malformed.")
+    return defaults.bad_request(request, exception)
+
+
 def page_not_found(request, exception):
     """handler404: JSON under /api/, the templates/404.html page elsewhere."""
     if is_api_request(request):

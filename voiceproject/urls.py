@@ -16,5 +16,6 @@ urlpatterns = [
 ]
 
 # JSON under /api/, the HTML pages elsewhere.
+handler400 = "voiceproject.api.bad_request"
 handler404 = "voiceproject.api.page_not_found"
 handler500 = "voiceproject.api.server_error"

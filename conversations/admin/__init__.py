@@ -4,13 +4,17 @@ Staff review of conversations.
 What was said is never edited here: utterances, the event journal and usage records are
 read-only everywhere; on a conversation only the review fields (reviewed, flagged, note) can
 change. Deleting a conversation is allowed and goes through the shared delete function.
-Every list is annotated (turn counts, durations) so its query count does not grow with rows.
+Every list is annotated (turn counts, durations) so its query count does not grow with rows,
+and no page grows with what a conversation holds: the transcript inline shows the first lines
+and links to the rest, long lines are cut short, and filters list known values, not every value.
 """
 
 import json
 
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.core.exceptions import BadRequest, PermissionDenied, ValidationError
+from django.forms.models import BaseInlineFormSet
 from django.template.defaultfilters import pluralize
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
@@ -21,7 +25,14 @@ from django.utils.html import format_html, format_html_join
 from django.utils.text import smart_split, unescape_string_literal
 
 from conversations import access, actions
-from conversations.admin.filters import ConflictsFilter, FailedTranscriptionFilter, InterruptedFilter
+from conversations.admin.filters import (
+    ConflictsFilter,
+    EventTypeFilter,
+    FailedTranscriptionFilter,
+    InterruptedFilter,
+    ModelFilter,
+    UserFilter,
+)
 from conversations.export import downloads, formats
 from conversations.history import pricing, selectors, usage
 from conversations.history.forms import DateRangeForm
@@ -48,9 +59,33 @@ class ReadOnlyMixin:
         return False
 
 
+TEXT_PREVIEW_CHARS = 1000  # of one line, in the inline and the list of lines
+
+
+def text_preview(utterance) -> str:
+    text = utterance.text
+    if len(text) <= TEXT_PREVIEW_CHARS:
+        return text
+    return f"{text[:TEXT_PREVIEW_CHARS]}… ({len(text) - TEXT_PREVIEW_CHARS:,} more characters)"
+
+
+class FirstLinesFormSet(BaseInlineFormSet):
+    """Only the first `max_lines` lines: a conversation can hold any number (the page would not)."""
+
+    max_lines = 200
+
+    def get_queryset(self):
+        if not hasattr(self, "_queryset"):
+            self._queryset = super().get_queryset()[: self.max_lines]
+        return self._queryset
+
+
 class UtteranceInline(ReadOnlyMixin, admin.TabularInline):
     model = Utterance
-    fields = ("position", "said_at", "role", "kind", "status_label", "text", "error")
+    formset = FirstLinesFormSet
+    # The template adds a link to every line when there are more than the formset shows.
+    template = "admin/conversations/includes/transcript_inline.html"
+    fields = ("position", "said_at", "role", "kind", "status_label", "text_shown", "error")
     readonly_fields = fields
     ordering = ("position",)
     extra = 0
@@ -66,6 +101,10 @@ class UtteranceInline(ReadOnlyMixin, admin.TabularInline):
     @admin.display(description="time")
     def said_at(self, utterance):
         return time_format(timezone.localtime(utterance.created_at), "H:i:s")
+
+    @admin.display(description="text")
+    def text_shown(self, utterance):
+        return text_preview(utterance)
 
 
 @admin.register(Conversation)
@@ -83,9 +122,9 @@ class ConversationAdmin(admin.ModelAdmin):
     )
     list_display_links = ("display_title",)
     list_filter = (
-        ("user", admin.RelatedOnlyFieldListFilter),
+        UserFilter,
         ("created_at", admin.DateFieldListFilter),
-        "model",
+        ModelFilter,
         "status",
         "flagged",
         "reviewed",
@@ -258,26 +297,41 @@ class ConversationAdmin(admin.ModelAdmin):
         return summary, model_count, perms_needed, []
 
     # --- Actions -----------------------------------------------------------------------------
-    @admin.action(description="Mark selected conversations as reviewed")
+    def response_action(self, request, queryset):
+        # Django filters by the posted ids as they come: one that is no id (or out of the column's
+        # range) fails the query with a 500.
+        for value in request.POST.getlist(ACTION_CHECKBOX_NAME):
+            try:
+                self.opts.pk.clean(value, None)
+            except ValidationError as error:
+                raise BadRequest("The selection holds something that is not a conversation id.") from error
+        return super().response_action(request, queryset)
+
+    # Each action needs the permission it exercises: view-only staff may read and export, not review.
+    @admin.action(description="Mark selected conversations as reviewed", permissions=["change"])
     def mark_reviewed(self, request, queryset):
         count = actions.set_reviewed(queryset, request.user)
         self.message_user(request, f"Marked {conversations(count)} as reviewed.", messages.SUCCESS)
 
-    @admin.action(description="Flag selected conversations")
+    @admin.action(description="Flag selected conversations", permissions=["change"])
     def flag(self, request, queryset):
         count = actions.set_flagged(queryset, True)
         self.message_user(request, f"Flagged {conversations(count)}.", messages.SUCCESS)
 
-    @admin.action(description="Remove the flag from selected conversations")
+    @admin.action(description="Remove the flag from selected conversations", permissions=["change"])
     def unflag(self, request, queryset):
         count = actions.set_flagged(queryset, False)
         self.message_user(request, f"Removed the flag from {conversations(count)}.", messages.SUCCESS)
 
-    @admin.action(description=f"Export selected conversations ({formats.FORMATS['jsonl'].label})")
+    @admin.action(
+        description=f"Export selected conversations ({formats.FORMATS['jsonl'].label})", permissions=["view"]
+    )
     def export_jsonl(self, request, queryset):
         return self._export(queryset, "jsonl")
 
-    @admin.action(description=f"Export selected conversations ({formats.FORMATS['csv'].label})")
+    @admin.action(
+        description=f"Export selected conversations ({formats.FORMATS['csv'].label})", permissions=["view"]
+    )
     def export_csv(self, request, queryset):
         return self._export(queryset, "csv")
 
@@ -294,6 +348,8 @@ class ConversationAdmin(admin.ModelAdmin):
             *super().get_urls(),
         ]
 
+    LIVE_LINES = 200  # the latest lines the live page starts with; the list of lines has them all
+
     def live_view(self, request, object_id):
         """The transcript as it is being said, for a reviewer (the page's live.js socket)."""
         if not self.has_view_permission(request):
@@ -304,12 +360,16 @@ class ConversationAdmin(admin.ModelAdmin):
             )
         except access.NoAccess:
             return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        latest = list(selectors.transcript(conversation).reverse()[: self.LIVE_LINES])
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
             "original": conversation,
             "title": f"Live transcript: {self.display_title(conversation)}",
-            "utterances": selectors.transcript(conversation),
+            "utterances": latest[::-1],
+            "earlier_lines": conversation.turns - len(latest),
+            "all_lines_url": reverse("admin:conversations_utterance_changelist")
+            + f"?conversation__id__exact={conversation.pk}",
             "labels": selectors.transcript_labels(conversation.user.get_username()),
             "live_url": selectors.live_path(conversation),
         }
@@ -348,11 +408,15 @@ def flatten(fieldsets):
 
 @admin.register(Utterance)
 class UtteranceAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    list_display = ("conversation", "position", "role", "kind", "status", "text")
+    list_display = ("conversation", "position", "role", "kind", "status", "text_shown")
     list_select_related = ("conversation",)
     list_filter = ("role", "kind", "status")
     search_fields = ("text",)
     show_full_result_count = False
+
+    @admin.display(description="text")
+    def text_shown(self, utterance):
+        return text_preview(utterance)
 
 
 @admin.register(Event)
@@ -361,7 +425,7 @@ class EventAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
     list_display = ("seq", "type", "conversation", "received_at")
     list_select_related = ("conversation",)
-    list_filter = ("type",)
+    list_filter = (EventTypeFilter,)
     list_per_page = 200
     ordering = ("conversation", "seq")
     show_full_result_count = False

@@ -1,6 +1,15 @@
-"""List filters of the conversation admin that look into the transcript (EXISTS subqueries)."""
+"""
+List filters of the admin: those that look into the transcript (EXISTS subqueries), and
+filters whose list of choices stays short however many distinct values the table holds.
+"""
 
+from collections.abc import Sequence
+
+from django.conf import settings
 from django.contrib import admin
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 
 from conversations.history import selectors
 from conversations.models import Utterance
@@ -50,3 +59,100 @@ class ConflictsFilter(admin.SimpleListFilter):
         if self.value() == "no":
             return queryset.filter(conflicts=0)
         return queryset
+
+
+# --- Bounded value filters -------------------------------------------------------------------
+# Django's default filter for a column lists every distinct value in the table. Event types
+# come from the browser and models from imports, so an attacker decides how long such a list
+# gets: these filters list the known values, the value asked for and "Other" instead.
+
+# The events the voice page forwards to the journal (static/voice/outbox.js: FORWARDED_TYPES).
+JOURNAL_EVENT_TYPES = (
+    "conversation.item.added",
+    "conversation.item.done",
+    "conversation.item.created",
+    "conversation.item.deleted",
+    "conversation.item.truncated",
+    "conversation.item.input_audio_transcription.completed",
+    "conversation.item.input_audio_transcription.failed",
+    "response.output_audio_transcript.done",
+    "response.audio_transcript.done",
+    "response.output_text.done",
+    "response.text.done",
+    "response.done",
+    "error",
+)
+
+
+class KnownValuesFilter(admin.SimpleListFilter):
+    """Filter `field` by one of `known_values()`, by any value given in the URL, or "Other"."""
+
+    field: str
+    OTHER = "_other"
+
+    def known_values(self) -> Sequence[str]:
+        raise NotImplementedError
+
+    def lookups(self, request, model_admin):
+        known = list(self.known_values())
+        choices = [(value, value) for value in known]
+        value = self.value()
+        if value and value != self.OTHER and value not in known:
+            choices.append((value, value))  # a link from elsewhere: show what is filtered
+        choices.append((self.OTHER, "Other"))
+        return choices
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value == self.OTHER:
+            return queryset.exclude(**{f"{self.field}__in": list(self.known_values())})
+        if value:
+            return queryset.filter(**{self.field: value})
+        return queryset
+
+
+class EventTypeFilter(KnownValuesFilter):
+    title = "type"
+    parameter_name = field = "type"
+
+    def known_values(self):
+        return JOURNAL_EVENT_TYPES
+
+
+class ModelFilter(KnownValuesFilter):
+    title = "model"
+    parameter_name = field = "model"
+
+    def known_values(self):
+        return settings.REALTIME_MODELS
+
+
+class UserFilter(admin.SimpleListFilter):
+    """
+    The conversations of one user, as linked from the usage view and a conversation's page.
+    Lists only the chosen user, never every user who has talked: the search finds users by name.
+    """
+
+    title = "user"
+    parameter_name = "user__id__exact"
+
+    def lookups(self, request, model_admin):
+        user_id = self.user_id()
+        if user_id is None:
+            return ()
+        user = get_user_model().objects.filter(pk=user_id).first()
+        return ((str(user_id), user.get_username() if user else f"#{user_id} (deleted)"),)
+
+    def user_id(self) -> int | None:
+        value = self.value()
+        if value is None:
+            return None
+        try:
+            return get_user_model()._meta.pk.clean(value, None)  # an integer in the column's range
+        except ValidationError as error:
+            # The changelist answers with its "invalid filter" redirect, as for Django's own filters.
+            raise IncorrectLookupParameters(error) from error
+
+    def queryset(self, request, queryset):
+        user_id = self.user_id()
+        return queryset if user_id is None else queryset.filter(user_id=user_id)
