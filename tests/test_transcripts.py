@@ -563,7 +563,7 @@ def test_rejected_frames(value, code, seq):
     ],
 )  # fmt: skip
 def test_unstorable_text_is_repaired_and_recorded(text, event, repairs):
-    frame = parse_frame('{"type": "event", "seq": 2, "event": %s}' % text, **LIMITS)
+    frame = parse_frame('{"type": "event", "seq": 2, "event": ' + text + "}", **LIMITS)
     assert (frame.seq, frame.event, frame.repairs) == (2, event, repairs)
     json.dumps(frame.event).encode("utf-8")  # storable
 
