@@ -406,18 +406,24 @@ def _admit(conversations: dict[int, dict], days: dict[int, list], frames: dict[t
         elif conversation_used[cid] + f.size > per_conversation:
             refused[cid, seq] = FrameError(
                 "quota_exceeded",
-                f"This conversation has reached its storage limit ({per_conversation} bytes); "
+                f"This conversation has reached its storage limit ({_megabytes(per_conversation)}); "
                 "start a new conversation.",
                 seq,
             )
         elif user_used[uid] + f.size > per_day:
             refused[cid, seq] = FrameError(
-                "quota_exceeded", f"You have reached today's storage limit ({per_day} bytes); try again tomorrow.", seq
+                "quota_exceeded",
+                f"You have reached today's storage limit ({_megabytes(per_day)}); try again tomorrow (UTC).",
+                seq,
             )
         else:  # admitted: later frames of the batch count it
             conversation_used[cid] += f.size
             user_used[uid] += f.size
     return refused
+
+
+def _megabytes(n: int) -> str:
+    return f"{n / 2**20:.1f}".removesuffix(".0") + " MB"
 
 
 def _already_stored(keys: list[tuple[int, int]]) -> set[tuple[int, int]]:
