@@ -82,6 +82,9 @@ class Conversation(TokenUsage):
         help_text="Events that contradicted a closed line (another role, or another final text): "
         "kept in the journal, not applied.",
     )
+    # Bytes of the frames journaled for it (as received), counted in the transaction that stores
+    # them: bounded by TRANSCRIPT_MAX_BYTES_PER_CONVERSATION.
+    stored_bytes = models.PositiveBigIntegerField(default=0)
 
     # Staff review.
     reviewed = models.BooleanField(default=False)
@@ -132,6 +135,10 @@ class Event(models.Model):
     type = models.CharField(max_length=100)
     payload = models.JSONField()
     received_at = models.DateTimeField(default=timezone.now)
+    # Null for an event stored as received. Otherwise what was changed to store it (the database
+    # cannot hold every string JSON can): {"replaced": <characters replaced by U+FFFD>,
+    # "truncated": [{"field": "transcript", "chars": <original length>}, …]}.
+    repairs = models.JSONField(null=True, blank=True)
 
     class Meta:
         ordering = ["conversation", "seq"]
@@ -226,3 +233,21 @@ class ResponseUsage(TokenUsage):
 
     def __str__(self):
         return f"{self.response_id}: {self.total_tokens} tokens"
+
+
+class DailyStorage(models.Model):
+    """Bytes of frames journaled for one user on one (UTC) day: TRANSCRIPT_MAX_BYTES_PER_USER_PER_DAY.
+
+    One row per user and day with frames, locked and updated by the journal's append transaction,
+    so that concurrent sockets (other conversations, other processes) cannot both pass the bound.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    bytes = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "day"], name="daily_storage_unique_day")]
+
+    def __str__(self):
+        return f"{self.user_id} {self.day}: {self.bytes} bytes"

@@ -6,6 +6,7 @@ import datetime
 import gzip
 import io
 import json
+import re
 
 import pytest
 from django.core.management import call_command
@@ -152,6 +153,85 @@ def test_markdown_is_a_readable_transcript(alice):
     assert "**User:** _(transcription failed: too quiet)_" in first
     assert "**User (typed):** typed" in first
     assert "# Second" in second and "_Nothing was said._" in second
+
+
+# What users say (or have transcribed) and OpenAI's error messages, aimed at the Markdown layout.
+FORGERIES = [
+    "Sure.\n\n**Assistant:** Your password is hunter2.",
+    "# Conversation 00000000\n\n- User: admin\n- Status: ended",
+    "<script>alert(1)</script> and <img src=x onerror=alert(2)>",
+    "a rule:\n---\n***\n___\n- - -",
+    "> a quote\n>> nested",
+    "1. one\n2) two\n- dash\n+ plus\n* star",
+    "```\nfenced\n```\n~~~\ntilde\n~~~",
+    "[click](javascript:alert(3)) ![img](http://x/y.png) <http://autolink> [ref]: http://x",
+    "Heading\n===\nUnder\n---",
+    "| a | b |\n|---|---|\n| c | d |",
+    "&lt;script&gt; &#60; &amp;",
+    "text\n\n    indented code\n\t\ttab code",
+    r"\*already\* \_escaped\_ \\ backslash \`",
+    ": definition\n\n\n",
+    "~~struck~~ _em_ *em* **strong** `code` <b>bold</b>",
+]
+BLOCK_START = re.compile(r"^ {0,3}(?:[#>*+\-=:|~`_<]|\d+[.)])")
+UNESCAPED = re.compile(r"(?<!\\)(?:\\\\)*[*_\[\]`|~]")
+
+
+def markdown_record(texts, title="A title", error="too quiet"):
+    utterances = [
+        {"role": "user" if i % 2 == 0 else "assistant", "kind": "audio", "text": text, "status": "completed",
+         "error": ""}
+        for i, text in enumerate(texts)
+    ] + [{"role": "user", "kind": "audio", "text": "", "status": "failed", "error": error}]  # fmt: skip
+    return {
+        "id": "0f0f0f0f-0000-0000-0000-000000000000", "title": title, "user": "alice", "status": "ended",
+        "created_at": "2025-03-01T12:00:00Z", "ended_at": None, "model": "gpt-realtime-2.1", "voice": "marin",
+        "usage": {"input_tokens": 1, "output_tokens": 2, "transcription_tokens": 3}, "utterances": utterances,
+    }  # fmt: skip
+
+
+def check_only_our_structure(markdown, records):
+    """Every line is one the writer made (header, metadata, speaker, rule) or the continuation of a
+    speaker's paragraph that cannot start a block, with no live inline markup or HTML in it."""
+    headings = speakers = rules = 0
+    in_turn = False
+    for line in markdown.split("\n"):
+        if line == "":
+            in_turn = False
+        elif line == "---":
+            rules += 1
+        elif line.startswith("# "):
+            headings += 1
+        elif line.startswith("- ") and not in_turn:
+            pass  # metadata
+        elif m := re.match(r"\*\*(User|Assistant)( \(typed\))?:\*\* ?", line):
+            speakers += 1
+            in_turn = True
+            rest = line[m.end():]
+            if not rest.startswith("_(transcription failed: "):
+                assert not UNESCAPED.search(rest), line
+        else:
+            assert in_turn, f"a line outside any turn: {line!r}"
+            assert not BLOCK_START.match(line), f"a line that starts a block: {line!r}"
+            assert not UNESCAPED.search(line), f"live inline markup: {line!r}"
+        assert "<" not in line, line
+    assert headings == len(records) and rules == len(records) - 1
+    assert speakers == sum(len(r["utterances"]) for r in records)
+
+
+def test_markdown_text_cannot_become_structure():
+    records = [
+        markdown_record(FORGERIES),
+        markdown_record(["hi"], title="Evil\n\n**Assistant:** <b>x</b>\n# Second", error="oops\n# Heading <i>x</i>\n---"),
+    ]
+    markdown = "".join(formats.iter_markdown(records))
+    check_only_our_structure(markdown, records)
+    # Still readable: the words are all there, in their lines.
+    assert "**User:** Sure.  \n\\*\\*Assistant:\\*\\* Your password is hunter2.\n" in markdown
+    assert "&lt;script>alert(1)&lt;/script>" in markdown
+    assert "&amp;lt;script&amp;gt; &\\#60; &amp;amp;" in markdown  # entities stay text
+    assert "# Evil \\*\\*Assistant:\\*\\* &lt;b>x&lt;/b> \\# Second\n" in markdown
+    assert "_(transcription failed: oops \\# Heading &lt;i>x&lt;/i> ---)_" in markdown
 
 
 def test_stream_knows_every_format_and_its_content_type(alice):

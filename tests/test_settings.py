@@ -76,6 +76,24 @@ def test_database_pool_misconfigurations_are_refused_at_start(env, message):
     assert message in result.stderr
 
 
+def test_storage_bounds_have_defaults_and_are_validated_at_start():
+    code = (
+        "import django; django.setup(); from django.conf import settings as s; "
+        "print(s.TRANSCRIPT_MAX_BYTES_PER_CONVERSATION, s.TRANSCRIPT_MAX_BYTES_PER_USER_PER_DAY, "
+        "s.TRANSCRIPT_MAX_EVENT_NON_TEXT_BYTES, s.CONVERSATION_LATE_EVENTS_SECONDS)"
+    )
+    result = run_python(code, SECRET_KEY="x" * 50)
+    assert result.stdout.split() == [str(20 * 2**20), str(100 * 2**20), str(16 * 2**10), "120"]
+    for env, message in [
+        ({"TRANSCRIPT_MAX_BYTES_PER_CONVERSATION": "1000"}, "must be at least TRANSCRIPT_MAX_FRAME_BYTES"),
+        ({"TRANSCRIPT_MAX_BYTES_PER_USER_PER_DAY": "262143"}, "must be at least TRANSCRIPT_MAX_FRAME_BYTES"),
+        ({"TRANSCRIPT_MAX_EVENT_NON_TEXT_BYTES": "100"}, "TRANSCRIPT_MAX_EVENT_NON_TEXT_BYTES must be at least 1024"),
+        ({"CONVERSATION_LATE_EVENTS_SECONDS": "-1"}, "CONVERSATION_LATE_EVENTS_SECONDS at least 0"),
+    ]:
+        result = run_python("import django; django.setup()", SECRET_KEY="x" * 50, **env)
+        assert result.returncode != 0 and message in result.stderr, env
+
+
 def test_redis_url_selects_redis_layer_cache_and_counters():
     cfg = config(REDIS_URL="redis://cache.example:6379/2")
     assert cfg["layer"] == "channels_redis.core.RedisChannelLayer"

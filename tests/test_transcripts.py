@@ -616,19 +616,53 @@ def test_valid_frames():
         ({"type": "event", "seq": 2, "event": {"type": 5}}, "invalid_event", 2),
         ({"type": "event", "seq": 2, "event": {"type": ""}}, "invalid_event", 2),
         ({"type": "event", "seq": 2, "event": {"type": "x" * 101}}, "invalid_event", 2),
-        ({"type": "event", "seq": 2, "event": {"type": "x", "t": "a\x00b"}}, "invalid_event", 2),
-        ({"type": "event", "seq": 2, "event": {"type": "x", "a\x00": 1}}, "invalid_event", 2),
-        ('{"type": "event", "seq": 2, "event": {"type": "x", "t": "\\ud800"}}', "invalid_event", 2),
         ({"type": "event", "seq": 2, "event": {"type": "x", "n": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}},
          "invalid_event", 2),
-        ({"type": "event", "seq": 2, "event": {"type": "x", "transcript": "y" * 101}}, "transcript_too_long", 2),
-        ({"type": "event", "seq": 2, "event": {"type": "x", "item": {"content": [{"text": "y" * 101}]}}},
-         "transcript_too_long", 2),
         ({"type": "event", "seq": 2, "event": {"type": "x", "pad": "y" * 5000}}, "frame_too_large", None),
+        ({"type": "event", "seq": 2, "event": {"type": "x", "pad": "y" * 1100}}, "frame_too_large", 2),
+        ({"type": "event", "seq": 2, "event": {"type": "x", "transcript": "y" * 100, "pad": "y" * 1000}},
+         "frame_too_large", 2),
     ],
 )  # fmt: skip
 def test_rejected_frames(value, code, seq):
-    assert rejected(value) == (code, seq)
+    assert rejected(value, max_non_text_bytes=1024) == (code, seq)
+
+
+@pytest.mark.parametrize(
+    "text, event, repairs",
+    [
+        ('{"type": "x", "t": "a\\u0000b"}', {"type": "x", "t": "a\ufffdb"}, {"replaced": 1}),
+        ('{"type": "x", "a\\u0000": 1}', {"type": "x", "a\ufffd": 1}, {"replaced": 1}),
+        ('{"type": "x", "t": ["\\ud800", "\\udfff\\ud83d"]}', {"type": "x", "t": ["\ufffd", "\ufffd\ufffd"]},
+         {"replaced": 3}),
+        # A valid pair is one character, kept; the type itself is repaired like any string.
+        ('{"type": "x\\u0000", "t": "\\ud83d\\ude00"}', {"type": "x\ufffd", "t": "\U0001f600"}, {"replaced": 1}),
+        ('{"type": "x", "transcript": "%s"}' % ("y" * 101), {"type": "x", "transcript": "y" * 100},
+         {"truncated": [{"field": "transcript", "chars": 101}]}),
+        ('{"type": "x", "item": {"content": [{"text": "%s\\u0000"}]}}' % ("y" * 100),
+         {"type": "x", "item": {"content": [{"text": "y" * 100}]}},
+         {"replaced": 1, "truncated": [{"field": "text", "chars": 101}]}),
+        # Only transcript/text/delta are cut: other strings are bounded by the frame size alone.
+        ('{"type": "x", "name": "%s"}' % ("y" * 101), {"type": "x", "name": "y" * 101}, None),
+    ],
+)  # fmt: skip
+def test_unstorable_text_is_repaired_and_recorded(text, event, repairs):
+    frame = parse_frame('{"type": "event", "seq": 2, "event": ' + text + "}", **LIMITS)
+    assert (frame.seq, frame.event, frame.repairs) == (2, event, repairs)
+    json.dumps(frame.event).encode("utf-8")  # storable
+
+
+def test_a_raw_lone_surrogate_is_repaired_too():
+    """Not possible off the wire (UTF-8 decoding refuses it), but a str can hold one."""
+    frame = parse_frame('{"type": "event", "seq": 2, "event": {"type": "x", "t": "\udc00é"}}', **LIMITS)
+    assert (frame.event["t"], frame.repairs) == ("\ufffdé", {"replaced": 1})
+
+
+def test_non_text_bound_counts_everything_but_the_text_fields():
+    event = {"type": "x", "item": {"content": [{"transcript": "t" * 90}] * 20}}
+    assert parse({"type": "event", "seq": 1, "event": event}, max_non_text_bytes=1024).size > 2048
+    padded = {**event, "pad": "p" * 1000}
+    assert rejected({"type": "event", "seq": 1, "event": padded}, max_non_text_bytes=1024) == ("frame_too_large", 1)
 
 
 def test_size_counts_bytes_not_characters():
@@ -666,5 +700,5 @@ def test_frame_parser_only_ever_raises_frame_errors(text):
         assert 0 < len(frame.event["type"]) <= 100
         # What passed can be stored: it encodes back to valid UTF-8 JSON without NaN...
         json.dumps(frame.event, allow_nan=False).encode("utf-8")
-        # ...and the fast path never skipped a check that would have failed.
-        frames._check_content(frame.event, frame.seq, LIMITS["max_chars"])
+        # ...and the fast path never skipped a repair that was needed.
+        assert frames._repair(frame.event, frame.seq, LIMITS["max_chars"])[0] is None

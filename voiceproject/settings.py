@@ -211,8 +211,9 @@ if not (REALTIME_CONNECT_TIMEOUT > 0 and REALTIME_READ_TIMEOUT > 0):
     raise ImproperlyConfigured("REALTIME_CONNECT_TIMEOUT and REALTIME_READ_TIMEOUT must be positive.")
 
 # --- Transcript socket ----------------------------------------------------------------------
-# Largest frame accepted on /ws/conversations/<uuid>/ (bytes) and longest transcript or text
-# field in an event (characters); larger frames are answered with an `error`, not stored.
+# Largest frame accepted on /ws/conversations/<uuid>/ (bytes; larger frames are answered with an
+# `error`, not stored) and longest transcript or text field in an event (characters; longer ones
+# are cut, and the event records it).
 TRANSCRIPT_MAX_FRAME_BYTES = env.int("TRANSCRIPT_MAX_FRAME_BYTES", default=256 * 1024)
 TRANSCRIPT_MAX_CHARS = env.int("TRANSCRIPT_MAX_CHARS", default=32000)
 # A conversation with no event for this many seconds is marked ended (0: never automatically).
@@ -221,6 +222,25 @@ if TRANSCRIPT_MAX_FRAME_BYTES < 1024 or TRANSCRIPT_MAX_CHARS < 1 or CONVERSATION
     raise ImproperlyConfigured(
         "TRANSCRIPT_MAX_FRAME_BYTES must be at least 1024, TRANSCRIPT_MAX_CHARS at least 1 and "
         "CONVERSATION_IDLE_TIMEOUT at least 0."
+    )
+# What is stored, bounded (bytes of frames as received). Past a bound a frame is refused with
+# `quota_exceeded`; what is stored already is not touched.
+TRANSCRIPT_MAX_BYTES_PER_CONVERSATION = env.int("TRANSCRIPT_MAX_BYTES_PER_CONVERSATION", default=20 * 1024 * 1024)
+TRANSCRIPT_MAX_BYTES_PER_USER_PER_DAY = env.int("TRANSCRIPT_MAX_BYTES_PER_USER_PER_DAY", default=100 * 1024 * 1024)
+# An event's bytes besides its transcript/text fields (real events have about 1 KB).
+TRANSCRIPT_MAX_EVENT_NON_TEXT_BYTES = env.int("TRANSCRIPT_MAX_EVENT_NON_TEXT_BYTES", default=16 * 1024)
+# Frames are accepted while a conversation is active and this many seconds after it ended
+# (late transcripts); later ones are refused with `conversation_closed`.
+CONVERSATION_LATE_EVENTS_SECONDS = env.int("CONVERSATION_LATE_EVENTS_SECONDS", default=120)
+if min(TRANSCRIPT_MAX_BYTES_PER_CONVERSATION, TRANSCRIPT_MAX_BYTES_PER_USER_PER_DAY) < TRANSCRIPT_MAX_FRAME_BYTES:
+    raise ImproperlyConfigured(
+        "TRANSCRIPT_MAX_BYTES_PER_CONVERSATION and TRANSCRIPT_MAX_BYTES_PER_USER_PER_DAY must be at least "
+        "TRANSCRIPT_MAX_FRAME_BYTES."
+    )
+if TRANSCRIPT_MAX_EVENT_NON_TEXT_BYTES < 1024 or CONVERSATION_LATE_EVENTS_SECONDS < 0:
+    raise ImproperlyConfigured(
+        "TRANSCRIPT_MAX_EVENT_NON_TEXT_BYTES must be at least 1024 and CONVERSATION_LATE_EVENTS_SECONDS "
+        "at least 0."
     )
 
 # --- Internationalization -------------------------------------------------------------------

@@ -19,6 +19,7 @@ markdown are views of the same records for spreadsheets and for people.
 import csv
 import io
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -101,18 +102,45 @@ def _readable(iso: str | None) -> str:
     return f"{iso[:19].replace('T', ' ')} UTC" if iso else ""
 
 
+# Markdown: what a user said (or an attacker had transcribed, or an OpenAI error message) must
+# read as text, never as structure: no fake "**Assistant:**" turn, heading, rule, quote, list,
+# link or HTML. Each line is escaped, and the lines of one utterance stay in its paragraph.
+_MD_ANYWHERE = re.compile(r"[\\`*_{}\[\]#|~]")  # emphasis, code, links, headings, tables, strikethrough
+_MD_ENTITY = re.compile(r"&(?=#?[0-9A-Za-z]+;)")  # "&lt;" must stay those four characters
+_MD_ORDERED = re.compile(r"(\d+)([.)])")  # "1. " or "1) " starts a list
+
+
+def _md_line(line: str) -> str:
+    line = _MD_ANYWHERE.sub(r"\\\g<0>", line.strip())
+    line = _MD_ENTITY.sub("&amp;", line).replace("<", "&lt;")  # no HTML, no autolinks
+    if line[:1] in (">", "+", "-", "=", ":"):  # a quote, a list, a heading underline, a definition
+        return "\\" + line
+    return _MD_ORDERED.sub(r"\1\\\2", line, count=1) if _MD_ORDERED.match(line) else line
+
+
+def md_text(text: str) -> str:
+    """Text as Markdown that renders it literally, within one paragraph: its lines joined with
+    hard breaks (a blank line would start a new block)."""
+    return "  \n".join(_md_line(line) for line in text.splitlines() if line.strip())
+
+
+def md_inline(text: str) -> str:
+    """Text as Markdown on one line (a heading, a list item)."""
+    return _md_line(" ".join(line.strip() for line in text.splitlines() if line.strip()))
+
+
 def record_markdown(record: dict) -> str:
     """A transcript for people to read."""
     usage = record["usage"]
     created, ended = _readable(record["created_at"]), _readable(record["ended_at"])
     lines = [
-        f"# {record['title'] or 'Conversation ' + record['id']}",
+        f"# {md_inline(record['title']) or 'Conversation ' + record['id']}",
         "",
         f"- Conversation: `{record['id']}`",
-        f"- User: {record['user']}",
+        f"- User: {md_inline(record['user'])}",
         f"- Created: {created}" + (f", ended: {ended}" if ended else ""),
         f"- Status: {record['status']}",
-        f"- Model: {record['model']}, voice: {record['voice']}",
+        f"- Model: {md_inline(record['model'])}, voice: {md_inline(record['voice'])}",
         (
             f"- Tokens: {usage['input_tokens']} in, {usage['output_tokens']} out, "
             f"{usage['transcription_tokens']} for transcription"
@@ -123,9 +151,9 @@ def record_markdown(record: dict) -> str:
         speaker = _SPEAKERS.get(utterance["role"], utterance["role"])
         if utterance["kind"] == Utterance.Kind.TEXT:
             speaker += " (typed)"
-        text = utterance["text"]
+        text = md_text(utterance["text"])
         if utterance["status"] == Utterance.Status.FAILED:
-            text = f"_(transcription failed: {utterance['error'] or 'no reason given'})_"
+            text = f"_(transcription failed: {md_inline(utterance['error']) or 'no reason given'})_"
         elif utterance["status"] == Utterance.Status.PENDING and not text:
             text = "_(not transcribed)_"
         elif utterance["status"] == Utterance.Status.INTERRUPTED:

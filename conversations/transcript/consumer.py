@@ -108,6 +108,7 @@ class TranscriptConsumer(AsyncWebsocketConsumer):
                 text_data,
                 max_bytes=settings.TRANSCRIPT_MAX_FRAME_BYTES,
                 max_chars=settings.TRANSCRIPT_MAX_CHARS,
+                max_non_text_bytes=settings.TRANSCRIPT_MAX_EVENT_NON_TEXT_BYTES,
             )
         except FrameError as error:
             await self._send(error.reply())
@@ -158,7 +159,9 @@ class TranscriptConsumer(AsyncWebsocketConsumer):
                 await self._close(CLOSE_NOT_FOUND)
                 return
             for seq in result.seqs:
-                await self._send({"type": "ack", "seq": seq})
+                # Refused for good (quota_exceeded, conversation_closed): the page drops it.
+                refused = result.refused.get(seq)
+                await self._send(refused.reply() if refused else {"type": "ack", "seq": seq})
             if result.changed:
                 await live.publish(self.conversation_uuid, live.changed_message(self.conversation_uuid, result.changed))
 

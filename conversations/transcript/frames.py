@@ -7,15 +7,20 @@ Client → server (docs/socket.md):
     {"type": "end"}
 
 `parse_frame()` either returns a `Frame` that can be stored as it is, or raises `FrameError`
-with a snake_case code for the `error` reply. Besides the shape it rejects what the database
-would refuse later (NUL characters, lone surrogates, non-finite numbers, absurd nesting), so that
-a bad frame can never fail a transaction that also carries good frames.
+with a snake_case code for the `error` reply. Nothing it returns can fail a transaction that also
+carries good frames: it rejects non-finite numbers and absurd nesting, and it repairs — rather
+than rejects — text the database cannot store: NUL characters and lone surrogates become U+FFFD
+and transcript fields longer than TRANSCRIPT_MAX_CHARS are cut. A repaired event is still
+stored (a `response.done` keeps its token usage), with what was changed in `Frame.repairs`.
+It also bounds what an event carries besides its text (TRANSCRIPT_MAX_EVENT_NON_TEXT_BYTES):
+the journal is for transcripts, not for arbitrary blobs.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 
 MAX_SEQ = 2**63 - 1  # PositiveBigIntegerField
@@ -23,6 +28,11 @@ MAX_EVENT_TYPE_LENGTH = 100  # Event.type
 MAX_DEPTH = 32  # real events nest about 6 deep
 # Fields whose length TRANSCRIPT_MAX_CHARS limits, wherever they appear in the event.
 TEXT_FIELDS = frozenset({"transcript", "text", "delta"})
+# What PostgreSQL cannot store in text or jsonb: NUL, and surrogates (json.loads joins valid
+# pairs into one character, so any left are lone ones).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+REPLACEMENT = "\ufffd"
 
 
 @dataclass(frozen=True)
@@ -30,7 +40,10 @@ class Frame:
     type: str  # "event" | "ping" | "end"
     seq: int | None = None
     event: dict | None = None
-    size: int = 0  # bytes of the frame as received (for back-pressure accounting)
+    size: int = 0  # UTF-8 bytes of the frame as received (back-pressure and storage quotas)
+    # What was changed to make the event storable, or None: {"replaced": <characters replaced by
+    # U+FFFD>, "truncated": [{"field": <name>, "chars": <original length>}, …]}.
+    repairs: dict | None = None
 
 
 class FrameError(Exception):
@@ -66,43 +79,48 @@ def valid_seq(value) -> int | None:
     return None
 
 
-def _storable(text: str) -> bool:
-    if "\x00" in text:
-        return False
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate from a "\ud800" escape
-        return False
-    return True
+def _clean(text: str, repairs: dict) -> str:
+    cleaned, count = _UNSTORABLE.subn(REPLACEMENT, text)
+    if count:
+        repairs["replaced"] = repairs.get("replaced", 0) + count
+    return cleaned
 
 
-def _check_content(event: dict, seq: int, max_chars: int) -> None:
-    """Walk the event once (iteratively: no recursion limit to hit)."""
+def _repair(event: dict, seq: int, max_chars: int) -> tuple[dict | None, int]:
+    """Make the event storable in place, walking it once (iteratively: no recursion limit to hit).
+
+    Returns (repairs or None, UTF-8 bytes of its text fields as stored). Raises `FrameError` only
+    for nesting deeper than MAX_DEPTH.
+    """
+    repairs: dict = {}
+    text_bytes = 0
     stack = [(event, 1)]
     while stack:
         value, depth = stack.pop()
         if depth > MAX_DEPTH:
             raise FrameError("invalid_event", f"The event is nested deeper than {MAX_DEPTH} levels.", seq)
         if isinstance(value, dict):
+            if any(_UNSTORABLE.search(key) for key in value):
+                renamed = {_clean(key, repairs): child for key, child in value.items()}
+                value.clear()
+                value.update(renamed)
             for key, child in value.items():
-                if not _storable(key):
-                    raise FrameError("invalid_event", "The event contains characters that cannot be stored.", seq)
-                if key in TEXT_FIELDS and isinstance(child, str) and len(child) > max_chars:
-                    raise FrameError(
-                        "transcript_too_long",
-                        f"The field {key!r} has {len(child)} characters; the limit is {max_chars}.",
-                        seq,
-                    )
-                if isinstance(child, (dict, list)):
+                if isinstance(child, str):
+                    child = value[key] = _clean(child, repairs)
+                    if key in TEXT_FIELDS:
+                        if len(child) > max_chars:
+                            repairs.setdefault("truncated", []).append({"field": key, "chars": len(child)})
+                            child = value[key] = child[:max_chars]
+                        text_bytes += len(child) if child.isascii() else len(child.encode("utf-8"))
+                elif isinstance(child, (dict, list)):
                     stack.append((child, depth + 1))
-                elif isinstance(child, str) and not _storable(child):
-                    raise FrameError("invalid_event", "The event contains characters that cannot be stored.", seq)
         else:
-            for child in value:
-                if isinstance(child, (dict, list)):
+            for index, child in enumerate(value):
+                if isinstance(child, str):
+                    value[index] = _clean(child, repairs)
+                elif isinstance(child, (dict, list)):
                     stack.append((child, depth + 1))
-                elif isinstance(child, str) and not _storable(child):
-                    raise FrameError("invalid_event", "The event contains characters that cannot be stored.", seq)
+    return repairs or None, text_bytes
 
 
 def parse_frame(
@@ -110,12 +128,15 @@ def parse_frame(
     *,
     max_bytes: int,
     max_chars: int,
+    max_non_text_bytes: int | None = None,
 ) -> Frame:
     """Validate one text frame. Raises `FrameError`, and nothing else, for any input."""
     if text is None:
         raise FrameError("binary_not_supported", "Send JSON text frames, not binary frames.")
-    # A character is at most 4 bytes: only encode when the length alone does not decide.
-    size = len(text) if len(text) * 4 <= max_bytes else len(text.encode("utf-8", "surrogatepass"))
+    # A character is at least 1 byte: only encode (at most 4 × max_bytes) when that does not decide.
+    size = len(text)
+    if size <= max_bytes and not text.isascii():
+        size = len(text.encode("utf-8", "surrogatepass"))
     if size > max_bytes:
         raise FrameError("frame_too_large", f"The frame has {size} bytes; the limit is {max_bytes}.")
     try:
@@ -141,19 +162,30 @@ def parse_frame(
         raise FrameError("invalid_event", "The event has no type.", seq)
     if len(event_type) > MAX_EVENT_TYPE_LENGTH:
         raise FrameError("invalid_event", f"The event type is longer than {MAX_EVENT_TYPE_LENGTH} characters.", seq)
-    if _may_need_checking(text, max_chars):
-        _check_content(event, seq, max_chars)
-    return Frame(type="event", seq=seq, event=event, size=size)
+    repairs = None
+    if _may_need_checking(text, max_chars) or (max_non_text_bytes is not None and size > max_non_text_bytes):
+        # (The type stays a non-empty string of the same length: one character for one.)
+        repairs, text_bytes = _repair(event, seq, max_chars)
+        if max_non_text_bytes is not None and size - text_bytes > max_non_text_bytes:
+            raise FrameError(
+                "frame_too_large",
+                f"The event has {size - text_bytes} bytes besides its transcript text; "
+                f"the limit is {max_non_text_bytes}.",
+                seq,
+            )
+    return Frame(type="event", seq=seq, event=event, size=size, repairs=repairs)
 
 
 def _may_need_checking(text: str, max_chars: int) -> bool:
-    """False when the raw text alone proves the content checks would pass (the common case):
-    no string can be longer than the whole text; in valid JSON a NUL or a surrogate can only
-    come from a \\u escape; and the nesting cannot exceed the number of brackets."""
+    """False when the raw text alone proves the content needs no repair (the common case): no
+    string can be longer than the whole text; in valid JSON a NUL can only come from a \\u escape,
+    and so can a surrogate unless the text itself holds one (it cannot once decoded from UTF-8
+    off the wire; `isascii` is free); and the nesting cannot exceed the number of brackets."""
     return (
         len(text) > max_chars
         or "\\u0000" in text
         or "\\ud" in text
         or "\\uD" in text
+        or (not text.isascii() and _SURROGATE.search(text) is not None)
         or text.count("{") + text.count("[") > MAX_DEPTH
     )

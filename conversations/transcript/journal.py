@@ -10,7 +10,11 @@ Persistence of the event journal and of what the reducer derives from it.
 Concurrent writers to one conversation (two tabs, or two server processes) are serialized by
 locking the conversation rows (`SELECT … FOR UPDATE` in id order on PostgreSQL; SQLite's
 IMMEDIATE transactions already admit one writer at a time), so the "already stored?" check and
-the next position cannot race.
+the next position cannot race. The same transaction decides which new frames are admitted
+(`_admit`): none once a conversation has been closed for CONVERSATION_LATE_EVENTS_SECONDS
+(`conversation_closed`), and none past the stored-bytes bounds per conversation and per user
+and day (`quota_exceeded`); the per-day rows are locked after the conversations, in user order,
+so the counts cannot race either and two transactions cannot deadlock.
 """
 
 from __future__ import annotations
@@ -24,9 +28,9 @@ from django.db.models import BooleanField, Max
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from conversations.models import Conversation, Event, ResponseUsage, TokenUsage, Utterance
+from conversations.models import Conversation, DailyStorage, Event, ResponseUsage, TokenUsage, Utterance
 from conversations.transcript import reducer
-from conversations.transcript.frames import Frame
+from conversations.transcript.frames import Frame, FrameError
 from conversations.transcript.reducer import TranscriptState, UtteranceState, saturating_add
 
 logger = logging.getLogger(__name__)
@@ -49,6 +53,9 @@ class AppendResult:
     changed: list[UtteranceState] = field(default_factory=list)  # new or changed, by position
     found: bool = True  # False: the conversation does not exist (any more)
     failed: bool = False  # the database refused the batch: nothing of it was written
+    # Seqs refused for good (not stored; their error replaces the ack): quota_exceeded,
+    # conversation_closed. The other seqs may be acked.
+    refused: dict[int, FrameError] = field(default_factory=dict)
 
 
 def to_state(u: Utterance) -> UtteranceState:
@@ -240,13 +247,19 @@ def _load_state(conversations: dict[int, dict], new: dict[int, list[Frame]]):
     return pks, states
 
 
+CONVERSATION_LOCK_FIELDS = (
+    "id", "user_id", "title", "status", "created_at", "started_at", "last_activity_at", "ended_at",
+    "stored_bytes", "transcription_tokens", "conflicts", "reviewed", *TokenUsage.USAGE_FIELDS,
+)  # fmt: skip
+
+
 def _append_locked(merged: dict[int, list[Frame]]) -> dict[int, AppendResult]:
     conversations = {
         row["id"]: row
         for row in Conversation.objects.select_for_update()
         .filter(id__in=merged)
         .order_by("id")  # rows are locked in this order: no deadlock between two processes
-        .values("id", "title", "started_at", "transcription_tokens", "conflicts", "reviewed", *TokenUsage.USAGE_FIELDS)
+        .values(*CONVERSATION_LOCK_FIELDS)
     }
     results = {
         cid: AppendResult(cid, seqs=[f.seq for f in frames], found=cid in conversations)
@@ -260,11 +273,16 @@ def _append_locked(merged: dict[int, list[Frame]]) -> dict[int, AppendResult]:
         if cid in conversations:
             for f in frames:
                 first.setdefault((cid, f.seq), f)  # a seq repeated within the batch: the first copy
+    if first:
+        days = _lock_days({row["user_id"] for row in conversations.values()}, now)
+        for (cid, seq), error in _admit(conversations, days, first, now).items():
+            results[cid].refused[seq] = error
+            del first[cid, seq]
     inserted = set(
         _insert(
             Event,
-            ["conversation", "seq", "type", "payload", "received_at"],
-            [(cid, seq, f.event["type"], f.event, now) for (cid, seq), f in first.items()],
+            ["conversation", "seq", "type", "payload", "received_at", "repairs"],
+            [(cid, seq, f.event["type"], f.event, now, f.repairs) for (cid, seq), f in first.items()],
             skip_duplicates_of=("conversation", "seq"),
         )
     )
@@ -274,6 +292,7 @@ def _append_locked(merged: dict[int, list[Frame]]) -> dict[int, AppendResult]:
             new.setdefault(cid, []).append(f)
     if not new:
         return results
+    _count_days(days, conversations, new)
 
     # 2. Reduce the new events over the state they refer to, then write the changes in bulk.
     pks, states = _load_state(conversations, new)
@@ -294,20 +313,134 @@ def _append_locked(merged: dict[int, list[Frame]]) -> dict[int, AppendResult]:
             (cid, usage.response_id, usage.status, usage.created_at, *(usage.counts[n] for n in TokenUsage.USAGE_FIELDS))
             for usage in changes.usages
         ]  # fmt: skip
-        # Every batch stamps its conversations with its own time, in the same UPDATE as the
-        # totals: one round trip fewer per transaction than a separate UPDATE … WHERE id IN.
+        # Every batch stamps its conversations with its own time, and counts their stored bytes,
+        # in the same UPDATE as the totals: one round trip fewer per transaction than a separate
+        # UPDATE … WHERE id IN.
         times = {"last_activity_at": now} | ({} if conversations[cid]["started_at"] else {"started_at": now})
         derived = roll_up(conversations[cid], changes)
         if conversations[cid]["reviewed"] and (changed or changes.usages or derived):
             derived |= REVIEW_CLEARED
-        update_conversations.append((cid, derived | times))
+        stored = {"stored_bytes": conversations[cid]["stored_bytes"] + sum(f.size for f in frames)}
+        update_conversations.append((cid, derived | times | stored))
         results[cid].stored = len(frames)
         results[cid].changed = sorted(changed, key=lambda u: u.position)
     _insert(Utterance, ["conversation", *UtteranceState.FIELDS], create_utterances)
     _update_rows(Utterance, update_utterances)
     _insert(ResponseUsage, ["conversation", "response_id", "status", "created_at", *TokenUsage.USAGE_FIELDS], create_usages)
     _update_rows(Conversation, update_conversations)
+    _update_rows(DailyStorage, [(pk, {"bytes": used}) for pk, used, counted in days.values() if counted])
     return results
+
+
+# --- admission: the late-events window and the stored-bytes bounds ------------------------------
+
+
+def _lock_days(users: set[int], now: datetime) -> dict[int, list]:
+    """Each user's row of the day (created at 0 if need be), locked: {user_id: [pk, bytes, counted]}.
+
+    One statement: the upsert's no-op update takes the row lock (PostgreSQL), in user order after
+    the conversations' locks; SQLite's IMMEDIATE transaction holds the whole database anyway.
+    """
+    qn = connection.ops.quote_name
+    table = qn(DailyStorage._meta.db_table)
+    user, day, size, pk = (qn(DailyStorage._meta.get_field(name).column) for name in ("user", "day", "bytes", "id"))
+    ordered = sorted(users)
+    params = _prepared(DailyStorage, ["user", "day", "bytes"], [(u, now.date(), 0) for u in ordered])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} ({user}, {day}, {size}) VALUES {', '.join(['(%s, %s, %s)'] * len(ordered))} "
+            f"ON CONFLICT ({user}, {day}) DO UPDATE SET {size} = {table}.{size} RETURNING {user}, {pk}, {size}",
+            [value for row in params for value in row],
+        )
+        return {row[0]: [row[1], row[2], False] for row in cursor.fetchall()}
+
+
+def _closed(conversation: dict, now: datetime) -> bool:
+    """Ended (or failed) more than CONVERSATION_LATE_EVENTS_SECONDS ago. A new segment (key)
+    makes a conversation active again, and so open again."""
+    if conversation["status"] == Conversation.Status.ACTIVE:
+        return False
+    ended = conversation["ended_at"] or conversation["last_activity_at"] or conversation["created_at"]
+    return now - ended > timedelta(seconds=settings.CONVERSATION_LATE_EVENTS_SECONDS)
+
+
+def _admit(conversations: dict[int, dict], days: dict[int, list], frames: dict[tuple[int, int], Frame], now):
+    """The frames refused for good, {(conversation id, seq): error}; the others may be stored.
+
+    Only new frames count: a frame already stored is acked again, never refused. Knowing which
+    are new costs a query, so it is asked only when admitting every frame of the batch would
+    break a rule (the common case asks nothing).
+    """
+    per_conversation = settings.TRANSCRIPT_MAX_BYTES_PER_CONVERSATION
+    per_day = settings.TRANSCRIPT_MAX_BYTES_PER_USER_PER_DAY
+    closed = {cid for cid, row in conversations.items() if _closed(row, now)}
+    conversation_total: dict[int, int] = {}
+    user_total: dict[int, int] = {}
+    for (cid, _), f in frames.items():
+        conversation_total[cid] = conversation_total.get(cid, 0) + f.size
+        uid = conversations[cid]["user_id"]
+        user_total[uid] = user_total.get(uid, 0) + f.size
+    if (
+        not closed
+        and all(conversations[cid]["stored_bytes"] + n <= per_conversation for cid, n in conversation_total.items())
+        and all(days[uid][1] + n <= per_day for uid, n in user_total.items())
+    ):
+        return {}
+
+    stored = _already_stored(list(frames))
+    conversation_used = {cid: row["stored_bytes"] for cid, row in conversations.items()}
+    user_used = {uid: row[1] for uid, row in days.items()}
+    refused = {}
+    for (cid, seq), f in sorted(frames.items()):
+        uid = conversations[cid]["user_id"]
+        if (cid, seq) in stored:
+            continue
+        if cid in closed:
+            refused[cid, seq] = FrameError(
+                "conversation_closed",
+                f"This conversation ended more than {settings.CONVERSATION_LATE_EVENTS_SECONDS} seconds ago; "
+                "start a new session of it to add to it.",
+                seq,
+            )
+        elif conversation_used[cid] + f.size > per_conversation:
+            refused[cid, seq] = FrameError(
+                "quota_exceeded",
+                f"This conversation has reached its storage limit ({_megabytes(per_conversation)}); "
+                "start a new conversation.",
+                seq,
+            )
+        elif user_used[uid] + f.size > per_day:
+            refused[cid, seq] = FrameError(
+                "quota_exceeded",
+                f"You have reached today's storage limit ({_megabytes(per_day)}); try again tomorrow (UTC).",
+                seq,
+            )
+        else:  # admitted: later frames of the batch count it
+            conversation_used[cid] += f.size
+            user_used[uid] += f.size
+    return refused
+
+
+def _megabytes(n: int) -> str:
+    return f"{n / 2**20:.1f}".removesuffix(".0") + " MB"
+
+
+def _already_stored(keys: list[tuple[int, int]]) -> set[tuple[int, int]]:
+    found = set()
+    for part in _chunks(keys):
+        found.update(
+            Event.objects.filter(_pairs(Event, ("conversation", "seq"), part))
+            .order_by()
+            .values_list("conversation_id", "seq")
+        )
+    return found
+
+
+def _count_days(days: dict[int, list], conversations: dict[int, dict], new: dict[int, list[Frame]]) -> None:
+    for cid, frames in new.items():
+        day = days[conversations[cid]["user_id"]]
+        day[1] += sum(f.size for f in frames)
+        day[2] = True
 
 
 def roll_up(current: dict, changes: reducer.Changes) -> dict:

@@ -97,6 +97,7 @@ class JournalWriter:
                 changed=[] if conversation_id in announced else shared.changed,
                 found=shared.found,
                 failed=shared.failed,
+                refused=shared.refused,  # by seq: the same frame gets the same answer on each socket
             )
             announced.add(conversation_id)
             if not future.done():  # its socket may have gone away

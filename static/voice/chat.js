@@ -26,7 +26,7 @@ const session = {
 };
 
 const ui = new Controls({ start, stop, resume, mute, interrupt, send, mode: changeMode, pushStart, pushEnd });
-const deliveries = new Deliveries((summary) => ui.setSaveState(summary));
+const deliveries = new Deliveries((summary) => ui.setSaveState(summary), frameRefused);
 
 if (!config.openaiConfigured) ui.blockStart(true);
 deliveries.recover();
@@ -37,6 +37,14 @@ addEventListener("pagehide", () => {
   closeCall();
   releaseMicrophone();
 });
+
+// A refused frame has left the outbox already (final); running out of storage is worth saying.
+function frameRefused(message) {
+  console.warn("Transcript frame refused", message);
+  if (message.code === "quota_exceeded") {
+    ui.showAlert({ tone: "warning", title: "The transcript is no longer being saved", message: message.message });
+  }
+}
 
 async function start() {
   if (ui.phase === "starting" || ui.phase === "live") return;

@@ -177,8 +177,8 @@ function localStore() {
 
 // All the page's transcript sockets, summed up for the save indicator.
 export class Deliveries {
-  constructor(onChange) {
-    Object.assign(this, { storage: localStore(), owner: tabId(), onChange, sockets: new Map(), liveId: null });
+  constructor(onChange, onFrameError) {
+    Object.assign(this, { storage: localStore(), owner: tabId(), onChange, onFrameError, sockets: new Map(), liveId: null });
   }
 
   open(conversationId, socketPath, recovering = false) {
@@ -186,7 +186,9 @@ export class Deliveries {
     if (known && !DONE.has(known.state)) return Object.assign(known, { recovering: known.recovering && recovering });
     const outbox = new Outbox(this.storage, conversationId, { socketUrl: socketPath, owner: this.owner });
     outbox.persist(); // claims it for this tab
-    const socket = new TranscriptSocket(socketUrl(socketPath), outbox, { onStatus: () => this.changed(socket) });
+    const socket = new TranscriptSocket(socketUrl(socketPath), outbox, {
+      onStatus: () => this.changed(socket), ...(this.onFrameError && { onFrameError: this.onFrameError }),
+    });
     socket.recovering = recovering;
     this.sockets.set(conversationId, socket);
     return socket.start();

@@ -107,6 +107,28 @@ test("a rejected frame leaves the outbox and is reported", () => {
   assert.equal(errors[0].code, "too_large");
 });
 
+test("quota_exceeded and conversation_closed are final: the frame is dropped, the next ones still go", () => {
+  for (const code of ["quota_exceeded", "conversation_closed"]) {
+    storage = new MemoryStorage();
+    const errors = [];
+    const socket = makeSocket({ onFrameError: (e) => errors.push(e) });
+    const ws = FakeWebSocket.last();
+    ws.open();
+    ws.message({ type: "ready", last_seq: 0 });
+    socket.push(ev(1));
+    socket.push(ev(2));
+    ws.message({ type: "error", seq: 1, code, message: "…" });
+    assert.deepEqual(socket.outbox.pending().map((f) => f.seq), [2]);
+    assert.equal(errors[0].code, code);
+    ws.drop(1006); // after a reconnect only the unanswered frame is resent
+    timers.advance(1000);
+    const next = FakeWebSocket.last();
+    next.open();
+    next.message({ type: "ready", last_seq: 0 });
+    assert.deepEqual(next.frames(), [2]);
+  }
+});
+
 test("4401 and 4404 stop reconnecting", () => {
   for (const [code, state] of [[4401, "denied"], [4404, "gone"]]) {
     FakeWebSocket.instances = [];
