@@ -1,29 +1,17 @@
 """Helpers shared by the transcript tests: the recorded fixtures and small event builders."""
 
 import json
-import re
-from functools import cache
 from pathlib import Path
+
+from conversations.transcript.forwarded import forwarded_types
 
 FIXTURES = Path(__file__).parent / "fixtures" / "realtime"
 SCENARIOS = sorted(p.stem for p in FIXTURES.glob("*.json"))
-OUTBOX_JS = Path(__file__).parent.parent / "static" / "voice" / "outbox.js"
-
-
-@cache
-def forwarded_types() -> frozenset[str]:
-    """The event types the page forwards to the socket: read from the page's own list
-    (`FORWARDED_TYPES` in static/voice/outbox.js), so the tests cannot drift from it."""
-    source = OUTBOX_JS.read_text()
-    found = re.search(r"export const FORWARDED_TYPES = new Set\(\[(.*?)\]\)", source, re.DOTALL)
-    if found is None:
-        raise LookupError(f"FORWARDED_TYPES not found in {OUTBOX_JS}")
-    return frozenset(re.findall(r'"([^"]+)"', found.group(1)))
 
 
 def forwarded(events: list) -> list:
     """What the server receives of a stream: the forwarded events, in order."""
-    types = forwarded_types()
+    types = set(forwarded_types())
     return [e for e in events if isinstance(e, dict) and e.get("type") in types]
 
 

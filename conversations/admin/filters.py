@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 
 from conversations.history import selectors
 from conversations.models import Utterance
+from conversations.transcript.forwarded import forwarded_types
 
 
 class UtteranceStatusFilter(admin.SimpleListFilter):
@@ -66,22 +67,6 @@ class ConflictsFilter(admin.SimpleListFilter):
 # come from the browser and models from imports, so an attacker decides how long such a list
 # gets: these filters list the known values, the value asked for and "Other" instead.
 
-# The events the voice page forwards to the journal (static/voice/outbox.js: FORWARDED_TYPES).
-JOURNAL_EVENT_TYPES = (
-    "conversation.item.added",
-    "conversation.item.done",
-    "conversation.item.created",
-    "conversation.item.deleted",
-    "conversation.item.truncated",
-    "conversation.item.input_audio_transcription.completed",
-    "conversation.item.input_audio_transcription.failed",
-    "response.output_audio_transcript.done",
-    "response.audio_transcript.done",
-    "response.output_text.done",
-    "response.text.done",
-    "response.done",
-    "error",
-)
 
 
 class KnownValuesFilter(admin.SimpleListFilter):
@@ -116,7 +101,7 @@ class EventTypeFilter(KnownValuesFilter):
     parameter_name = field = "type"
 
     def known_values(self):
-        return JOURNAL_EVENT_TYPES
+        return forwarded_types()
 
 
 class ModelFilter(KnownValuesFilter):
