@@ -123,6 +123,16 @@ def _repair(event: dict, seq: int, max_chars: int) -> tuple[dict | None, int]:
     return repairs or None, text_bytes
 
 
+# The page writes its frames as {"type":"event","seq":N,"event":…}: a frame refused before it is
+# parsed still names its seq, so that the page can drop it instead of resending it forever.
+_LEADING_SEQ = re.compile(r'\s*\{\s*"type"\s*:\s*"event"\s*,\s*"seq"\s*:\s*([0-9]{1,19})\s*[,}]')
+
+
+def _leading_seq(text: str) -> int | None:
+    found = _LEADING_SEQ.match(text[:80])
+    return valid_seq(int(found.group(1))) if found else None
+
+
 def parse_frame(
     text: str | None,
     *,
@@ -138,11 +148,13 @@ def parse_frame(
     if size <= max_bytes and not text.isascii():
         size = len(text.encode("utf-8", "surrogatepass"))
     if size > max_bytes:
-        raise FrameError("frame_too_large", f"The frame has {size} bytes; the limit is {max_bytes}.")
+        raise FrameError(
+            "frame_too_large", f"The frame has {size} bytes; the limit is {max_bytes}.", _leading_seq(text)
+        )
     try:
         data = _loads(text)
     except (ValueError, RecursionError):
-        raise FrameError("invalid_json", "The frame is not valid JSON.") from None
+        raise FrameError("invalid_json", "The frame is not valid JSON.", _leading_seq(text)) from None
     if not isinstance(data, dict):
         raise FrameError("invalid_frame", "The frame must be a JSON object.")
 
