@@ -9,13 +9,16 @@ and opening the socket (or during a reconnect) is missed; lines are keyed by ite
 change that arrives both in the snapshot and as a message is applied twice harmlessly.
 
 Owner and staff only: anonymous → closed with 4401, anyone else or an unknown conversation →
-4404. The socket is accepted before it is closed so that the browser sees the code.
+4404. The socket is accepted before it is closed so that the browser sees the code. It takes
+one of the user's socket slots (sockets.py: 4429 past the bound) and is closed with 4401 when
+its session logs out or the password changes.
 """
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from conversations.history import selectors
+from conversations.transcript import sockets
 from conversations.transcript.consumer import CLOSE_NOT_AUTHENTICATED, CLOSE_NOT_FOUND
 from conversations.transcript.live import group_name, serialize_utterance
 
@@ -37,11 +40,16 @@ def _snapshot(conversation) -> dict:
 
 class HistoryLiveConsumer(AsyncJsonWebsocketConsumer):
     group = None
+    slot = None
 
     async def connect(self):
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             await self._refuse(CLOSE_NOT_AUTHENTICATED)
+            return
+        self.slot = await sockets.registry().open(self, user, self.scope["url_route"]["kwargs"]["conversation_id"])
+        if self.slot is None:
+            await self._refuse(sockets.CLOSE_TOO_MANY_SOCKETS)
             return
         conversation = await _viewable(user, self.scope["url_route"]["kwargs"]["conversation_id"])
         if conversation is None:
@@ -58,7 +66,12 @@ class HistoryLiveConsumer(AsyncJsonWebsocketConsumer):
         await self.accept()
         await self.close(code=code)
 
+    async def revoke(self):
+        """The session ended or the password changed (sockets.Registry.revoke)."""
+        await self.close(code=CLOSE_NOT_AUTHENTICATED)
+
     async def disconnect(self, code):
+        await sockets.registry().close(self.slot)
         if self.group:
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
