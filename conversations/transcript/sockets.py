@@ -250,7 +250,10 @@ class Registry:
         self._started = True
         layer = get_channel_layer()
         if layer is not None:
-            self.channel = await layer.new_channel("sockets")
+            # The default prefix, on purpose: channels_redis reads all of a process's channels of
+            # one prefix with one blocking pop, and a reader of another prefix would hold that
+            # pop's lock while waiting on its own list, starving every consumer's channel.
+            self.channel = await layer.new_channel()
             self._tasks.append(asyncio.create_task(self._listen(layer)))
         self._tasks.append(asyncio.create_task(self._heartbeat()))
 
