@@ -16,7 +16,11 @@ socket is open); 4429 too many open sockets (sockets.py); 4500 the database refu
 client sent far more than the server could store meanwhile (same recovery).
 
 Frames per user are rate-limited (sockets.frame_allowed): a frame past the limit gets an `error`
-with code `rate_limited` and `retry_after` (seconds), is not stored, and the page resends it.
+with code `rate_limited` and `retry_after` (seconds) and is not stored. The frames after it on
+that socket are then dropped unread, with no reply, until the refused one is sent again: the
+page resends from the refused seq on, so it needs no reply per frame, and a flood that ignores
+the error costs the server one json.loads per frame instead of a validation and a reply
+(bench/abuse.py). Stored seqs stay contiguous: `ready.last_seq` never hides an unstored frame.
 """
 
 from __future__ import annotations
@@ -67,6 +71,18 @@ def _end_conversation(conversation_id):
     return None
 
 
+def _held_back(text: str | None, throttled_from: int) -> bool:
+    """After a `rate_limited` refusal: anything but a ping or the refused frame itself is dropped,
+    read as little as possible (bad JSON included: it would only get an error)."""
+    try:
+        data = json.loads(text) if text else None
+    except ValueError:
+        return True
+    if not isinstance(data, dict):
+        return True
+    return data.get("type") != "ping" and data.get("seq") != throttled_from
+
+
 class TranscriptConsumer(AsyncWebsocketConsumer):
     # This socket only writes: it publishes live updates (live.publish, default layer) but never
     # receives channel-layer messages, so it registers no channel of its own. That spares every
@@ -74,8 +90,7 @@ class TranscriptConsumer(AsyncWebsocketConsumer):
     channel_layer_alias = None
     conversation_id: int | None = None
     slot: sockets.Slot | None = None
-    # After a `rate_limited` refusal: the lowest refused seq. Later frames are refused too until
-    # it is resent, so that the stored seqs never skip one (`ready.last_seq` would hide the gap).
+    # After a `rate_limited` refusal: the refused seq. Other frames are dropped until it is resent.
     _throttled_from: int | None = None
 
     async def dispatch(self, message):
@@ -121,6 +136,8 @@ class TranscriptConsumer(AsyncWebsocketConsumer):
 
     async def receive(self, text_data=None, bytes_data=None):
         if self.conversation_id is None or self._closed:
+            return
+        if self._throttled_from is not None and _held_back(text_data, self._throttled_from):
             return
         try:
             frame = parse_frame(
@@ -189,18 +206,16 @@ class TranscriptConsumer(AsyncWebsocketConsumer):
 
     async def _throttle(self, frame: Frame) -> dict | None:
         """None, or the `rate_limited` error for a frame over the user's frame rate."""
-        held_back = self._throttled_from is not None and (frame.seq is None or frame.seq > self._throttled_from)
-        verdict = None if held_back else await sockets.frame_allowed(self.scope["user"].pk)
-        if verdict is not None and verdict.allowed:
-            if frame.seq is not None and frame.seq == self._throttled_from:
-                self._throttled_from = None
+        verdict = await sockets.frame_allowed(self.scope["user"].pk)
+        if verdict.allowed:
+            self._throttled_from = None
             return None
-        if frame.seq is not None and (self._throttled_from is None or frame.seq < self._throttled_from):
+        if frame.seq is not None:
             self._throttled_from = frame.seq
-        retry_after = verdict.retry_after if verdict is not None else 1
         return {
-            "type": "error", "seq": frame.seq, "code": "rate_limited", "retry_after": retry_after,
-            "message": f"Too many frames at once; send this one again in {retry_after} s.",
+            "type": "error", "seq": frame.seq, "code": "rate_limited", "retry_after": verdict.retry_after,
+            "message": f"Too many frames: this one and those after it were not stored; send them again "
+            f"in {verdict.retry_after} s.",
         }  # fmt: skip
 
     async def revoke(self):
