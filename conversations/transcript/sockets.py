@@ -47,6 +47,8 @@ from voiceproject.loopbound import PerLoop
 logger = logging.getLogger(__name__)
 
 CLOSE_TOO_MANY_SOCKETS = 4429
+# channels_redis forgets group members after a day (group_expiry); a socket may stay open longer.
+GROUP_REJOIN_SECONDS = 3600
 REVOKE = "sockets.revoke"
 
 
@@ -296,14 +298,17 @@ class Registry:
     # -- heartbeat --
 
     async def _heartbeat(self) -> None:
+        joined = time.monotonic()
         while True:
             await asyncio.sleep(self.ttl / 3)
             # A consumer that vanished without its disconnect (a crash) lets its slot lapse.
             held = [(s.keys, s.id) for s in self.slots.values() if s.consumer() is not None]
             try:
                 await self.storage.refresh(held, self.ttl)
-                for user_id in list(self.users):  # group memberships expire too (channels_redis: a day)
-                    await self._join(user_id)
+                if time.monotonic() - joined > GROUP_REJOIN_SECONDS:  # memberships expire (a day)
+                    joined = time.monotonic()
+                    for user_id in list(self.users):
+                        await self._join(user_id)
             except Exception:
                 logger.exception("Could not refresh the socket slots")
 
