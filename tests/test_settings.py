@@ -148,3 +148,19 @@ def test_security_headers_and_csp_on_every_page(client):
     assert "frame-ancestors 'none'" in csp
     assert response.headers["X-Frame-Options"] == "DENY"
     assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"MAX_SOCKETS_PER_USER": "0"}, "MAX_SOCKETS_PER_USER and MAX_SOCKETS_PER_CONVERSATION must be at least 1"),
+        ({"MAX_SOCKETS_PER_CONVERSATION": "-1"}, "must be at least 1"),
+        ({"TRANSCRIPT_FRAMES_PER_SECOND_PER_USER": "-5"}, "TRANSCRIPT_FRAMES_PER_SECOND_PER_USER must be at least 0"),
+        ({"SOCKET_SLOT_TTL": "1"}, "SOCKET_SLOT_TTL must be at least 3"),
+        ({"MAX_SOCKETS_PER_USER": "many"}, "invalid literal"),
+    ],
+)
+def test_socket_bounds_are_validated_at_start(env, message):
+    result = run_python("import django; django.setup()", SECRET_KEY="x" * 50, **env)
+    assert result.returncode != 0
+    assert message in result.stderr
