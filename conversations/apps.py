@@ -7,3 +7,7 @@ class ConversationsConfig(AppConfig):
 
     def ready(self):
         from conversations import checks  # noqa: F401  (registers the system checks
+        from conversations.transcript import sockets
+
+        # Log-out and password change close the user's open sockets (in every process).
+        sockets.connect_signals()

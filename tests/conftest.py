@@ -4,11 +4,14 @@ import pytest
 @pytest.fixture(autouse=True)
 def _fresh_rate_limits(settings):
     """Each test starts with no rate-limit counters (they live in process memory or Redis)."""
+    from conversations.transcript import sockets
     from voiceproject import ratelimit
 
     ratelimit.reset()
+    sockets.reset()
     yield
     ratelimit.reset()
+    sockets.reset()
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,9 @@ real HTTP and WebSocket connections, as a browser behind a load balancer would:
 (a) a key minted through A and the transcript socket on B belong to one conversation;
 (b) a live-update subscriber on A sees the transcript written through B (Redis channel layer);
 (c) a burst of key requests split across A and B is limited as one (counters in Redis);
-(d) a session from logging in on A is valid on B, and logging out on B ends it on A.
+(d) a session from logging in on A is valid on B, and logging out on B ends it on A;
+(e) the sockets a user holds on A and B count against one bound, and logging out on B closes
+    that session's socket on A.
 
 PostgreSQL + Redis leg only (`.ci/run`): with SQLite, the in-memory channel layer and in-process
 counters, (b) and (c) do not hold by design. Both processes use DATABASE_POOL=true, as the
@@ -41,6 +43,7 @@ pytestmark = [
 ]
 
 LIMIT = 5  # keys per user per minute, on both servers
+SOCKETS = 4  # open sockets per user, on both servers together
 TIMEOUT = 10
 
 
@@ -56,6 +59,7 @@ def cluster(django_db_setup, django_db_blocker, _realtime_standin_server):
         OPENAI_API_KEY=_realtime_standin_server.api_key,
         KEY_RATE_LIMIT_PER_USER=f"{LIMIT}/minute",
         KEY_RATE_LIMIT_PER_IP="100000/minute",  # every request comes from 127.0.0.1
+        MAX_SOCKETS_PER_USER=str(SOCKETS),
     )
     with (
         LiveServer(env, log=ARTIFACTS / "cluster" / "daphne-a.log") as a,
@@ -218,3 +222,45 @@ async def test_a_session_from_logging_in_on_a_is_valid_on_b(cluster, alice):
         response = await client.get("/chat/")
     assert response.status_code == 302
     assert response.headers["Location"].startswith("/accounts/login/")
+
+
+async def test_sockets_on_a_and_b_count_against_one_bound(cluster, alice):
+    a, b = cluster
+    cookies = await log_in(a, "alice")
+    conversation = await database_sync_to_async(make_conversation)(alice)
+    path = f"/ws/conversations/{conversation.uuid}/live/"
+    async with aiohttp.ClientSession() as session:
+        headers = {"Cookie": f"sessionid={cookies['sessionid']}"}
+        held = []
+        for server in (a, b, a, b):
+            ws = await session.ws_connect(server.ws_url + path, headers={**headers, "Origin": server.url})
+            assert (await receive(ws))["type"] == "snapshot"
+            held.append(ws)
+        for server in (a, b):
+            ws = await session.ws_connect(server.ws_url + path, headers={**headers, "Origin": server.url})
+            message = await ws.receive(timeout=TIMEOUT)
+            assert (message.type, ws.close_code) == (aiohttp.WSMsgType.CLOSE, 4429), (message, server.url)
+        await held.pop().close()
+        await asyncio.sleep(0.2)
+        again = await session.ws_connect(b.ws_url + path, headers={**headers, "Origin": b.url})
+        assert (await receive(again))["type"] == "snapshot"
+        for ws in (*held, again):
+            await ws.close()
+
+
+async def test_logging_out_on_b_closes_the_sessions_socket_on_a(cluster, alice):
+    a, b = cluster
+    cookies = await log_in(a, "alice")
+    other = await log_in(b, "alice")  # a second session of the same user: stays signed in
+    conversation = await database_sync_to_async(make_conversation)(alice)
+    path = f"/ws/conversations/{conversation.uuid}/"
+    async with socket(a, path, cookies) as ws, socket(a, path, other) as kept:
+        assert (await receive(ws))["type"] == "ready"
+        assert (await receive(kept))["type"] == "ready"
+        async with http(b, cookies) as client:
+            response = await client.post("/accounts/logout/", headers={"X-CSRFToken": cookies["csrftoken"]})
+            assert response.status_code == 302
+        message = await ws.receive(timeout=TIMEOUT)
+        assert (message.type, ws.close_code) == (aiohttp.WSMsgType.CLOSE, 4401)
+        await kept.send_json({"type": "ping"})
+        assert await receive(kept) == {"type": "pong"}

@@ -47,6 +47,13 @@ TIMEOUT = 10
 db = database_sync_to_async
 
 
+@pytest.fixture(autouse=True)
+def _no_frame_rate_limit(settings):
+    """These tests send thousands of frames at once; the rate limit has tests of its own
+    (test_socket_limits.py)."""
+    settings.TRANSCRIPT_FRAMES_PER_SECOND_PER_USER = 0
+
+
 @pytest.fixture
 def conversation(alice):
     return make_conversation(alice)
@@ -509,7 +516,13 @@ async def test_conversation_deleted_while_the_socket_is_open(alice, conversation
     assert await count(Event) == 0
 
 
-async def test_a_database_failure_closes_with_1011_and_stores_nothing(alice, conversation, monkeypatch):
+def assert_sendable(code):
+    """Daphne (autobahn) refuses to send any close code but 1000 and 3000-4999: the close then
+    raises inside the consumer and the socket stays open, with no ack and no pong (a zombie)."""
+    assert code == 1000 or 3000 <= code <= 4999, code
+
+
+async def test_a_database_failure_closes_with_4500_and_stores_nothing(alice, conversation, monkeypatch):
     socket = await open_socket(alice, conversation.uuid)
     real = journal._append_locked
 
@@ -519,7 +532,9 @@ async def test_a_database_failure_closes_with_1011_and_stores_nothing(alice, con
 
     monkeypatch.setattr(journal, "_append_locked", broken)
     await socket.send({"type": "event", "seq": 1, "event": user_text("t1", "lost?")})
-    assert await socket.closed_with() == 1011
+    code = await socket.closed_with()
+    assert_sendable(code)
+    assert code == 4500
     monkeypatch.setattr(journal, "_append_locked", real)
     assert await count(Event) == 0 and await count(Utterance) == 0
     # The browser reconnects and resends: stored once.
@@ -527,6 +542,27 @@ async def test_a_database_failure_closes_with_1011_and_stores_nothing(alice, con
     await socket.events([user_text("t1", "lost?")])
     await socket.close()
     assert [u["text"] for u in await transcript(conversation)] == ["lost?"]
+
+
+async def test_a_client_outrunning_the_database_is_closed_with_4503(alice, conversation, monkeypatch):
+    from conversations.transcript import consumer, writer
+
+    monkeypatch.setattr(consumer, "MAX_QUEUED_FRAMES", 5)
+    slow = asyncio.Event()
+    real_write = writer.JournalWriter.write
+
+    async def stuck(self, conversation_id, frames):
+        await slow.wait()
+        return await real_write(self, conversation_id, frames)
+
+    monkeypatch.setattr(writer.JournalWriter, "write", stuck)
+    socket = await open_socket(alice, conversation.uuid)
+    for seq in range(1, 20):
+        await socket.send({"type": "event", "seq": seq, "event": user_text(f"t{seq}", "flood")})
+    code = await socket.closed_with()
+    slow.set()
+    assert_sendable(code)
+    assert code == 4503
 
 
 # --- rebuild_transcripts ------------------------------------------------------------------------------------------

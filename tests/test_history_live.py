@@ -33,11 +33,12 @@ def session_headers(user):
     return [
         (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode()),
         (b"origin", b"http://testserver"),
+        (b"host", b"testserver"),  # the Origin check compares the two, as for HTTP
     ]
 
 
 async def open_socket(path, user=None):
-    headers = await sync_to_async(session_headers)(user) if user else [(b"origin", b"http://testserver")]
+    headers = await sync_to_async(session_headers)(user) if user else [(b"origin", b"http://testserver"), (b"host", b"testserver")]
     communicator = WebsocketCommunicator(application, path, headers=headers)
     connected, _ = await communicator.connect(timeout=TIMEOUT)
     assert connected

@@ -204,3 +204,19 @@ def test_the_voice_page_carries_the_csrf_token_for_its_script(realtime_standin):
     token = re.search(r'id="voice"[^>]*data-csrf="([^"]+)"', page).group(1)
     assert post_session(client).status_code == 403
     assert post_session(client, HTTP_X_CSRFTOKEN=token).status_code == 201
+
+
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"MAX_SOCKETS_PER_USER": "0"}, "MAX_SOCKETS_PER_USER and MAX_SOCKETS_PER_CONVERSATION must be at least 1"),
+        ({"MAX_SOCKETS_PER_CONVERSATION": "-1"}, "must be at least 1"),
+        ({"TRANSCRIPT_FRAMES_PER_SECOND_PER_USER": "-5"}, "TRANSCRIPT_FRAMES_PER_SECOND_PER_USER must be at least 0"),
+        ({"SOCKET_SLOT_TTL": "1"}, "SOCKET_SLOT_TTL must be at least 3"),
+        ({"MAX_SOCKETS_PER_USER": "many"}, "invalid literal"),
+    ],
+)
+def test_socket_bounds_are_validated_at_start(env, message):
+    result = run_python("import django; django.setup()", SECRET_KEY="x" * 50, **env)
+    assert result.returncode != 0
+    assert message in result.stderr

@@ -1,6 +1,6 @@
 """
-ASGI entry point: HTTP goes to Django; WebSockets go through an Origin check against
-ALLOWED_HOSTS and the session-cookie authentication of Channels.
+ASGI entry point: HTTP goes to Django; WebSockets go through the same Origin check as the HTTP
+API's CSRF check (origins.py) and the session-cookie authentication of Channels.
 """
 
 import os
@@ -14,13 +14,13 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from conversations.routing import websocket_urlpatterns  # noqa: E402
+from voiceproject.origins import SameOriginValidator  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

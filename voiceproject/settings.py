@@ -242,6 +242,21 @@ if TRANSCRIPT_MAX_EVENT_NON_TEXT_BYTES < 1024 or CONVERSATION_LATE_EVENTS_SECOND
         "TRANSCRIPT_MAX_EVENT_NON_TEXT_BYTES must be at least 1024 and CONVERSATION_LATE_EVENTS_SECONDS "
         "at least 0."
     )
+# Open sockets (transcript and live together) per user and per conversation, across all server
+# processes; one more is closed with 4429.
+MAX_SOCKETS_PER_USER = env.int("MAX_SOCKETS_PER_USER", default=20)
+MAX_SOCKETS_PER_CONVERSATION = env.int("MAX_SOCKETS_PER_CONVERSATION", default=10)
+# Frames (events, end; not pings) a user may send per second over all their sockets; past it a
+# frame is answered `rate_limited` and not stored (the page resends it). 0 = no limit.
+TRANSCRIPT_FRAMES_PER_SECOND_PER_USER = env.int("TRANSCRIPT_FRAMES_PER_SECOND_PER_USER", default=50)
+# Seconds after which the slot of a socket whose server process died (no clean close) is free.
+SOCKET_SLOT_TTL = env.int("SOCKET_SLOT_TTL", default=60)
+if MAX_SOCKETS_PER_USER < 1 or MAX_SOCKETS_PER_CONVERSATION < 1:
+    raise ImproperlyConfigured("MAX_SOCKETS_PER_USER and MAX_SOCKETS_PER_CONVERSATION must be at least 1.")
+if TRANSCRIPT_FRAMES_PER_SECOND_PER_USER < 0:
+    raise ImproperlyConfigured("TRANSCRIPT_FRAMES_PER_SECOND_PER_USER must be at least 0 (0 = no limit).")
+if SOCKET_SLOT_TTL < 3:
+    raise ImproperlyConfigured("SOCKET_SLOT_TTL must be at least 3 seconds.")
 
 # --- Internationalization -------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"

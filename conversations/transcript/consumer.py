@@ -8,10 +8,19 @@ order they arrive: event frames are queued and written in batches by the process
 acks go out after the commit, in order. `ping` is answered at once; `end` waits its turn
 behind the events sent before it.
 
-Close codes: 4401 not signed in, 4404 unknown or someone else's conversation (also when the
-conversation is deleted while the socket is open), 1011 the database refused a batch (nothing
-of it was stored; the browser reconnects and resends what was not acked), 1013 the client sent
-far more than the server could store meanwhile (same recovery).
+Close codes (only 1000 and 4000-4999: daphne refuses to send others, and a refused close left
+the socket open): 4401 not signed in, or signed out / password changed while open (sockets.py);
+4404 unknown or someone else's conversation (also when the conversation is deleted while the
+socket is open); 4429 too many open sockets (sockets.py); 4500 the database refused a batch
+(nothing of it was stored; the browser reconnects and resends what was not acked); 4503 the
+client sent far more than the server could store meanwhile (same recovery).
+
+Frames per user are rate-limited (sockets.frame_allowed): a frame past the limit gets an `error`
+with code `rate_limited` and `retry_after` (seconds) and is not stored. The frames after it on
+that socket are then dropped unread, with no reply, until the refused one is sent again: the
+page resends from the refused seq on, so it needs no reply per frame, and a flood that ignores
+the error costs the server one json.loads per frame instead of a validation and a reply
+(bench/abuse.py). Stored seqs stay contiguous: `ready.last_seq` never hides an unstored frame.
 """
 
 from __future__ import annotations
@@ -28,7 +37,7 @@ from django.conf import settings
 
 from conversations import access, actions
 from conversations.models import Conversation
-from conversations.transcript import journal, live
+from conversations.transcript import journal, live, sockets
 from conversations.transcript.frames import Frame, FrameError, parse_frame
 from conversations.transcript.writer import get_writer
 
@@ -36,8 +45,9 @@ logger = logging.getLogger(__name__)
 
 CLOSE_NOT_AUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
-CLOSE_SERVER_ERROR = 1011
-CLOSE_TRY_AGAIN_LATER = 1013
+CLOSE_TOO_MANY_SOCKETS = sockets.CLOSE_TOO_MANY_SOCKETS
+CLOSE_SERVER_ERROR = 4500
+CLOSE_TRY_AGAIN_LATER = 4503
 
 # Frames handed to the writer at a time (one socket's share of a transaction).
 MAX_FRAMES_PER_WRITE = 500
@@ -59,12 +69,29 @@ def _open_conversation(user, conversation_uuid):
     return conversation, journal.last_seq(conversation.pk)
 
 
+def _held_back(text: str | None, throttled_from: int) -> bool:
+    """After a `rate_limited` refusal: anything but a ping or the refused frame itself is dropped,
+    read as little as possible (bad JSON included: it would only get an error)."""
+    if not text or ("ping" not in text and str(throttled_from) not in text):
+        return True  # a substring search: no parsing for the bulk of a flood
+    try:
+        data = json.loads(text) if text else None
+    except ValueError:
+        return True
+    if not isinstance(data, dict):
+        return True
+    return data.get("type") != "ping" and data.get("seq") != throttled_from
+
+
 class TranscriptConsumer(AsyncWebsocketConsumer):
     # This socket only writes: it publishes live updates (live.publish, default layer) but never
     # receives channel-layer messages, so it registers no channel of its own. That spares every
     # open socket a Redis reader blocking in BZPOPMIN.
     channel_layer_alias = None
     conversation_id: int | None = None
+    slot: sockets.Slot | None = None
+    # After a `rate_limited` refusal: the refused seq. Other frames are dropped until it is resent.
+    _throttled_from: int | None = None
 
     async def dispatch(self, message):
         # Channels (>= 4.2) runs close_old_connections() in the process's ONE database thread
@@ -88,6 +115,12 @@ class TranscriptConsumer(AsyncWebsocketConsumer):
             await self.accept()
             await self._close(CLOSE_NOT_AUTHENTICATED)
             return
+        # Before any database work: a user opening sockets in a loop costs the database nothing.
+        self.slot = await sockets.registry().open(self, user, self.scope["url_route"]["kwargs"]["conversation_id"])
+        if self.slot is None:
+            await self.accept()
+            await self._close(CLOSE_TOO_MANY_SOCKETS)
+            return
         opened = await database_sync_to_async(_open_conversation)(
             user, self.scope["url_route"]["kwargs"]["conversation_id"]
         )
@@ -103,6 +136,8 @@ class TranscriptConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data=None, bytes_data=None):
         if self.conversation_id is None or self._closed:
             return
+        if self._throttled_from is not None and _held_back(text_data, self._throttled_from):
+            return
         try:
             frame = parse_frame(
                 text_data,
@@ -115,6 +150,10 @@ class TranscriptConsumer(AsyncWebsocketConsumer):
             return
         if frame.type == "ping":
             await self._send({"type": "pong"})
+            return
+        refusal = await self._throttle(frame)
+        if refusal is not None:
+            await self._send(refusal)
             return
         self._queue.append(frame)
         self._queued_bytes += frame.size
@@ -165,8 +204,27 @@ class TranscriptConsumer(AsyncWebsocketConsumer):
             if result.changed:
                 await live.publish(self.conversation_uuid, live.changed_message(self.conversation_uuid, result.changed))
 
+    async def _throttle(self, frame: Frame) -> dict | None:
+        """None, or the `rate_limited` error for a frame over the user's frame rate."""
+        verdict = await sockets.frame_allowed(self.scope["user"].pk)
+        if verdict.allowed:
+            self._throttled_from = None
+            return None
+        if frame.seq is not None:
+            self._throttled_from = frame.seq
+        return {
+            "type": "error", "seq": frame.seq, "code": "rate_limited", "retry_after": verdict.retry_after,
+            "message": f"Too many frames: this one and those after it were not stored; send them again "
+            f"in {verdict.retry_after} s.",
+        }  # fmt: skip
+
+    async def revoke(self):
+        """The session ended or the password changed (sockets.Registry.revoke)."""
+        await self._close(CLOSE_NOT_AUTHENTICATED)
+
     async def disconnect(self, code):
         self._closed = True
+        await sockets.registry().close(self.slot)
         # What was received is still stored (it cannot be acked; the resend will be a no-op).
         if self._flushing is not None:
             try:

@@ -11,6 +11,8 @@ change that arrives both in the snapshot and as a message is applied twice harml
 Owner and staff only (access.py): anonymous → closed with 4401, anyone else or an unknown
 conversation → 4404. The socket is accepted before it is closed so that the browser sees the
 code. When the conversation is deleted the page gets `conversation.deleted`, then close 4404.
+It takes one of the user's socket slots (sockets.py: 4429 past the bound) and is closed with
+4401 when its session logs out or the password changes.
 """
 
 from channels.db import database_sync_to_async
@@ -18,6 +20,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from conversations import access
 from conversations.history import selectors
+from conversations.transcript import sockets
 from conversations.transcript.consumer import CLOSE_NOT_AUTHENTICATED, CLOSE_NOT_FOUND
 from conversations.transcript.live import group_name, serialize_utterance
 
@@ -45,11 +48,16 @@ def _snapshot(conversation) -> dict:
 class HistoryLiveConsumer(AsyncJsonWebsocketConsumer):
     group = None
     reviewer = False  # staff who may view every conversation
+    slot = None
 
     async def connect(self):
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             await self._refuse(CLOSE_NOT_AUTHENTICATED)
+            return
+        self.slot = await sockets.registry().open(self, user, self.scope["url_route"]["kwargs"]["conversation_id"])
+        if self.slot is None:
+            await self._refuse(sockets.CLOSE_TOO_MANY_SOCKETS)
             return
         viewable = await _viewable(user, self.scope["url_route"]["kwargs"]["conversation_id"])
         if viewable is None:
@@ -67,7 +75,12 @@ class HistoryLiveConsumer(AsyncJsonWebsocketConsumer):
         await self.accept()
         await self.close(code=code)
 
+    async def revoke(self):
+        """The session ended or the password changed (sockets.Registry.revoke)."""
+        await self.close(code=CLOSE_NOT_AUTHENTICATED)
+
     async def disconnect(self, code):
+        await sockets.registry().close(self.slot)
         if self.group:
             await self.channel_layer.group_discard(self.group, self.channel_name)
 

@@ -85,6 +85,7 @@ export class TranscriptSocket {
         if (this.closing && outbox.finished) this.send({ type: "ping" });
         break;
       case "error": // refused for good: kept, it would block the outbox forever
+        if (message.code === "rate_limited") return this.throttled(message);
         if (Number.isInteger(message.seq)) outbox.ack(message.seq);
         this.report();
         this.onFrameError(message);
@@ -94,6 +95,22 @@ export class TranscriptSocket {
         if (this.closing && outbox.finished) this.finish();
         break;
     }
+  }
+
+  // Not refused for good: the frame stays in the outbox and goes again, from the first refused
+  // one (the server holds back the later ones until it has it), once the limit allows.
+  throttled({ seq, retry_after: retryAfter }) {
+    if (Number.isInteger(seq)) this.resendFrom = Math.min(this.resendFrom ?? seq, seq);
+    if (this.resendTimer) return;
+    const delay = 1000 * Math.max(1, Number(retryAfter) || 1);
+    this.resendTimer = this.timers.setTimeout(() => {
+      this.resendTimer = null;
+      const from = this.resendFrom ?? Infinity;
+      this.resendFrom = null;
+      if (!this.isReady) return; // a reconnect resends everything anyway
+      for (const frame of this.outbox.pending()) if (frame.seq >= from) this.sendFrame(frame);
+      if (this.outbox.ended) this.sendEnd();
+    }, delay);
   }
 
   sendEnd() {
@@ -149,6 +166,8 @@ export class TranscriptSocket {
     this.retry.cancel();
     this.timers.clearTimeout(this.readyTimer);
     this.timers.clearInterval(this.pingTimer);
+    this.timers.clearTimeout(this.resendTimer);
+    this.resendTimer = this.resendFrom = null;
   }
 
   setState(state) {

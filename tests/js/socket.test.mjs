@@ -129,6 +129,56 @@ test("quota_exceeded and conversation_closed are final: the frame is dropped, th
   }
 });
 
+test("a rate-limited frame is not a rejection: it stays and goes again, from the first refused, after retry_after", () => {
+  const errors = [];
+  const socket = makeSocket({ onFrameError: (e) => errors.push(e) });
+  const ws = FakeWebSocket.last();
+  ws.open();
+  ws.message({ type: "ready", last_seq: 0 });
+  [1, 2, 3, 4].forEach((n) => socket.push(ev(n)));
+  ws.message({ type: "ack", seq: 1 });
+  ws.message({ type: "error", seq: 2, code: "rate_limited", retry_after: 2, message: "…" });
+  ws.message({ type: "error", seq: 3, code: "rate_limited", retry_after: 1, message: "…" });
+  ws.message({ type: "error", seq: 4, code: "rate_limited", retry_after: 1, message: "…" });
+  assert.deepEqual(errors, []);
+  assert.deepEqual(socket.outbox.pending().map((f) => f.seq), [2, 3, 4]);
+  socket.push(ev(5)); // sent at once; the server holds it back too
+  ws.message({ type: "error", seq: 5, code: "rate_limited", retry_after: 1, message: "…" });
+  ws.sent = [];
+  timers.advance(1999);
+  assert.deepEqual(ws.frames(), []);
+  timers.advance(1);
+  assert.deepEqual(ws.frames(), [2, 3, 4, 5]);
+  [2, 3, 4, 5].forEach((seq) => ws.message({ type: "ack", seq }));
+  assert.equal(socket.outbox.size, 0);
+});
+
+test("a rate-limited end is sent again", () => {
+  const socket = makeSocket();
+  const ws = FakeWebSocket.last();
+  ws.open();
+  ws.message({ type: "ready", last_seq: 0 });
+  socket.end();
+  ws.message({ type: "error", seq: null, code: "rate_limited", retry_after: 1, message: "…" });
+  ws.sent = [];
+  timers.advance(1000);
+  assert.equal(ws.sent[0].type, "end");
+  ws.message({ type: "ended" });
+  assert.equal(socket.state, "finished");
+});
+
+test("4500 (the database failed) and 4503 (the server fell behind) reconnect with backoff", () => {
+  for (const code of [4500, 4503]) {
+    FakeWebSocket.instances = [];
+    const socket = makeSocket();
+    FakeWebSocket.last().drop(code);
+    assert.equal(socket.state, "offline");
+    timers.advance(1000);
+    assert.equal(FakeWebSocket.instances.length, 2);
+    socket.stop();
+  }
+});
+
 test("4401 and 4404 stop reconnecting", () => {
   for (const [code, state] of [[4401, "denied"], [4404, "gone"]]) {
     FakeWebSocket.instances = [];
