@@ -117,22 +117,21 @@ def clear(limit: str, *key: str) -> None:
 
 async def ahit(limit: str, *key: str) -> Verdict:
     """The async `hit`, for async views."""
-    uri = settings.RATELIMIT_STORAGE_URI
-    if _in_process(uri):
-        return hit(limit, *key)
-    limiter, item = _async_limiters(uri).get().limiter, parse(limit)
-    if await limiter.hit(item, *key):
-        return Verdict(True)
-    return _verdict(False, (await limiter.get_window_stats(item, *key)).reset_time)
+    return await _arun("hit", hit, limit, key)
 
 
 async def acheck(limit: str, *key: str) -> Verdict:
     """The async `check`: would one more attempt be allowed? Counts nothing."""
+    return await _arun("test", check, limit, key)
+
+
+async def _arun(method: str, in_process, limit: str, key: tuple[str, ...]) -> Verdict:
+    """limits' async `method` ("hit" or "test") over the shared storage; the sync function for memory."""
     uri = settings.RATELIMIT_STORAGE_URI
     if _in_process(uri):
-        return check(limit, *key)
+        return in_process(limit, *key)
     limiter, item = _async_limiters(uri).get().limiter, parse(limit)
-    if await limiter.test(item, *key):
+    if await getattr(limiter, method)(item, *key):
         return Verdict(True)
     return _verdict(False, (await limiter.get_window_stats(item, *key)).reset_time)
 

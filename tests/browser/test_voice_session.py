@@ -209,7 +209,8 @@ def test_before_the_time_limit_the_page_offers_to_continue(daphne_server, user, 
     expect_lines(page, 2)
 
     page.clock.fast_forward("55:01")
-    expect(page.locator("#session-clock")).to_have_text("55:01")
+    # The installed clock keeps running in real time: a loaded machine may show a second or more later.
+    expect(page.locator("#session-clock")).to_have_text(re.compile(r"^55:\d\d$"))
     alert = expect_alert(page, "This session ends soon")
     expect(alert).to_contain_text("60 minutes")
     with page.expect_request("**/api/realtime/sessions") as request:
