@@ -144,6 +144,9 @@ def test_markdown_is_a_readable_transcript(alice):
         text="typed",
         status="completed",
     )
+    Utterance.objects.create(
+        conversation=conversation, item_id="z", role="assistant", position=4, text="Never mind.", status="deleted"
+    )
     make_conversation(alice, title="Second")
     out, _ = export(format="markdown")
     assert out.startswith("# Planning the trip\n")
@@ -152,6 +155,7 @@ def test_markdown_is_a_readable_transcript(alice):
     assert first.index("**User:** user says «0»") < first.index("**Assistant:** assistant says «1»")
     assert "**User:** _(transcription failed: too quiet)_" in first
     assert "**User (typed):** typed" in first
+    assert "**Assistant:** Never mind. _(removed from the conversation)_" in first
     assert "# Second" in second and "_Nothing was said._" in second
 
 

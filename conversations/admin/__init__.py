@@ -429,7 +429,7 @@ class EventAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_per_page = 200
     ordering = ("conversation", "seq")
     show_full_result_count = False
-    fields = ("conversation", "seq", "type", "received_at", "payload_pretty")
+    fields = ("conversation", "seq", "type", "received_at", "repairs", "payload_pretty")
     readonly_fields = fields
 
     class Media:

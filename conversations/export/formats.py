@@ -158,6 +158,8 @@ def record_markdown(record: dict) -> str:
             text = "_(not transcribed)_"
         elif utterance["status"] == Utterance.Status.INTERRUPTED:
             text = f"{text} _(interrupted)_".lstrip()
+        elif utterance["status"] == Utterance.Status.DELETED:
+            text = f"{text} _(removed from the conversation)_".lstrip()
         lines += [f"**{speaker}:** {text}", ""]
     if not record["utterances"]:
         lines += ["_Nothing was said._", ""]

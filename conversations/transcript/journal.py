@@ -424,7 +424,7 @@ def _admit(conversations: dict[int, dict], days: dict[int, list], frames: dict[t
 
 
 def _megabytes(n: int) -> str:
-    return f"{n / 2**20:.1f}".removesuffix(".0") + " MB"
+    return f"{n / 2**20:.1f}".removesuffix(".0") + " MiB"
 
 
 def _already_stored(keys: list[tuple[int, int]]) -> set[tuple[int, int]]:
