@@ -51,13 +51,13 @@ def _close_connections_left_by_async_tests(django_db_setup):
 
 @pytest.fixture
 def alice():
-    from tests.factories import make_user
+    from tests.support.factories import make_user
 
     return make_user("alice")
 
 
 @pytest.fixture
 def bob():
-    from tests.factories import make_user
+    from tests.support.factories import make_user
 
     return make_user("bob")

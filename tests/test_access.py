@@ -8,7 +8,7 @@ from django.test import Client
 
 from conversations import access
 from conversations.models import Conversation
-from tests.factories import make_conversation, make_user
+from tests.support.factories import make_conversation, make_user
 
 pytestmark = pytest.mark.django_db
 

@@ -17,8 +17,7 @@ from pytest_django.asserts import assertContains, assertNotContains
 from conversations.admin import FirstLinesFormSet
 from conversations.models import Event, Utterance
 from conversations.transcript.forwarded import forwarded_types
-from tests.factories import make_conversation, make_user
-from tests.history_data import make_talk
+from tests.support.factories import make_conversation, make_talk, make_user
 
 pytestmark = pytest.mark.django_db
 

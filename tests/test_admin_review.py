@@ -14,8 +14,7 @@ from django.utils import timezone
 from pytest_django.asserts import assertContains, assertNotContains
 
 from conversations.models import Conversation, Event, ResponseUsage, Utterance
-from tests.factories import make_user
-from tests.history_data import make_talk
+from tests.support.factories import make_talk, make_user
 
 pytestmark = pytest.mark.django_db
 

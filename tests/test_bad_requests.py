@@ -12,8 +12,7 @@ from django.urls import reverse
 from pytest_django.asserts import assertContains
 
 from conversations.models import Conversation
-from tests.factories import make_user
-from tests.history_data import make_talk
+from tests.support.factories import make_talk, make_user
 
 pytestmark = pytest.mark.django_db
 

@@ -26,8 +26,7 @@ from conversations import actions
 from conversations.models import Conversation, Event, ResponseUsage, TokenUsage, Utterance
 from conversations.routing import websocket_urlpatterns
 from conversations.transcript import journal, live
-from tests.factories import make_conversation, make_user
-from tests.realtime_events import (
+from tests.support.events import (
     SCENARIOS,
     assistant,
     audio_done,
@@ -40,6 +39,7 @@ from tests.realtime_events import (
     user_audio,
     user_text,
 )
+from tests.support.factories import make_conversation, make_user
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 

@@ -17,8 +17,8 @@ from django.test.utils import CaptureQueriesContext
 from conversations.export import formats, reader, records
 from conversations.management import output
 from conversations.models import Conversation, Utterance
-from tests.export_data import T0, make_full_conversation, run_manage
-from tests.factories import make_conversation, make_user
+from tests.support.factories import T0, make_conversation, make_full_conversation, make_user
+from tests.support.processes import run_manage
 
 pytestmark = pytest.mark.django_db
 

@@ -22,10 +22,9 @@ from django.utils import timezone
 
 from conversations.models import Conversation, Utterance
 from conversations.transcript.live import serialize_utterance
-from tests.factories import make_user
-from tests.history_data import make_talk
-from tests.live_server import LiveServer, server_environment
-from tests.realtime_events import assistant, audio_done, transcribed, user_audio
+from tests.support.events import assistant, audio_done, transcribed, user_audio
+from tests.support.factories import make_talk, make_user
+from tests.support.processes import LiveServer, server_environment
 
 pytestmark = [
     pytest.mark.browser,

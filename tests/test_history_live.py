@@ -17,9 +17,8 @@ from django.utils import timezone
 from conversations import actions
 from conversations.models import Conversation
 from conversations.transcript import live
-from tests.factories import make_user
-from tests.history_data import make_talk
-from tests.realtime_events import transcribed, user_audio, user_text
+from tests.support.events import transcribed, user_audio, user_text
+from tests.support.factories import make_talk, make_user
 from voiceproject.asgi import application
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]

@@ -12,7 +12,7 @@ from django.utils import timezone
 from pytest_django.asserts import assertContains, assertNotContains
 
 from conversations.models import Conversation, Event, ResponseUsage, Utterance
-from tests.history_data import make_talk
+from tests.support.factories import make_talk
 
 pytestmark = pytest.mark.django_db
 

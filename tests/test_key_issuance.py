@@ -15,8 +15,8 @@ from django.urls import reverse
 
 from conversations.models import Conversation
 from conversations.realtime import upstream
-from tests.api_helpers import SESSIONS_URL, error_of, post_session
-from tests.factories import make_conversation, make_user
+from tests.support.api import SESSIONS_URL, error_of, post_session
+from tests.support.factories import make_conversation, make_user
 
 pytestmark = pytest.mark.django_db
 

@@ -14,8 +14,8 @@ from django.db import connections
 from django.test import AsyncClient, Client
 
 from conversations.models import Conversation
-from tests.api_helpers import error_of, post_session
-from tests.factories import make_user
+from tests.support.api import error_of, post_session
+from tests.support.factories import make_user
 from voiceproject import ratelimit
 
 

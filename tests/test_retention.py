@@ -12,8 +12,8 @@ from django.utils import timezone
 
 from conversations import actions
 from conversations.models import Conversation, Event, ResponseUsage, Utterance
-from tests.export_data import make_full_conversation, run_manage
-from tests.factories import make_conversation, make_user
+from tests.support.factories import make_conversation, make_full_conversation, make_user
+from tests.support.processes import run_manage
 
 pytestmark = pytest.mark.django_db
 

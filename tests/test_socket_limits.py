@@ -16,8 +16,8 @@ from django.urls import reverse
 
 from conversations.models import Event
 from conversations.transcript import sockets
-from tests.factories import PASSWORD, make_conversation
-from tests.realtime_events import user_text
+from tests.support.events import user_text
+from tests.support.factories import PASSWORD, make_conversation
 from voiceproject.asgi import application
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]

@@ -11,7 +11,7 @@ import pytest
 from django.core.management import call_command
 from django.test import Client
 
-from tests.factories import make_conversation, make_user
+from tests.support.factories import make_conversation, make_user
 
 pytestmark = pytest.mark.django_db
 
