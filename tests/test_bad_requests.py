@@ -12,7 +12,7 @@ from django.urls import reverse
 from pytest_django.asserts import assertContains
 
 from conversations.models import Conversation
-from tests.support.factories import make_talk, make_user
+from tests.support.factories import make_talk
 
 pytestmark = pytest.mark.django_db
 
@@ -29,12 +29,6 @@ NUL_VALUES = ["\x00", "gpt-realtime-2.1\x00"]
 @pytest.fixture
 def talk(alice):
     return make_talk(alice)
-
-
-@pytest.fixture
-def staff_client(client):
-    client.force_login(make_user("reviewer", is_staff=True, is_superuser=True))
-    return client
 
 
 def admin_urls(talk):
