@@ -153,7 +153,7 @@ def main() -> None:
         auth = prepare_database()
         from django.db import connections
 
-        from tests.live_server import LiveServer
+        from tests.support.processes import LiveServer
 
         connections.close_all()  # DROP DATABASE … WITH (FORCE) would do it too, but politely
         servers = {}

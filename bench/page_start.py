@@ -83,7 +83,7 @@ def start_app(standin: RealtimeStandIn, workdir: str) -> tuple[subprocess.Popen,
     env.pop("REDIS_URL", None)
     manage = [sys.executable, str(ROOT / "manage.py")]
     subprocess.run(manage + ["migrate", "-v", "0"], env=env, check=True, cwd=ROOT)
-    subprocess.run(manage + ["shell", "-c", f"from tests.factories import make_user; make_user('bench', {PASSWORD!r})"],
+    subprocess.run(manage + ["shell", "-c", f"from tests.support.factories import make_user; make_user('bench', {PASSWORD!r})"],
                    env=env, check=True, cwd=ROOT)
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),

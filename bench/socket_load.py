@@ -124,11 +124,11 @@ def configure_environment(database_url, args):
 @contextmanager
 def servers(args, count: int, workdir: Path):
     """Yields the ws:// base URLs and the processes: the given URLs (no processes), or `count`
-    daphne processes started here (tests/live_server.py, with this process's environment)."""
+    daphne processes started here (tests/support/processes.py, with this process's environment)."""
     if args.server_url:
         yield [u.rstrip("/") for u in args.server_url], []
         return
-    from tests.live_server import LiveServer
+    from tests.support.processes import LiveServer
 
     started = []
     try:

@@ -49,15 +49,37 @@ def _close_connections_left_by_async_tests(django_db_setup):
     SyncToAsync.single_thread_executor.submit(connections.close_all).result()
 
 
+# --- users and signed-in clients, shared by the tests of several files ------------------------
+
 @pytest.fixture
 def alice():
-    from tests.factories import make_user
+    from tests.support.factories import make_user
 
     return make_user("alice")
 
 
 @pytest.fixture
 def bob():
-    from tests.factories import make_user
+    from tests.support.factories import make_user
 
     return make_user("bob")
+
+
+@pytest.fixture
+def reviewer():
+    """Staff with every permission (a superuser), as the admin's reviewer."""
+    from tests.support.factories import make_superuser
+
+    return make_superuser("reviewer")
+
+
+@pytest.fixture
+def alice_client(client, alice):
+    client.force_login(alice)
+    return client
+
+
+@pytest.fixture
+def staff_client(client, reviewer):
+    client.force_login(reviewer)
+    return client

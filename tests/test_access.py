@@ -4,11 +4,10 @@ import uuid
 
 import pytest
 from django.contrib.auth.models import AnonymousUser, Permission
-from django.test import Client
 
 from conversations import access
 from conversations.models import Conversation
-from tests.factories import make_conversation, make_user
+from tests.support.factories import make_conversation, make_user, signed_in
 
 pytestmark = pytest.mark.django_db
 
@@ -19,7 +18,8 @@ def talk(alice):
 
 
 @pytest.fixture
-def reviewer():
+def viewer():
+    """Staff with the view permission only: a reviewer, but no superuser."""
     user = make_user("reviewer", is_staff=True)
     user.user_permissions.add(Permission.objects.get(codename="view_conversation"))
     return user
@@ -50,10 +50,10 @@ def test_anonymous_gets_nothing(talk):
         access.get_conversation(AnonymousUser(), talk.uuid, reviewer=True)
 
 
-def test_a_reviewer_sees_others_conversations_only_where_allowed(reviewer, talk):
-    assert access.get_conversation(reviewer, talk.uuid, reviewer=True) == talk
+def test_a_reviewer_sees_others_conversations_only_where_allowed(viewer, talk):
+    assert access.get_conversation(viewer, talk.uuid, reviewer=True) == talk
     with pytest.raises(access.NoAccess):  # the history pages are the owner's alone
-        access.get_conversation(reviewer, talk.uuid)
+        access.get_conversation(viewer, talk.uuid)
 
 
 def test_staff_without_the_view_permission_are_not_reviewers(talk):
@@ -79,8 +79,7 @@ async def test_the_async_variant(alice, bob, talk):
 
 def test_every_entry_point_refuses_someone_elses_conversation_alike(bob, talk, realtime_standin):
     """The history pages (404) and the key API (404 not_found, nothing minted) agree."""
-    client = Client()
-    client.force_login(bob)
+    client = signed_in(bob)
     for path in ("", "delete/", "download/?format=json"):
         assert client.get(f"/conversations/{talk.uuid}/{path}").status_code == 404
     assert client.post(f"/conversations/{talk.uuid}/delete/").status_code == 404

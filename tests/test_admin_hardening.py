@@ -17,8 +17,7 @@ from pytest_django.asserts import assertContains, assertNotContains
 from conversations.admin import FirstLinesFormSet
 from conversations.models import Event, Utterance
 from conversations.transcript.forwarded import forwarded_types
-from tests.factories import make_conversation, make_user
-from tests.history_data import make_talk
+from tests.support.factories import make_conversation, make_talk, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -166,11 +165,6 @@ def make_huge_talk(user, lines=5000, text="Say something. ", **extra):
 
 
 class TestBoundedPages:
-    @pytest.fixture
-    def staff_client(self, client):
-        client.force_login(make_user("root", is_staff=True, is_superuser=True))
-        return client
-
     def test_a_huge_conversation_shows_its_first_lines_and_links_to_all(self, staff_client, alice):
         conversation = make_huge_talk(alice, lines=5000)
         response = staff_client.get(change_url(conversation))

@@ -12,8 +12,7 @@ from django.urls import reverse
 from pytest_django.asserts import assertContains
 
 from conversations.models import Conversation
-from tests.factories import make_user
-from tests.history_data import make_talk
+from tests.support.factories import make_talk
 
 pytestmark = pytest.mark.django_db
 
@@ -30,12 +29,6 @@ NUL_VALUES = ["\x00", "gpt-realtime-2.1\x00"]
 @pytest.fixture
 def talk(alice):
     return make_talk(alice)
-
-
-@pytest.fixture
-def staff_client(client):
-    client.force_login(make_user("reviewer", is_staff=True, is_superuser=True))
-    return client
 
 
 def admin_urls(talk):

@@ -7,7 +7,7 @@ import pytest
 from django.urls import reverse
 
 from conversations.realtime import upstream
-from tests.factories import make_user
+from tests.support.factories import make_user
 
 pytestmark = pytest.mark.django_db
 

@@ -28,9 +28,14 @@ from channels_redis.core import RedisChannelLayer
 from django.conf import settings
 
 from conversations.models import Conversation
-from tests.factories import PASSWORD, make_conversation
-from tests.live_server import ARTIFACTS, LiveServer, server_environment, wait_for_server_sessions_to_close
-from tests.realtime_events import assistant, audio_done, transcribed, user_audio
+from tests.support.events import assistant, audio_done, transcribed, user_audio
+from tests.support.factories import PASSWORD, make_conversation
+from tests.support.processes import (
+    ARTIFACTS,
+    LiveServer,
+    server_environment,
+    wait_for_server_sessions_to_close,
+)
 
 pytestmark = [
     pytest.mark.cluster,

@@ -19,15 +19,13 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.test import Client
 from django.utils import timezone
 
 from conversations import actions
 from conversations.models import Conversation, Event, ResponseUsage, TokenUsage, Utterance
 from conversations.routing import websocket_urlpatterns
 from conversations.transcript import journal, live
-from tests.factories import make_conversation, make_user
-from tests.realtime_events import (
+from tests.support.events import (
     SCENARIOS,
     assistant,
     audio_done,
@@ -40,6 +38,7 @@ from tests.realtime_events import (
     user_audio,
     user_text,
 )
+from tests.support.factories import make_conversation, make_user, signed_in
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 
@@ -161,8 +160,7 @@ async def test_ping_pong(alice, conversation):
 
 @db
 def session_cookie(user):
-    client = Client()
-    client.force_login(user)
+    client = signed_in(user)
     return client.cookies["sessionid"].value
 
 

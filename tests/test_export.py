@@ -11,14 +11,12 @@ import re
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError, OutputWrapper
-from django.db import connection
-from django.test.utils import CaptureQueriesContext
 
 from conversations.export import formats, reader, records
 from conversations.management import output
 from conversations.models import Conversation, Utterance
-from tests.export_data import T0, make_full_conversation, run_manage
-from tests.factories import make_conversation, make_user
+from tests.support.factories import T0, make_conversation, make_full_conversation, make_user
+from tests.support.processes import run_manage
 
 pytestmark = pytest.mark.django_db
 
@@ -379,11 +377,11 @@ def test_command_line_keeps_data_on_stdout_and_the_count_on_stderr():
 
 # --- Memory safety: constant work per chunk -------------------------------------------------
 @pytest.mark.parametrize("include_events", [False, True])
-def test_each_chunk_costs_the_same_few_queries(alice, bob, include_events):
+def test_each_chunk_costs_the_same_few_queries(alice, bob, include_events, django_assert_num_queries):
     for index in range(7):
         make_full_conversation(alice if index % 2 else bob, utterances=index, events=index)
     per_chunk = 4 if include_events else 3  # conversations (+users), utterances, usages, [events]
-    with CaptureQueriesContext(connection) as captured:
+    with django_assert_num_queries(3 * per_chunk) as captured:
         chunks = list(
             reader.iter_chunks(
                 Conversation.objects.all(), chunk_size=3, include_events=include_events, include_review=True
@@ -391,7 +389,6 @@ def test_each_chunk_costs_the_same_few_queries(alice, bob, include_events):
         )
     assert [len(chunk) for chunk in chunks] == [3, 3, 1]
     assert [len(record["utterances"]) for chunk in chunks for record in chunk] == list(range(7))
-    assert len(captured) == 3 * per_chunk
     # Keyset pagination: each chunk seeks past the previous one instead of an OFFSET.
     sql = [
         q["sql"]
@@ -401,13 +398,12 @@ def test_each_chunk_costs_the_same_few_queries(alice, bob, include_events):
     assert all("OFFSET" not in s for s in sql)
 
 
-def test_a_full_last_chunk_costs_one_empty_query(alice):
+def test_a_full_last_chunk_costs_one_empty_query(alice, django_assert_num_queries):
     for _ in range(4):
         make_conversation(alice)
-    with CaptureQueriesContext(connection) as captured:
+    with django_assert_num_queries(2 * 3 + 1):
         chunks = list(reader.iter_chunks(Conversation.objects.all(), chunk_size=2))
     assert [len(c) for c in chunks] == [2, 2]
-    assert len(captured) == 2 * 3 + 1
 
 
 # --- Bad input ------------------------------------------------------------------------------

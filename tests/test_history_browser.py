@@ -17,15 +17,13 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.test import Client
 from django.utils import timezone
 
 from conversations.models import Conversation, Utterance
 from conversations.transcript.live import serialize_utterance
-from tests.factories import make_user
-from tests.history_data import make_talk
-from tests.live_server import LiveServer, server_environment
-from tests.realtime_events import assistant, audio_done, transcribed, user_audio
+from tests.support.events import assistant, audio_done, transcribed, user_audio
+from tests.support.factories import make_talk, make_user, signed_in
+from tests.support.processes import LiveServer, server_environment
 
 pytestmark = [
     pytest.mark.browser,
@@ -94,8 +92,7 @@ def chromium():
 
 
 def session_cookie(user, base_url):
-    client = Client()
-    client.force_login(user)
+    client = signed_in(user)
     name = settings.SESSION_COOKIE_NAME
     return {"name": name, "value": client.cookies[name].value, "url": base_url}
 

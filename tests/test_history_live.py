@@ -11,15 +11,13 @@ from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import Permission
 from django.core.management import call_command
-from django.test import Client
 from django.utils import timezone
 
 from conversations import actions
 from conversations.models import Conversation
 from conversations.transcript import live
-from tests.factories import make_user
-from tests.history_data import make_talk
-from tests.realtime_events import transcribed, user_audio, user_text
+from tests.support.events import transcribed, user_audio, user_text
+from tests.support.factories import make_talk, make_user, signed_in
 from voiceproject.asgi import application
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
@@ -28,8 +26,7 @@ TIMEOUT = 5
 
 
 def session_headers(user):
-    client = Client()
-    client.force_login(user)
+    client = signed_in(user)
     return [
         (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode()),
         (b"origin", b"http://testserver"),
@@ -185,8 +182,7 @@ async def test_deleting_the_conversation_tells_its_watchers_and_closes_their_soc
     reviewer = await watch(talk, await sync_to_async(reviewer_user)())
 
     def delete():
-        client = Client()
-        client.force_login(alice)
+        client = signed_in(alice)
         return client.post(f"/conversations/{talk.uuid}/delete/")
 
     assert (await sync_to_async(delete)()).status_code == 302
@@ -216,8 +212,7 @@ async def test_a_review_reaches_reviewers_but_not_the_owner(alice, talk):
     reviewer = await watch(talk, staff)
 
     def mark_reviewed_and_flag():
-        client = Client()
-        client.force_login(staff)
+        client = signed_in(staff)
         for action in ("mark_reviewed", "flag"):
             response = client.post(
                 "/admin/conversations/conversation/", {"action": action, "_selected_action": [talk.pk]}

@@ -7,20 +7,16 @@ import re
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 from pytest_django.asserts import assertContains, assertNotContains
 
 from conversations.models import Conversation, Event, ResponseUsage, Utterance
-from tests.history_data import make_talk
+from tests.support.factories import make_talk, signed_in
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def alice_client(client, alice):
-    client.force_login(alice)
-    return client
 
 
 @pytest.fixture
@@ -328,10 +324,8 @@ class TestDelete:
             assert model.objects.filter(conversation=kept).exists()
 
     def test_needs_the_csrf_token(self, alice, talk):
-        from django.test import Client
 
-        client = Client(enforce_csrf_checks=True)
-        client.force_login(alice)
+        client = signed_in(alice, enforce_csrf_checks=True)
         assert client.post(reverse("conversations:delete", args=[talk.uuid])).status_code == 403
         assert Conversation.objects.filter(pk=talk.pk).exists()
 
@@ -340,28 +334,25 @@ class TestQueryCounts:
     """The list pages cost the same number of queries for 1 conversation as for 20."""
 
     @staticmethod
-    def count_queries(client, url, params=None):
-        from django.db import connection
-        from django.test.utils import CaptureQueriesContext
-
-        with CaptureQueriesContext(connection) as queries:
-            response = client.get(url, params or {})
-        assert response.status_code == 200
-        return len(queries)
+    def get(client, url, params=None):
+        assert client.get(url, params or {}).status_code == 200
 
     @pytest.mark.parametrize("params", [{}, {"q": "question"}, {"start": "2000-01-01", "end": "2100-01-01"}])
-    def test_history_list(self, alice_client, alice, params):
+    def test_history_list(
+        self, alice_client, alice, params, django_assert_max_num_queries, django_assert_num_queries
+    ):
         make_talk(alice, [("user", "question 0"), ("assistant", "answer")])
-        one = self.count_queries(alice_client, reverse("conversations:list"), params)
+        with django_assert_max_num_queries(4) as one:  # session, user, count, page
+            self.get(alice_client, reverse("conversations:list"), params)
         for n in range(1, 20):
             make_talk(alice, [("user", f"question {n}"), ("assistant", "answer")])
-        twenty = self.count_queries(alice_client, reverse("conversations:list"), params)
-        assert twenty == one
-        assert one <= 4  # session, user, count, page
+        with django_assert_num_queries(len(one)):
+            self.get(alice_client, reverse("conversations:list"), params)
 
-    def test_transcript_page(self, alice_client, alice):
+    def test_transcript_page(self, alice_client, alice, django_assert_num_queries):
         short = make_talk(alice, [("user", "hi")])
         long = make_talk(alice, [("user" if n % 2 else "assistant", f"line {n}") for n in range(20)])
-        assert self.count_queries(alice_client, short.get_absolute_url()) == self.count_queries(
-            alice_client, long.get_absolute_url()
-        )
+        with CaptureQueriesContext(connection) as one:
+            self.get(alice_client, short.get_absolute_url())
+        with django_assert_num_queries(len(one)):
+            self.get(alice_client, long.get_absolute_url())

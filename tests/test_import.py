@@ -11,8 +11,8 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 from conversations.models import Conversation, Event, ResponseUsage, Utterance
-from tests.export_data import T0, make_full_conversation, run_manage
-from tests.factories import make_conversation, make_user
+from tests.support.factories import T0, make_conversation, make_full_conversation, make_user
+from tests.support.processes import run_manage
 
 pytestmark = pytest.mark.django_db
 

@@ -16,8 +16,7 @@ from conversations import actions
 from conversations.models import Conversation, Event, ResponseUsage, TokenUsage, Utterance
 from conversations.transcript import journal, live, reducer
 from conversations.transcript.frames import Frame
-from tests.factories import make_conversation, make_user
-from tests.realtime_events import (
+from tests.support.events import (
     SCENARIOS,
     assistant,
     audio_done,
@@ -28,6 +27,7 @@ from tests.realtime_events import (
     turn_events,
     user_audio,
 )
+from tests.support.factories import make_conversation, make_user
 
 pytestmark = pytest.mark.django_db
 

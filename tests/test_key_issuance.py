@@ -15,8 +15,8 @@ from django.urls import reverse
 
 from conversations.models import Conversation
 from conversations.realtime import upstream
-from tests.api_helpers import SESSIONS_URL, error_of, post_session
-from tests.factories import make_conversation, make_user
+from tests.support.api import SESSIONS_URL, error_of, post_session
+from tests.support.factories import make_conversation, make_user, signed_in
 
 pytestmark = pytest.mark.django_db
 
@@ -29,8 +29,7 @@ def _generous_limits(settings):
 
 @pytest.fixture
 def client(alice):
-    client = Client()
-    client.force_login(alice)
+    client = signed_in(alice)
     return client
 
 
@@ -244,8 +243,7 @@ class TestBadInput:
 class TestCsrf:
     @pytest.fixture
     def csrf_client(self, alice):
-        client = Client(enforce_csrf_checks=True)
-        client.force_login(alice)
+        client = signed_in(alice, enforce_csrf_checks=True)
         return client
 
     def test_missing_token_is_403_json(self, csrf_client, realtime_standin):

@@ -11,18 +11,12 @@ import uuid
 import pytest
 from asgiref.sync import sync_to_async
 from django.db import connections
-from django.test import AsyncClient, Client
+from django.test import AsyncClient
 
 from conversations.models import Conversation
-from tests.api_helpers import error_of, post_session
-from tests.factories import make_user
+from tests.support.api import error_of, post_session
+from tests.support.factories import make_user, signed_in
 from voiceproject import ratelimit
-
-
-def signed_in(user, **defaults) -> Client:
-    client = Client(**defaults)
-    client.force_login(user)
-    return client
 
 
 def retry_after(response) -> int:

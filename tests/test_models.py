@@ -2,7 +2,7 @@ import pytest
 from django.db import IntegrityError, transaction
 
 from conversations.models import Event, ResponseUsage, Utterance
-from tests.factories import make_conversation, make_user
+from tests.support.factories import make_conversation, make_user
 
 pytestmark = pytest.mark.django_db
 

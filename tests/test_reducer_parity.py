@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from conversations.transcript import reducer
-from tests.realtime_events import (
+from tests.support.events import (
     SCENARIOS,
     assistant,
     audio_done,

@@ -12,8 +12,8 @@ from django.utils import timezone
 
 from conversations import actions
 from conversations.models import Conversation, Event, ResponseUsage, Utterance
-from tests.export_data import make_full_conversation, run_manage
-from tests.factories import make_conversation, make_user
+from tests.support.factories import make_conversation, make_full_conversation, make_user
+from tests.support.processes import run_manage
 
 pytestmark = pytest.mark.django_db
 
@@ -57,20 +57,23 @@ def test_dry_run_counts_match_what_is_deleted(alice):
     assert actions.count_conversations(queryset) == actions.delete_conversations(queryset)
 
 
-def test_each_batch_costs_the_same_queries_whatever_the_children(alice):
+def test_each_batch_costs_the_same_queries_whatever_the_children(alice, django_assert_num_queries):
     """Children go by `conversation_id IN (…)`: no row is loaded to be deleted."""
 
-    def queries_for(utterances):
+    def conversations(utterances):
         for _ in range(4):
             make_full_conversation(alice, utterances=utterances, events=utterances)
-        with CaptureQueriesContext(connection) as captured:
-            actions.delete_conversations(Conversation.objects.all(), batch_size=2)
-        return [q["sql"] for q in captured.captured_queries]
+        return Conversation.objects.all()
 
-    small, large = queries_for(1), queries_for(30)
-    assert len(small) == len(large)
+    few = conversations(1)
+    with CaptureQueriesContext(connection) as small:
+        actions.delete_conversations(few, batch_size=2)
+    many = conversations(30)
+    with django_assert_num_queries(len(small)) as large:
+        actions.delete_conversations(many, batch_size=2)
+    sql = [q["sql"] for q in large.captured_queries]
     # No SELECT reads an utterance or event row one by one.
-    assert not [s for s in large if s.startswith("SELECT") and "conversations_utterance" in s]
+    assert not [s for s in sql if s.startswith("SELECT") and "conversations_utterance" in s]
 
 
 def test_the_user_deletes_one_conversation(alice):

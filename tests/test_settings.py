@@ -170,7 +170,7 @@ def test_security_headers_and_csp_on_every_page(client):
 
 @pytest.mark.django_db
 def test_permissions_policy_allows_the_microphone_to_the_site_only(client):
-    from tests.factories import make_user
+    from tests.support.factories import make_user
 
     client.force_login(make_user())
     for path in ("/accounts/login/", "/chat/"):
@@ -193,13 +193,10 @@ def test_the_voice_page_carries_the_csrf_token_for_its_script(realtime_standin):
     """With the cookie HttpOnly, chat.js posts the token it finds in the page (data-csrf)."""
     import re
 
-    from django.test import Client
+    from tests.support.api import post_session
+    from tests.support.factories import make_user, signed_in
 
-    from tests.api_helpers import post_session
-    from tests.factories import make_user
-
-    client = Client(enforce_csrf_checks=True)
-    client.force_login(make_user())
+    client = signed_in(make_user(), enforce_csrf_checks=True)
     page = client.get("/chat/").content.decode()
     token = re.search(r'id="voice"[^>]*data-csrf="([^"]+)"', page).group(1)
     assert post_session(client).status_code == 403

@@ -11,13 +11,12 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
-from django.test import Client
 from django.urls import reverse
 
 from conversations.models import Event
 from conversations.transcript import sockets
-from tests.factories import PASSWORD, make_conversation
-from tests.realtime_events import user_text
+from tests.support.events import user_text
+from tests.support.factories import PASSWORD, make_conversation, signed_in
 from voiceproject.asgi import application
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
@@ -30,8 +29,7 @@ class Browser:
     """One signed-in browser: its own session, as a tab would hold it."""
 
     def __init__(self, user):
-        self.client = Client()
-        self.client.force_login(user)
+        self.client = signed_in(user)
         self.cookie = self.client.cookies["sessionid"].value
 
     async def open(self, path, origin=ORIGIN, extra_headers=()):

@@ -9,9 +9,8 @@ from urllib.parse import urljoin
 
 import pytest
 from django.core.management import call_command
-from django.test import Client
 
-from tests.factories import make_conversation, make_user
+from tests.support.factories import make_conversation, make_user, signed_in
 
 pytestmark = pytest.mark.django_db
 
@@ -47,8 +46,7 @@ def test_every_module_import_is_rewritten_to_a_hashed_name(production_static):
 def test_pages_load_hashed_files_that_are_cached_forever(production_static):
     user = make_user("alice")
     conversation = make_conversation(user)  # active: its page loads the live-update module
-    client = Client()  # made after the settings change, so WhiteNoise reads the new STATIC_ROOT
-    client.force_login(user)
+    client = signed_in(user)  # made after the settings change, so WhiteNoise reads the new STATIC_ROOT
 
     pending = set()
     for page in ("/chat/", "/conversations/", conversation.get_absolute_url()):

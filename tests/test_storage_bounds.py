@@ -23,8 +23,8 @@ from conversations.models import Conversation, DailyStorage, Event, ResponseUsag
 from conversations.realtime.issuing import SessionPlan, arecord_session
 from conversations.transcript import journal
 from conversations.transcript.frames import parse_frame
-from tests.factories import make_conversation, make_user
-from tests.realtime_events import output_item, response_done, transcribed, user_audio, user_text
+from tests.support.events import output_item, response_done, transcribed, user_audio, user_text
+from tests.support.factories import make_conversation, make_user
 from tests.test_consumer import open_socket
 
 db = database_sync_to_async

@@ -30,7 +30,7 @@ from conversations.transcript.reducer import (
     fold,
     reduce,
 )
-from tests.realtime_events import (
+from tests.support.events import (
     SCENARIOS,
     assistant,
     audio_done,

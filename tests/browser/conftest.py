@@ -14,9 +14,10 @@ import wave
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 
-from tests.live_server import (
+from tests.support.browser import sign_in
+from tests.support.factories import make_user
+from tests.support.processes import (
     ARTIFACTS,
     LiveServer,
     server_environment,
@@ -149,19 +150,7 @@ def standin(_realtime_standin_server):
 
 @pytest.fixture
 def user(daphne_server):
-    from tests.factories import make_user
-
     return make_user(username=f"user{time.monotonic_ns()}")
-
-
-def sign_in(context, user, base_url: str) -> None:
-    """Put a real session cookie for `user` into the browser context."""
-    from django.test import Client
-
-    client = Client()
-    client.force_login(user)
-    cookie = client.cookies[settings.SESSION_COOKIE_NAME]
-    context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": cookie.value, "url": base_url}])
 
 
 @pytest.fixture

@@ -8,9 +8,7 @@ from playwright.sync_api import expect
 
 from conversations.models import Conversation
 from tests.realtime_standin import scripts
-
-from .conftest import sign_in
-from .helpers import expect_alert, expect_lines, expect_phase, press_start, start
+from tests.support.browser import expect_alert, expect_lines, expect_phase, press_start, sign_in, start
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -5,8 +5,7 @@ from playwright.sync_api import expect
 
 from conversations.models import Event
 from tests.realtime_standin import scripts
-
-from .helpers import (
+from tests.support.browser import (
     assert_journal_complete,
     conversation_of,
     expect_all_saved,

@@ -4,9 +4,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.realtime_standin import scripts
-
-from .conftest import sign_in
-from .helpers import expect_lines, start
+from tests.support.browser import expect_lines, sign_in, start
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

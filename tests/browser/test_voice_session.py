@@ -8,8 +8,7 @@ from playwright.sync_api import expect
 from conversations.models import Conversation
 from conversations.realtime import upstream
 from tests.realtime_standin import scripts
-
-from .helpers import (
+from tests.support.browser import (
     assert_journal_complete,
     conversation_of,
     expect_alert,
@@ -197,7 +196,7 @@ def test_continue_after_session_expired_uses_the_same_conversation(chat_page, st
 
 
 def test_before_the_time_limit_the_page_offers_to_continue(daphne_server, user, page, standin):
-    from .conftest import sign_in
+    from tests.support.browser import sign_in
 
     page.clock.install()  # the page's clock, so that 55 minutes can pass at once
     sign_in(page.context, user, daphne_server.url)

@@ -1,11 +1,11 @@
-"""Helpers shared by the transcript tests: the recorded fixtures and small event builders."""
+"""The recorded Realtime event streams (tests/fixtures/realtime/) and small event builders."""
 
 import json
 from pathlib import Path
 
 from conversations.transcript.forwarded import forwarded_types
 
-FIXTURES = Path(__file__).parent / "fixtures" / "realtime"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "realtime"
 SCENARIOS = sorted(p.stem for p in FIXTURES.glob("*.json"))
 
 

@@ -1,11 +1,21 @@
-"""What the browser tests say about the page and the database, in one place."""
+"""What the browser tests do with the page and say about it and the database, in one place."""
 
+from django.conf import settings
+from django.test import Client
 from playwright.sync_api import Page, expect
 
 from conversations.models import Conversation, Event, Utterance
-from tests.realtime_events import forwarded_types
+from conversations.transcript.forwarded import forwarded_types
 
 FORWARDED = forwarded_types()  # the page's own list (static/voice/outbox.js)
+
+
+def sign_in(context, user, base_url: str) -> None:
+    """Put a real session cookie for `user` into the browser context."""
+    client = Client()
+    client.force_login(user)
+    cookie = client.cookies[settings.SESSION_COOKIE_NAME]
+    context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": cookie.value, "url": base_url}])
 
 
 def press_start(page: Page) -> None:

@@ -1,9 +1,10 @@
 """
-daphne serving the real ASGI application (voiceproject.asgi) in another process, for the tests
-that need real HTTP and WebSocket connections: the browser tests and the cross-process checks.
+Other processes on the test database: daphne serving the real ASGI application
+(voiceproject.asgi), for the tests that need real HTTP and WebSocket connections (the browser
+tests and the cross-process checks), and `manage.py` commands run as an operator would.
 
-The server runs on pytest-django's test database (`test_database_url()`), so the tests that
-use it are transactional: what they write must be committed for another process to see it.
+They use pytest-django's test database (`database_url()`), so the tests that use them are
+transactional: what they write must be committed for another process to see it.
 """
 
 import os
@@ -14,7 +15,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 
 
@@ -24,7 +25,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_database_url() -> str:
+def database_url() -> str:
     """pytest-django's test database (it must exist: request `django_db_setup`) as a DATABASE_URL."""
     from django.db import connection
 
@@ -34,15 +35,13 @@ def test_database_url() -> str:
     return urlunsplit(urlsplit(os.environ["DATABASE_URL"])._replace(path="/" + db["NAME"]))
 
 
-test_database_url.__test__ = False  # a helper, not a test
-
 
 def server_environment(**overrides: str) -> dict:
     """This process's environment for a server on the test database, with `overrides`."""
     return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "DATABASE_URL": test_database_url(),
+        "DATABASE_URL": database_url(),
         "PYTHONUNBUFFERED": "1",
         **overrides,
     }
@@ -140,3 +139,20 @@ def wait_for_server_sessions_to_close(timeout: float = 10.0) -> None:
     with connection.cursor() as cursor:
         while time.monotonic() < deadline and _server_sessions(cursor, busy_only=False):
             time.sleep(0.05)
+
+
+def run_manage(*args, database=False, **kwargs):
+    """`manage.py` in a fresh interpreter with the test settings; returns the CompletedProcess."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_"))}
+    env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+    if database:
+        env["DATABASE_URL"] = database_url()
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        timeout=120,
+        **kwargs,
+    )
