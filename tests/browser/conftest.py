@@ -32,6 +32,7 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 CHROMIUM = "/usr/bin/chromium"
 
 
+@pytest.hookimpl(trylast=True)  # after pytest-django's own reordering by kind of database use
 def pytest_collection_modifyitems(config, items):
     """Mark the browser tests, and run them last: from the first one on, Playwright's sync API
     keeps an event loop running in the main thread until the session ends, and asyncio.run()
