@@ -101,10 +101,11 @@ def _end_idle(now, timeout, user, exclude) -> list[tuple]:
 def end_idle_conversations(*, now=None, timeout: int | None = None, user=None, exclude=()) -> list[tuple]:
     """
     End the active conversations silent for too long and tell their watchers; returns their
-    (uuid, ended_at). (The transcript socket calls it in its database thread, in the same hop
-    as its other queries on connect: nothing to publish, the usual case, costs nothing more.) Silent = no event received (or, with none ever, created) for `timeout`
+    (uuid, ended_at). Silent = no event received (or, with none ever, created) for `timeout`
     seconds (CONVERSATION_IDLE_TIMEOUT; 0 turns automatic ending off). `ended_at` is the last
     activity, when the conversation actually went quiet, not the time of the sweep.
+    (The transcript socket calls it in its database thread, in the same hop as its other
+    queries on connect: with nothing to publish, the usual case, it costs one query.)
     """
     ended = _end_idle(now, timeout, user, exclude)
     _announce([(uuid, live.ended_message(uuid, at)) for uuid, at in ended])

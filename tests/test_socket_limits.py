@@ -173,6 +173,20 @@ async def test_the_slot_of_an_open_socket_is_kept_alive(alice, conversation, set
     assert await sockets.registry().storage.count(sockets.user_key(alice.pk)) == 0
 
 
+async def test_sockets_still_open_when_the_slot_store_fails(alice, conversation, monkeypatch):
+    """Redis down: the transcript is worth more than the bound, as for the frame limit."""
+
+    async def unavailable(*args, **kwargs):
+        raise ConnectionError("slot store down")
+
+    monkeypatch.setattr(sockets.registry().storage, "take", unavailable)
+    socket, ready = await (await browser(alice)).transcript_socket(conversation)
+    assert ready["type"] == "ready"
+    await send(socket, event(1))
+    assert await receive(socket) == {"type": "ack", "seq": 1}
+    await socket.disconnect()
+
+
 # --- frames per user --------------------------------------------------------------------------------------
 
 

@@ -75,7 +75,7 @@ def _held_back(text: str | None, throttled_from: int) -> bool:
     if not text or ("ping" not in text and str(throttled_from) not in text):
         return True  # a substring search: no parsing for the bulk of a flood
     try:
-        data = json.loads(text) if text else None
+        data = json.loads(text)
     except ValueError:
         return True
     if not isinstance(data, dict):
@@ -85,8 +85,9 @@ def _held_back(text: str | None, throttled_from: int) -> bool:
 
 class TranscriptConsumer(AsyncWebsocketConsumer):
     # This socket only writes: it publishes live updates (live.publish, default layer) but never
-    # receives channel-layer messages, so it registers no channel of its own. That spares every
-    # open socket a Redis reader blocking in BZPOPMIN.
+    # receives channel-layer messages, so it registers no channel of its own (revocation reaches
+    # it through the process's one registry channel, sockets.py). That spares each socket its
+    # channel-layer connection; the reads themselves are one blocking pop per process either way.
     channel_layer_alias = None
     conversation_id: int | None = None
     slot: sockets.Slot | None = None
@@ -112,22 +113,16 @@ class TranscriptConsumer(AsyncWebsocketConsumer):
         # Accept, then close with a code: a refused handshake would reach the browser as 1006,
         # and it could not tell "log in again" from "network trouble".
         if user is None or not user.is_authenticated:
-            await self.accept()
-            await self._close(CLOSE_NOT_AUTHENTICATED)
-            return
+            return await self._refuse(CLOSE_NOT_AUTHENTICATED)
         # Before any database work: a user opening sockets in a loop costs the database nothing.
         self.slot = await sockets.registry().open(self, user, self.scope["url_route"]["kwargs"]["conversation_id"])
         if self.slot is None:
-            await self.accept()
-            await self._close(CLOSE_TOO_MANY_SOCKETS)
-            return
+            return await self._refuse(CLOSE_TOO_MANY_SOCKETS)
         opened = await database_sync_to_async(_open_conversation)(
             user, self.scope["url_route"]["kwargs"]["conversation_id"]
         )
         if opened is None:
-            await self.accept()
-            await self._close(CLOSE_NOT_FOUND)
-            return
+            return await self._refuse(CLOSE_NOT_FOUND)
         self.conversation, last_seq = opened
         self.conversation_id, self.conversation_uuid = self.conversation.pk, self.conversation.uuid
         await self.accept()
@@ -235,6 +230,10 @@ class TranscriptConsumer(AsyncWebsocketConsumer):
     async def _send(self, message: dict) -> None:
         if not self._closed:
             await self.send(text_data=json.dumps(message))
+
+    async def _refuse(self, code: int) -> None:
+        await self.accept()
+        await self._close(code)
 
     async def _close(self, code: int) -> None:
         if not self._closed:

@@ -12,6 +12,8 @@ they open and give it back when they close:
   seconds for the sockets it still holds. A process that dies without closing its sockets
   stops doing so, and its slots lapse after SOCKET_SLOT_TTL seconds: nothing leaks for good.
   (A socket whose peer vanished is found by daphne's pings, which ends it cleanly.)
+- When the slot store fails (Redis down), sockets open uncounted, as frames pass unlimited:
+  losing transcripts would be worse than a bound lapsing for the length of an outage.
 - Frames per user: `TRANSCRIPT_FRAMES_PER_SECOND_PER_USER`, counted in voiceproject.ratelimit
   (Redis or memory). Once a user is refused, this process refuses that user's further frames
   locally until the window reopens, so a flood costs no Redis round trip per frame.
@@ -214,7 +216,13 @@ class Registry:
             consumer=weakref.ref(consumer),
         )
         limits = [settings.MAX_SOCKETS_PER_USER, settings.MAX_SOCKETS_PER_CONVERSATION]
-        full = await self.storage.take(list(zip(slot.keys, limits)), slot.id, self.ttl)
+        try:
+            full = await self.storage.take(list(zip(slot.keys, limits)), slot.id, self.ttl)
+        except Exception:
+            # Redis is down: as with the frame limit, storing the transcript matters more than the
+            # bound. The socket opens uncounted (giving its slot back fails harmlessly).
+            logger.warning("Socket slots unavailable; socket let through uncounted", exc_info=True)
+            full = None
         if full is not None:
             logger.info("Socket refused: %s has no free slot", full)
             return None
