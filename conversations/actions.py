@@ -29,7 +29,7 @@ from django.db.models import Q, QuerySet
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from conversations.models import Conversation, Event, ResponseUsage, Utterance
+from conversations.models import Conversation, DailyStorage, Event, ResponseUsage, Utterance
 from conversations.transcript import live
 
 ACTIVE, ENDED = Conversation.Status.ACTIVE, Conversation.Status.ENDED
@@ -221,11 +221,18 @@ class Purge:
 def purge_inactive(
     *, older_than_days: int, users=None, dry_run: bool = False, batch_size: int = DEFAULT_BATCH_SIZE
 ) -> Purge:
-    """Delete (or, dry run, count) the conversations of `users` (None: everyone's) inactive for that many days."""
+    """Delete (or, dry run, count) the conversations of `users` (None: everyone's) inactive for that
+    many days, and their daily storage counters from before then."""
     cutoff = timezone.now() - datetime.timedelta(days=older_than_days)
     queryset = Conversation.objects.filter(inactive_before(cutoff))
     if users is not None:
         queryset = queryset.filter(user__in=list(users))
     if dry_run:
         return Purge(cutoff, count_conversations(queryset), True)
-    return Purge(cutoff, delete_conversations(queryset, batch_size=batch_size), False)
+    counts = delete_conversations(queryset, batch_size=batch_size)
+    # The daily storage counters only bound the current day: older ones are dead weight.
+    counters = DailyStorage.objects.filter(day__lt=cutoff.date())
+    if users is not None:
+        counters = counters.filter(user__in=list(users))
+    counters.delete()
+    return Purge(cutoff, counts, False)

@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from conversations import actions
-from conversations.models import Conversation, Event, ResponseUsage, Utterance
+from conversations.models import Conversation, DailyStorage, Event, ResponseUsage, Utterance
 from tests.support.factories import make_conversation, make_full_conversation, make_user
 from tests.support.processes import run_manage
 
@@ -114,6 +114,16 @@ def test_purge_deletes_old_conversations_with_everything_they_hold(aged):
     assert set(Conversation.objects.values_list("pk", flat=True)) == {aged["revived"].pk, aged["recent"].pk}
     assert counts() == [2, 4, 3, 2]
     assert purge(older_than=30).startswith("Deleted 0 conversations, 0 utterances")
+
+
+def test_purge_drops_old_daily_storage_counters_and_keeps_todays(aged, alice):
+    today = timezone.now().date()
+    for day in (today, today - datetime.timedelta(days=40)):
+        DailyStorage.objects.create(user=alice, day=day, bytes=100)
+    purge(older_than=30, dry_run=True)
+    assert DailyStorage.objects.count() == 2
+    purge(older_than=30)
+    assert list(DailyStorage.objects.values_list("day", flat=True)) == [today]
 
 
 def test_purge_one_user(aged):
