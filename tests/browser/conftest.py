@@ -32,15 +32,21 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 CHROMIUM = "/usr/bin/chromium"
 
 
+HERE = Path(__file__).parent
+
+
+def pytest_itemcollected(item):
+    """Mark the browser tests as they are collected, so that `-m browser` selects them."""
+    if HERE in Path(item.fspath).parents:
+        item.add_marker(pytest.mark.browser)
+
+
 @pytest.hookimpl(trylast=True)  # after pytest-django's own reordering by kind of database use
 def pytest_collection_modifyitems(config, items):
-    """Mark the browser tests, and run them last: from the first one on, Playwright's sync API
-    keeps an event loop running in the main thread until the session ends, and asyncio.run()
-    (the async tests elsewhere) refuses to start inside it."""
-    here = Path(__file__).parent
-    browser = [item for item in items if here in Path(item.fspath).parents]
-    for item in browser:
-        item.add_marker(pytest.mark.browser)
+    """Run the browser tests last: from the first one on, Playwright's sync API keeps an event
+    loop running in the main thread until the session ends, and asyncio.run() (the async tests
+    elsewhere) refuses to start inside it."""
+    browser = [item for item in items if HERE in Path(item.fspath).parents]
     items[:] = [item for item in items if item not in browser] + browser
 
 
