@@ -68,7 +68,7 @@ class BrowserPeer:
         def on_track(track):
             self._sink.addTrack(track)
 
-    async def __aenter__(self) -> BrowserPeer:
+    async def __aenter__(self) -> BrowserPeer:  # noqa: PYI034
         return self
 
     async def __aexit__(self, *exc) -> None:
@@ -128,9 +128,10 @@ class Sideband:
         self.headers = {"Authorization": f"Bearer {key}", **(headers or {})}
         self.events: list[dict] = []
         self.ws: aiohttp.ClientWebSocketResponse | None = None
+        self._close_frame: int | None = None
         self._http: aiohttp.ClientSession | None = None
 
-    async def __aenter__(self) -> Sideband:
+    async def __aenter__(self) -> Sideband:  # noqa: PYI034
         return await self.open()
 
     async def __aexit__(self, *exc) -> None:
@@ -147,6 +148,9 @@ class Sideband:
 
     @property
     def close_code(self) -> int | None:
+        """The code of the stand-in's close frame; 1006 (or None) when the connection dropped without one."""
+        if self._close_frame is not None:
+            return self._close_frame
         return self.ws.close_code if self.ws else None
 
     async def send(self, event: dict) -> None:
@@ -155,6 +159,8 @@ class Sideband:
     async def next_event(self, timeout: float = 10.0) -> dict | None:
         """The next server event; None once the socket has closed (see `close_code`) or dropped."""
         message = await self.ws.receive(timeout)
+        if message.type == aiohttp.WSMsgType.CLOSE:
+            self._close_frame = message.data
         if message.type != aiohttp.WSMsgType.TEXT:
             return None
         event = json.loads(message.data)
