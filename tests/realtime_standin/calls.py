@@ -3,10 +3,14 @@ The WebRTC side of the stand-in: `POST /v1/realtime/calls` answered by an aiortc
 
     POST /v1/realtime/calls            Authorization: Bearer ek_…   Content-Type: application/sdp
       → 201, the SDP answer, Location: /v1/realtime/calls/rtc_…
-    POST /v1/realtime/calls/{id}/hangup  (the real API key) → 200, the call ends
+    POST /v1/realtime/calls            Authorization: Bearer <the real key>   multipart/form-data:
+                                       parts `sdp` (the offer) and `session` (JSON)   (the unified interface)
+      → the same answer; the session is validated as client_secrets validates it
+    POST /v1/realtime/calls/{id}/hangup  (the real API key) → 200, the call and its sidebands end
 
 The key must be one the stand-in minted (`StandIn.issued`), unexpired and unused — OpenAI
-refuses a key's second call. Browsers post from the app's origin, so these routes answer the
+refuses a key's second call. The unified interface takes the real key only. The sideband
+(`GET /v1/realtime?call_id=…`) is in sideband.py: `Call._send` feeds it the same events. Browsers post from the app's origin, so these routes answer the
 CORS preflight (Authorization and Content-Type allowed, Location exposed).
 
 Each call is a `Call`: an aiortc peer with no ICE servers (nothing leaves the machine) that
