@@ -1,14 +1,19 @@
 """The offline Realtime stand-in answers like OpenAI's GA API, and fails when told to."""
 
+import asyncio
+import contextlib
 import copy
+import json
 import subprocess
 import sys
 import time
 
+import aiohttp
 import httpx
 import pytest
 
-from tests.realtime_standin import DEFAULT_API_KEY, RealtimeStandIn
+from tests.realtime_standin import DEFAULT_API_KEY, RealtimeStandIn, scripts
+from tests.realtime_standin.clients import BrowserPeer, Sideband
 
 GA_BODY = {
     "expires_after": {"anchor": "created_at", "seconds": 60},
@@ -237,3 +242,282 @@ def test_runs_on_its_own(tmp_path):
     finally:
         process.terminate()
         process.wait(10)
+
+
+# --- the unified interface, the sideband, hang-up ------------------------------------------------
+
+SDP = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 60))
+
+
+def ephemeral_key(standin):
+    return mint(standin).json()["value"]
+
+
+def post_unified(standin, session_text, key=DEFAULT_API_KEY, sdp=SDP):
+    files = {"session": (None, session_text, "application/json")}
+    if sdp is not None:
+        files["sdp"] = (None, sdp, "application/sdp")
+    return httpx.post(f"{standin.url}/realtime/calls", files=files, headers={"Authorization": f"Bearer {key}"},
+                      timeout=10)
+
+
+@contextlib.asynccontextmanager
+async def browser_call(standin, script=None):
+    """A call made as the page makes it (ephemeral key), its `session.created` already received."""
+    if script is not None:
+        standin.calls.script_next(script)
+    async with BrowserPeer() as browser:
+        answer = await browser.call(standin.url, ephemeral_key(standin))
+        assert answer.status == 201, answer.body
+        assert (await browser.next_event())["type"] == "session.created"
+        yield browser, standin.calls.find(answer.call_id)
+
+
+def hang_up(standin, call_id, key=DEFAULT_API_KEY):
+    return httpx.post(f"{standin.url}/realtime/calls/{call_id}/hangup", headers={"Authorization": f"Bearer {key}"},
+                      timeout=10)
+
+
+class TestUnifiedCalls:
+    def test_server_posts_offer_and_session_with_the_real_key(self, standin):
+        async def scenario():
+            async with BrowserPeer() as browser:
+                answer = await browser.call(standin.url, DEFAULT_API_KEY, session=GA_BODY["session"],
+                                            headers={"OpenAI-Safety-Identifier": "user-hash"})
+                assert answer.status == 201, answer.body
+                assert answer.headers["Content-Type"].startswith("application/sdp")
+                assert answer.body.startswith("v=0")
+                assert answer.location.startswith("/v1/realtime/calls/rtc_")
+                assert answer.headers["Access-Control-Expose-Headers"] == "Location"
+                created = await browser.next_event()  # the peer really answers on oai-events
+                assert created["type"] == "session.created"
+                assert created["session"]["instructions"] == "Be brief."
+                assert created["session"]["audio"]["output"]["voice"] == "marin"
+                call = standin.calls.find(answer.call_id)
+                assert call.unified and call.safety_identifier == "user-hash"
+
+        run(scenario())
+
+    def test_ephemeral_key_is_refused(self, standin):
+        response = post_unified(standin, json.dumps(GA_BODY["session"]), key=ephemeral_key(standin))
+        assert "standard API key" in openai_error(response, 401, "invalid_api_key")["message"]
+        assert standin.calls.calls == []
+
+    def test_wrong_key_is_refused(self, standin):
+        openai_error(post_unified(standin, json.dumps(GA_BODY["session"]), key="sk-wrong-0123456789abcdef"), 401,
+                     "invalid_api_key")
+
+    @pytest.mark.parametrize(
+        "session_text, param, code",
+        [
+            ("{oops", "session", "invalid_json"),
+            (json.dumps({"model": "gpt-realtime-2.1"}), "session.type", "missing_required_parameter"),
+            (json.dumps({"type": "transcription", "model": "gpt-realtime-2.1"}), "session.type", "invalid_value"),
+            (json.dumps({"type": "realtime", "model": "gpt-realtime-2.1", "voice": "marin"}), None,
+             "beta_api_shape_disabled"),
+        ],
+    )
+    def test_bad_session_is_refused(self, standin, session_text, param, code):
+        error = openai_error(post_unified(standin, session_text), 400, code)
+        assert error["param"] == param
+        assert standin.calls.calls == []
+
+    def test_sdp_part_is_required(self, standin):
+        error = openai_error(post_unified(standin, json.dumps(GA_BODY["session"]), sdp=None), 400,
+                             "missing_required_parameter")
+        assert error["param"] == "sdp"
+
+
+class TestSideband:
+    def test_gets_the_data_channels_events_from_the_moment_it_attaches(self, standin):
+        async def scenario():
+            async with (
+                browser_call(standin, [{"gate": "attached"}] + scripts.conversation(2)) as (browser, call),
+                Sideband(standin.url, call.id, DEFAULT_API_KEY) as sideband,
+            ):
+                call.release("attached")
+                await asyncio.to_thread(call.wait_finished)
+                count = len(call.sent) - 1  # all but session.created, sent before the attach
+                on_sideband = [await sideband.next_event() for _ in range(count)]
+                on_channel = [await browser.next_event() for _ in range(count)]
+            assert count > 20
+            assert on_sideband == on_channel == call.sent[1:]  # same events, order and event_ids
+            assert "session.created" not in [event["type"] for event in on_sideband]
+
+        run(scenario())
+
+    def test_session_update_is_answered_with_session_updated(self, standin):
+        async def scenario():
+            async with (
+                browser_call(standin, [{"gate": "never"}]) as (browser, call),
+                Sideband(standin.url, call.id, DEFAULT_API_KEY) as sideband,
+            ):
+                await sideband.send({"type": "session.update",
+                                     "session": {"type": "realtime", "instructions": "Answer in French."}})
+                updated = await sideband.next_event()
+                assert updated["type"] == "session.updated"
+                assert updated["session"]["instructions"] == "Answer in French."
+                assert updated["session"]["audio"]["output"]["voice"] == "marin"  # the rest is kept
+                assert await browser.next_event() == updated  # one stream: the page sees it too
+                assert call.received_from("sideband")[0]["type"] == "session.update"
+                assert call.received_from("data_channel") == []
+
+        run(scenario())
+
+    def test_client_events_drive_the_call_like_the_data_channels(self, standin):
+        async def scenario():
+            async with browser_call(standin) as (browser, call):  # the default script: greeting, then replies
+                await browser.events_until("response.done")
+                async with Sideband(standin.url, call.id, DEFAULT_API_KEY) as sideband:
+                    await sideband.send({"type": "conversation.item.create", "item": {
+                        "type": "message", "role": "user", "content": [{"type": "input_text", "text": "From the server"}]}})
+                    await sideband.send({"type": "response.create"})
+                    events = await sideband.events_until("response.done")
+                    assert 'You wrote: \"From the server\"' in events[-1]["response"]["output"][0]["content"][0]["transcript"]
+                    assert await browser.events_until("response.done") == events
+
+        run(scenario())
+
+    def test_response_cancel_stops_the_answer(self, standin):
+        async def scenario():
+            async with (
+                browser_call(standin, scripts.barge_in()) as (browser, call),
+                Sideband(standin.url, call.id, DEFAULT_API_KEY) as sideband,
+            ):
+                await browser.events_until("response.output_audio_transcript.delta")
+                await sideband.send({"type": "response.cancel"})
+                events = await sideband.events_until("response.done")
+                assert events[-1]["response"]["status"] == "cancelled"
+
+        run(scenario())
+
+    def test_ephemeral_key_is_refused_after_a_moment(self, standin, monkeypatch):
+        monkeypatch.setattr(standin.sideband, "ephemeral_grace", 0.3)
+
+        async def scenario():
+            async with browser_call(standin, [{"gate": "never"}]) as (browser, call):
+                started = time.monotonic()
+                async with Sideband(standin.url, call.id, ephemeral_key(standin)) as sideband:  # accepted...
+                    call.send({"type": "rate_limits.updated", "rate_limits": []})
+                    error = await sideband.next_event()  # ...then refused, without the call's events
+                    assert error["type"] == "error" and error["error"]["code"] == "invalid_api_key"
+                    assert await sideband.next_event() is None
+                    assert sideband.close_code == 1008
+                    assert time.monotonic() - started >= 0.3
+                assert (await browser.next_event())["type"] == "rate_limits.updated"
+                assert not call.closed.is_set()
+
+        run(scenario())
+
+    def test_wrong_key_or_call_is_refused_at_the_handshake(self, standin):
+        async def scenario():
+            async with browser_call(standin, [{"gate": "never"}]) as (_browser, call):
+                for call_id, key, status in [(call.id, "sk-wrong-0123456789abcdef", 401), (call.id, None, 401),
+                                             ("rtc_unknown", DEFAULT_API_KEY, 404)]:
+                    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                        await Sideband(standin.url, call_id, key).open()
+                    assert refused.value.status == status
+                call.close()
+                with pytest.raises(aiohttp.WSServerHandshakeError) as refused:  # an ended call
+                    await Sideband(standin.url, call.id, DEFAULT_API_KEY).open()
+                assert refused.value.status == 404
+
+        run(scenario())
+        response = httpx.get(f"{standin.url}/realtime", params={"call_id": "rtc_unknown"},
+                             headers={"Authorization": f"Bearer {DEFAULT_API_KEY}"})
+        openai_error(response, 404, "call_id_not_found")
+
+
+class TestHangup:
+    def test_hangup_closes_the_peer_and_the_sideband(self, standin):
+        async def scenario():
+            async with (
+                browser_call(standin, [{"gate": "never"}]) as (browser, call),
+                Sideband(standin.url, call.id, DEFAULT_API_KEY) as sideband,
+            ):
+                openai_error(hang_up(standin, call.id, key=ephemeral_key(standin)), 401)  # the real key only
+                assert not call.closed.is_set()
+                response = await asyncio.to_thread(hang_up, standin, call.id)
+                assert response.status_code == 200
+                assert await sideband.next_event() is None
+                assert sideband.close_code == 1000
+                await asyncio.wait_for(browser.channel_closed.wait(), 10)
+                assert call.closed.is_set() and call.ended_by == "hangup"
+                assert call.pc.connectionState == "closed"
+
+        run(scenario())
+
+    def test_unknown_call(self, standin):
+        openai_error(hang_up(standin, "rtc_unknown"), 404, "call_id_not_found")
+
+
+class TestSidebandFaults:
+    def test_refuse_an_attach(self, standin):
+        async def scenario():
+            async with browser_call(standin, [{"gate": "never"}]) as (_browser, call):
+                control = await asyncio.to_thread(httpx.post, f"{standin.origin}/_standin/fail",
+                                                  json={"route": "sideband", "kind": "error"})
+                assert control.json() == {"ok": True}
+                with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                    await Sideband(standin.url, call.id, DEFAULT_API_KEY).open()
+                assert refused.value.status == 404
+                async with Sideband(standin.url, call.id, DEFAULT_API_KEY):  # only the next one
+                    pass
+
+        run(scenario())
+        standin.fail_next(route="sideband")
+        response = httpx.get(f"{standin.url}/realtime", params={"call_id": "rtc_any"},
+                             headers={"Authorization": f"Bearer {DEFAULT_API_KEY}"})
+        openai_error(response, 404, "call_id_not_found")
+
+    def test_drop_the_sideband_mid_call(self, standin):
+        async def scenario():
+            async with browser_call(standin, [{"gate": "never"}]) as (_browser, call):
+                standin.fail_next("disconnect", route="sideband", delay=0.3)
+                async with Sideband(standin.url, call.id, DEFAULT_API_KEY) as sideband:
+                    call.send({"type": "rate_limits.updated", "rate_limits": []})
+                    assert (await sideband.next_event())["type"] == "rate_limits.updated"
+                    assert await sideband.next_event() is None  # dropped, no close frame
+                    assert sideband.close_code != 1000
+                assert not call.closed.is_set()  # the call goes on
+                async with Sideband(standin.url, call.id, DEFAULT_API_KEY) as again:
+                    call.send({"type": "rate_limits.updated", "rate_limits": [{"name": "tokens"}]})
+                    assert (await again.next_event())["rate_limits"] == [{"name": "tokens"}]
+
+        run(scenario())
+
+    def test_delay_the_attach(self, standin):
+        async def scenario():
+            async with browser_call(standin, [{"gate": "never"}]) as (_browser, call):
+                standin.fail_next("slow", route="sideband", delay=0.4)
+                started = time.monotonic()
+                async with Sideband(standin.url, call.id, DEFAULT_API_KEY) as sideband:
+                    assert time.monotonic() - started >= 0.4
+                    call.send({"type": "rate_limits.updated", "rate_limits": []})
+                    assert (await sideband.next_event())["type"] == "rate_limits.updated"
+
+        run(scenario())
+
+    def test_unknown_route_is_refused(self, standin):
+        with pytest.raises(ValueError):
+            standin.fail_next(route="sidebands")
+
+
+def test_requests_list_attaches_and_hangups(standin):
+    async def scenario():
+        async with browser_call(standin, [{"gate": "never"}]) as (_browser, call):
+            async with Sideband(standin.url, call.id, DEFAULT_API_KEY):
+                await asyncio.to_thread(hang_up, standin, call.id)
+            return call.id
+
+    call_id = run(scenario())
+    listed = httpx.get(f"{standin.origin}/_standin/requests").json()
+    assert [(r["method"], r["path"], r["query"]) for r in listed[-2:]] == [
+        ("GET", "/v1/realtime", f"call_id={call_id}"),
+        ("POST", f"/v1/realtime/calls/{call_id}/hangup", ""),
+    ]
+    assert listed[-2]["headers"]["Authorization"] == f"Bearer {DEFAULT_API_KEY}"

@@ -3,10 +3,14 @@ The WebRTC side of the stand-in: `POST /v1/realtime/calls` answered by an aiortc
 
     POST /v1/realtime/calls            Authorization: Bearer ek_…   Content-Type: application/sdp
       → 201, the SDP answer, Location: /v1/realtime/calls/rtc_…
-    POST /v1/realtime/calls/{id}/hangup  (the real API key) → 200, the call ends
+    POST /v1/realtime/calls            Authorization: Bearer <the real key>   multipart/form-data:
+                                       parts `sdp` (the offer) and `session` (JSON)   (the unified interface)
+      → the same answer; the session is validated as client_secrets validates it
+    POST /v1/realtime/calls/{id}/hangup  (the real API key) → 200, the call and its sidebands end
 
 The key must be one the stand-in minted (`StandIn.issued`), unexpired and unused — OpenAI
-refuses a key's second call. Browsers post from the app's origin, so these routes answer the
+refuses a key's second call. The unified interface takes the real key only. The sideband
+(`GET /v1/realtime?call_id=…`) is in sideband.py: `Call._send` feeds it the same events. Browsers post from the app's origin, so these routes answer the
 CORS preflight (Authorization and Content-Type allowed, Location exposed).
 
 Each call is a `Call`: an aiortc peer with no ICE servers (nothing leaves the machine) that
@@ -29,6 +33,8 @@ import array
 import asyncio
 import concurrent.futures
 import copy
+import email
+import email.policy
 import fractions
 import itertools
 import json
@@ -45,6 +51,7 @@ from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame
 
 from . import scripts
+from .client_secrets import effective_session
 
 SAMPLE_RATE = 48000
 FRAME_SAMPLES = 960  # 20 ms, the Opus frame WebRTC uses
@@ -126,8 +133,9 @@ def drop_mdns_candidates(sdp: str) -> str:
     return "\r\n".join(kept) + "\r\n"
 
 
-def _openai_error(status: int, message: str, code: str | None = None, kind: str = "invalid_request_error") -> web.Response:
-    return web.json_response({"error": {"message": message, "type": kind, "param": None, "code": code}}, status=status)
+def _openai_error(status: int, message: str, code: str | None = None, kind: str = "invalid_request_error",
+                  param: str | None = None) -> web.Response:
+    return web.json_response({"error": {"message": message, "type": kind, "param": param, "code": code}}, status=status)
 
 
 # --- One call ---------------------------------------------------------------------------------
@@ -156,6 +164,11 @@ class Call:
         self.closed = threading.Event()
         self._replies = itertools.count(1)
         self.listening = False  # {"listen": true}: a loudness detector answers the microphone
+        self.unified = False  # made by a server with the real key (multipart), not by the browser
+        self.safety_identifier: str | None = None  # the OpenAI-Safety-Identifier header, if any
+        self.sidebands: list = []  # attached sideband sockets (sideband.Sideband), on the loop
+        self._sources: list[str] = []  # per received event: "data_channel" or "sideband"
+        self.ended_by: str | None = None  # "hangup", "peer" (the browser left), "script"
 
     # --- thread-safe API for tests ------------------------------------------------------------
 
@@ -166,6 +179,11 @@ class Call:
 
     def received_types(self) -> list[str]:
         return [event.get("type") for event in self.received]
+
+    def received_from(self, source: str) -> list[dict]:
+        """The client events that came in on "data_channel" or on "sideband", in order."""
+        with self._cond:
+            return [event for event, came in zip(self._received, self._sources) if came == source]
 
     def wait_for(self, event_type: str, count: int = 1, timeout: float = 10.0) -> list[dict]:
         """Block until the browser has sent `count` events of this type; returns them."""
@@ -185,7 +203,7 @@ class Call:
         self._run(self._send(event))
 
     def close(self) -> None:
-        self._run(self._close())
+        self._run(self._close(by="test"))
 
     def wait_finished(self, timeout: float = 10.0) -> None:
         if not self.finished.wait(timeout):
@@ -236,20 +254,42 @@ class Call:
         task.add_done_callback(self._tasks.discard)
 
     def _on_message(self, message) -> None:
+        self.on_client_event(message, "data_channel")
+
+    def on_client_event(self, message, source: str) -> None:
+        """A client event from the data channel or a sideband: both drive the call alike."""
         try:
             event = json.loads(message)
         except (TypeError, ValueError):
             event = {"type": "<not json>", "raw": str(message)[:200]}
+        if not isinstance(event, dict):
+            event = {"type": "<not an object>", "raw": str(message)[:200]}
         with self._cond:
             self._received.append(event)
+            self._sources.append(source)
             self._cond.notify_all()
         self._changed.set()
         kind = event.get("type")
         if kind == "response.cancel" or kind == "output_audio_buffer.clear":
             self.speaking = False
+        elif kind == "session.update":
+            self._spawn(self._update_session(event))
+
+    async def _update_session(self, event: dict) -> None:
+        """OpenAI answers session.update with session.updated (the whole session) on every stream."""
+        update = event.get("session")
+        if not isinstance(update, dict):
+            await self._send({"type": "error", "error": {
+                "type": "invalid_request_error", "code": "invalid_type", "param": "session",
+                "message": "Invalid type for 'session': expected an object.", "event_id": event.get("event_id")}})
+            return
+        self.session = _merged(self.session, {k: v for k, v in update.items() if k != "type"})
+        await self._send({"type": "session.updated", "session": self.session})
 
     async def _send(self, event: dict) -> None:
-        if not self.channel or self.channel.readyState != "open":
+        """One server event, to the data channel and to every attached sideband, in the same order."""
+        channel_open = self.channel is not None and self.channel.readyState == "open"
+        if not channel_open and not self.sidebands:
             return
         event = copy.deepcopy(event)
         event.setdefault("event_id", "event_" + secrets.token_hex(8))
@@ -257,7 +297,11 @@ class Call:
             self.speaking = True
         elif event["type"] in ("output_audio_buffer.stopped", "output_audio_buffer.cleared"):
             self.speaking = False
-        self.channel.send(json.dumps(event))
+        text = json.dumps(event)
+        if channel_open:
+            self.channel.send(text)
+        for sideband in self.sidebands:
+            sideband.deliver(text)  # queued synchronously: no other event can overtake it
         self.sent.append(event)
 
     async def _release(self, gate: str) -> None:
@@ -295,7 +339,7 @@ class Call:
             elif "sleep" in step:
                 await asyncio.sleep(step["sleep"])
             elif "close" in step:
-                await self._close(step["close"])
+                await self._close(step["close"], by="script")
                 raise ConnectionError
             elif "loop" in step:
                 while not self.closed.is_set():
@@ -351,13 +395,16 @@ class Call:
         await self._steps(scripts.user_audio_item(user_id) + scripts.user_transcript(user_id, "(something you said)")
                           + scripts.assistant_turn(f"item_reply_v{n}", f"resp_v{n}", scripts.next_reply(), previous_item_id=user_id))
 
-    async def _close(self, what: str = "peer") -> None:
+    async def _close(self, what: str = "peer", *, by: str = "peer") -> None:
         if what == "channel" and self.channel:
             self.channel.close()
             return
         if self.closed.is_set():
             return
+        self.ended_by = by
         self.closed.set()
+        for sideband in list(self.sidebands):
+            sideband.end()  # after the events already queued for it
         self._changed.set()
         self.speaking = False
         await self.pc.close()
@@ -423,6 +470,8 @@ class CallsPeer:
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         issued = self.standin.issued.get(token.strip()) if scheme == "Bearer" else None
+        if request.content_type == "multipart/form-data":
+            return await self.create_unified(request, ephemeral=issued is not None)
         if issued is None:
             return _openai_error(401, "Invalid ephemeral key. Mint one with POST /v1/realtime/client_secrets.", "invalid_api_key")
         if issued.expires_at < time.time():
@@ -437,9 +486,41 @@ class CallsPeer:
         if not offer.startswith("v=0"):
             return _openai_error(400, "The body is not an SDP offer.", "invalid_offer")
         issued.used = True
+        return await self._start(offer, issued.session)
+
+    async def create_unified(self, request: web.Request, *, ephemeral: bool) -> web.StreamResponse:
+        """The unified interface: a server posts the browser's offer and the session with the real key."""
+        if ephemeral:
+            return _openai_error(401, "The unified interface (multipart/form-data with 'sdp' and 'session') needs "
+                                      "your standard API key, not an ephemeral key.", "invalid_api_key")
+        self.standin._authenticate(request)
+        if request.query_string:
+            return _openai_error(400, "The GA /v1/realtime/calls takes no query parameters; the session is the "
+                                      "'session' part.", "unknown_parameter")
+        parts = multipart_fields(request.headers.get("Content-Type", ""), await request.read())
+        if parts is None:
+            return _openai_error(400, "Could not parse the multipart/form-data body.", "invalid_multipart")
+        for name in ("sdp", "session"):
+            if name not in parts:
+                return _openai_error(400, f"Missing required parameter: '{name}'.", "missing_required_parameter",
+                                     param=name)
+        try:
+            session = json.loads(parts["session"])
+        except ValueError:
+            return _openai_error(400, "The 'session' part is not valid JSON.", "invalid_json", param="session")
+        session, _ = effective_session({"session": session}, models=self.standin.models)  # ApiError: 400
+        if not parts["sdp"].startswith("v=0"):
+            return _openai_error(400, "The 'sdp' part is not an SDP offer.", "invalid_offer", param="sdp")
+        session = {"id": "sess_" + secrets.token_hex(12), **session, "expires_at": 0}
+        return await self._start(parts["sdp"], session, unified=True,
+                                 safety_identifier=request.headers.get("OpenAI-Safety-Identifier"))
+
+    async def _start(self, offer: str, session: dict, *, unified: bool = False,
+                     safety_identifier: str | None = None) -> web.StreamResponse:
         with self._cond:
             script = self._scripts.popleft() if self._scripts else scripts.default_script()
-        call = Call(self, "rtc_" + secrets.token_hex(12), issued.session, script)
+        call = Call(self, "rtc_" + secrets.token_hex(12), session, script)
+        call.unified, call.safety_identifier = unified, safety_identifier
         try:
             answer = await call.answer(offer)
         except Exception as exc:  # aiortc rejects SDP it cannot use
@@ -451,13 +532,43 @@ class CallsPeer:
         return web.Response(status=201, text=answer, content_type="application/sdp",
                             headers={"Location": f"{CALLS_PATH}/{call.id}"})
 
+    def find(self, call_id: str) -> Call | None:
+        with self._cond:
+            return next((c for c in self.calls if c.id == call_id), None)
+
     async def hangup(self, request: web.Request) -> web.StreamResponse:
         self.standin._authenticate(request)  # the real API key, as OpenAI requires
-        call = next((c for c in self.calls if c.id == request.match_info["call_id"]), None)
+        call = self.find(request.match_info["call_id"])
         if call is None:
-            return _openai_error(404, "No such call.", "not_found")
-        await call._close()
+            return _openai_error(404, "No call with that id.", "call_id_not_found")
+        await call._close(by="hangup")
         return web.json_response({})
+
+
+def multipart_fields(content_type: str, body: bytes) -> dict[str, str] | None:
+    """The named parts of a multipart/form-data body, as text (None: not multipart). The body was
+    already read (the request log keeps it), so it is parsed from bytes rather than streamed."""
+    message = email.message_from_bytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode("latin-1") + body, policy=email.policy.HTTP)
+    if not message.is_multipart():
+        return None
+    fields = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if name:
+            fields[name] = (part.get_payload(decode=True) or b"").decode("utf-8", "replace")
+    return fields
+
+
+def _merged(base: dict, update: dict) -> dict:
+    """`base` with `update` applied: objects merge key by key, anything else replaces."""
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merged(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 # Browsers post the offer from the app's origin: answer the preflight and let the page read

@@ -5,11 +5,16 @@ Routes
 - `POST /v1/realtime/client_secrets` — checks `Authorization: Bearer <api_key>` and the GA body
   (client_secrets.py), answers `{"value": "ek_…", "expires_at", "session"}` and remembers the
   key with its session (`StandIn.issued`).
-- `POST /v1/realtime/calls` (ephemeral key, SDP offer) — answered by an aiortc peer that plays a
-  script of server events on `oai-events` (calls.py, scripts.py); `StandIn.calls` drives it.
+- `POST /v1/realtime/calls` (ephemeral key, SDP offer; or the unified interface: the real key and
+  a multipart body of `sdp` and `session`) — answered by an aiortc peer that plays a script of
+  server events on `oai-events` (calls.py, scripts.py); `StandIn.calls` drives it.
+  `POST /v1/realtime/calls/{call_id}/hangup` (real key) ends a call.
+- `GET /v1/realtime?call_id=rtc_…` (real key, WebSocket) — the sideband: the call's server events,
+  and client events that drive the call (sideband.py).
 - The retired beta routes (`/v1/realtime/sessions`, `/v1/realtime`) — `beta_api_shape_disabled`.
 - Control, for tests and for a stand-in running in another process:
-  `POST /_standin/fail` (the arguments of `fail_next` as JSON), `GET /_standin/requests`,
+  `POST /_standin/fail` (the arguments of `fail_next` as JSON; routes "client_secrets", "calls",
+  "sideband"), `GET /_standin/requests` (sideband attaches and hang-ups included),
   `POST /_standin/reset`.
 
 `RealtimeStandIn` runs the server in a thread with its own event loop, so that synchronous
@@ -30,10 +35,12 @@ from multidict import CIMultiDict
 
 from .calls import CallsPeer, cors
 from .client_secrets import MODELS, ApiError, beta_disabled, effective_session
+from .sideband import SidebandEndpoint
 
 DEFAULT_API_KEY = "sk-standin-local-development-key"
 
 FAILURE_KINDS = ("error", "slow", "garbage", "incomplete", "disconnect")
+ROUTES = ("client_secrets", "calls", "sideband")
 # What OpenAI says for these statuses (the 401 quotes the key masked, as OpenAI's does).
 DEFAULT_ERRORS = {
     400: ("invalid_request_error", None, "Invalid request."),
@@ -70,6 +77,8 @@ class Failure:
     def __post_init__(self):
         if self.kind not in FAILURE_KINDS:
             raise ValueError(f"kind must be one of {FAILURE_KINDS}")
+        if self.route not in ROUTES:
+            raise ValueError(f"route must be one of {ROUTES}")
 
 
 @dataclass
@@ -111,6 +120,7 @@ class StandIn:
         self._requests: deque[RecordedRequest] = deque(maxlen=10_000)
         self.issued: dict[str, IssuedKey] = {}
         self.calls = CallsPeer(self)  # POST /v1/realtime/calls: the WebRTC side (calls.py)
+        self.sideband = SidebandEndpoint(self, self.calls)  # GET /v1/realtime?call_id=… (sideband.py)
 
     # --- control ----------------------------------------------------------------------------
 
@@ -121,7 +131,9 @@ class StandIn:
         Answer the next `times` requests to `route` badly. `kind` may be a status (`fail_next(429)`)
         or one of FAILURE_KINDS: "error" (an OpenAI error body), "slow" (answer after `delay`
         seconds — normally, or with `status`), "garbage" (200, not JSON), "incomplete" (200, JSON
-        without the key), "disconnect" (close the connection without an answer).
+        without the key), "disconnect" (close the connection without an answer). For
+        route="sideband" (sideband.py): "error" refuses the attach with 404 `call_id_not_found`, and
+        "disconnect" drops the attached socket `delay` seconds into the call.
         """
         if isinstance(kind, int):
             kind, status = "error", kind
@@ -158,6 +170,7 @@ class StandIn:
         # CORS outermost: the browser must be able to read /calls answers, error bodies included.
         app = web.Application(middlewares=[cors, self._record])
         app.add_routes(self.calls.routes())
+        app.add_routes(self.sideband.routes())
         app.add_routes([
             web.post("/v1/realtime/client_secrets", self.client_secrets),
             web.post("/v1/realtime/sessions", self.beta_route),
