@@ -20,15 +20,20 @@ class CallTaken(Exception):
         super().__init__("This call belongs to another conversation.")
 
 
+class ConversationGone(Exception):
+    """The conversation was deleted before its call could be recorded."""
+
+
 async def abind(conversation_id: int, call_id: str, source: str) -> RealtimeCall:
     """The call `call_id` of conversation `conversation_id`, recorded if new; CallTaken if it is
-    another conversation's. The id must be valid (upstream.valid_call_id)."""
+    another conversation's, ConversationGone if the conversation was deleted. The id must be
+    valid (upstream.valid_call_id)."""
     try:
         call, _ = await RealtimeCall.objects.aget_or_create(
             call_id=call_id, defaults={"conversation_id": conversation_id, "source": source}
         )
-    except IntegrityError:  # the conversation was deleted meanwhile (a raced insert is retried by get_or_create)
-        raise CallTaken() from None
+    except IntegrityError:  # the conversation is gone (get_or_create itself retries a raced insert)
+        raise ConversationGone() from None
     if call.conversation_id != conversation_id:
         raise CallTaken()
     return call
