@@ -342,3 +342,13 @@ class TestServerMode:
                                 .split("</script>")[0])
             assert config["connect"] == mode and config["callsApiUrl"] == CALLS_URL
             assert config["apiUrl"] == SESSIONS_URL
+
+
+def test_deleting_a_conversation_deletes_its_calls(client, openai):
+    from conversations import actions
+
+    post_call(client)
+    assert RealtimeCall.objects.count() == 1
+    counts = actions.delete_conversations(Conversation.objects.all())
+    assert counts["conversations.Conversation"] == 1
+    assert not RealtimeCall.objects.exists()
