@@ -42,12 +42,12 @@ REPLACEMENT = "\ufffd"
 class Frame:
     type: str  # "event" | "ping" | "end" | "call"
     seq: int | None = None
-    call_id: str | None = None  # of a "call" frame
     event: dict | None = None
     size: int = 0  # UTF-8 bytes of the frame as received (back-pressure and storage quotas)
     # What was changed to make the event storable, or None: {"replaced": <characters replaced by
     # U+FFFD>, "truncated": [{"field": <name>, "chars": <original length>}, …]}.
     repairs: dict | None = None
+    call_id: str | None = None  # of a "call" frame (last: callers build frames positionally)
 
 
 class FrameError(Exception):
