@@ -251,3 +251,27 @@ class DailyStorage(models.Model):
 
     def __str__(self):
         return f"{self.user_id} {self.day}: {self.bytes} bytes"
+
+
+class RealtimeCall(models.Model):
+    """One OpenAI Realtime call (WebRTC) of a conversation, named by OpenAI's call id (`rtc_…`).
+
+    A call id belongs to one conversation for good: the first to report it gets it. `server`: the
+    server made the call itself (REALTIME_CONNECT=server), so the id is certain; `browser`: the
+    page reported the id it read from OpenAI's answer, which proves nothing about who made it.
+    """
+
+    class Source(models.TextChoices):
+        BROWSER = "browser", "Reported by the browser"
+        SERVER = "server", "Made by the server"
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="calls")
+    call_id = models.CharField(max_length=104, unique=True)
+    source = models.CharField(max_length=8, choices=Source.choices)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["conversation", "created_at"]
+
+    def __str__(self):
+        return f"{self.call_id} ({self.source})"

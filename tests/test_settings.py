@@ -217,3 +217,18 @@ def test_socket_bounds_are_validated_at_start(env, message):
     result = run_python("import django; django.setup()", SECRET_KEY="x" * 50, **env)
     assert result.returncode != 0
     assert message in result.stderr
+
+
+@pytest.mark.parametrize("value, expected", [(None, "browser"), ("server", "server"), (" Server ", "server")])
+def test_realtime_connect_defaults_to_browser(value, expected):
+    env = {"SECRET_KEY": "x" * 50, **({"REALTIME_CONNECT": value} if value is not None else {})}
+    result = run_python("import django; django.setup(); from django.conf import settings; "
+                        "print(settings.REALTIME_CONNECT)", **env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == expected
+
+
+def test_unknown_realtime_connect_is_refused_at_start():
+    result = run_python("import django; django.setup()", SECRET_KEY="x" * 50, REALTIME_CONNECT="proxy")
+    assert result.returncode != 0
+    assert "REALTIME_CONNECT must be browser or server" in result.stderr

@@ -198,6 +198,10 @@ REALTIME_INSTRUCTIONS = env.str(
 )
 REALTIME_TRANSCRIPTION_MODEL = env.str("REALTIME_TRANSCRIPTION_MODEL", default="gpt-4o-mini-transcribe")
 REALTIME_KEY_TTL = env.int("REALTIME_KEY_TTL", default=60)
+# Who makes the WebRTC call to OpenAI. browser: the page, with an ephemeral key, and it reports
+# the call id on the transcript socket. server: the page posts its offer to /api/realtime/calls
+# and the server makes the call with the real key (no key is handed out; the call id is certain).
+REALTIME_CONNECT = env.str("REALTIME_CONNECT", default="browser").strip().lower()
 # Seconds to wait for OpenAI when minting a key: to connect, and for each read of the answer.
 REALTIME_CONNECT_TIMEOUT = env.float("REALTIME_CONNECT_TIMEOUT", default=5.0)
 REALTIME_READ_TIMEOUT = env.float("REALTIME_READ_TIMEOUT", default=15.0)
@@ -205,6 +209,8 @@ if REALTIME_MODEL not in REALTIME_MODELS:
     raise ImproperlyConfigured(
         f"REALTIME_MODEL={REALTIME_MODEL!r} is not in REALTIME_MODELS ({', '.join(REALTIME_MODELS)})."
     )
+if REALTIME_CONNECT not in ("browser", "server"):
+    raise ImproperlyConfigured(f"REALTIME_CONNECT must be browser or server, not {REALTIME_CONNECT!r}.")
 if not 10 <= REALTIME_KEY_TTL <= 7200:
     raise ImproperlyConfigured("REALTIME_KEY_TTL must be between 10 and 7200 seconds.")
 if not (REALTIME_CONNECT_TIMEOUT > 0 and REALTIME_READ_TIMEOUT > 0):

@@ -11,6 +11,7 @@ urlpatterns = [
     path("chat/", realtime_views.chat, name="chat"),
     path("conversations/", include("conversations.urls")),
     path("api/realtime/sessions", realtime_views.realtime_sessions, name="api_realtime_sessions"),
+    path("api/realtime/calls", realtime_views.realtime_calls, name="api_realtime_calls"),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
 ]

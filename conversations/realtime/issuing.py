@@ -2,16 +2,19 @@
 Starting a voice session (one ephemeral key, one OpenAI Realtime session): may the caller start
 one now, which conversation it belongs to, how it is configured, and what is recorded.
 
-`aissue_key()` is the whole of it, in three steps that another way of starting a session (the
-server making the call itself) reuses around its own upstream call:
+`aissue_key()` (REALTIME_CONNECT=browser: an ephemeral key for the page's own call) and
+`astart_call()` (the server makes the call with the page's SDP offer) are the same three steps
+around their own upstream call:
 
     admitted = await aadmit(user, address, wanted)      # configured? limits, conversation, plan
-    secret = await upstream.create_client_secret(…)      # the upstream call
+    secret = await upstream.create_client_secret(…)      # the upstream call (or create_call)
     conversation = await arecord(admitted)               # the conversation, or one more segment
+
+A server-made call is then recorded with its id (calls.py): the server knows it for certain.
 
 Every refusal is a typed error whose str() is the message for a person: NotConfigured,
 RateLimited (with its verdict and retry_after), LimitsUnavailable, ConversationNotFound,
-UpstreamError, UpstreamTimeout. The view maps the types to HTTP statuses and codes.
+UpstreamError, UpstreamTimeout, EphemeralKeysDisabled. The view maps the types to HTTP statuses and codes.
 
 The order is deliberate: charge the limits, find the conversation to continue, mint the key,
 record. So a failed mint leaves nothing behind — a new conversation is created only once OpenAI
@@ -33,7 +36,7 @@ from django.db.models import F
 
 from conversations import access
 from conversations.models import Conversation
-from conversations.realtime import upstream
+from conversations.realtime import calls, upstream
 from voiceproject import ratelimit
 
 log = logging.getLogger(__name__)
@@ -56,6 +59,14 @@ class RateLimited(IssuingError):
 class LimitsUnavailable(IssuingError):
     def __init__(self):
         super().__init__("The server cannot issue keys right now. Please try again soon.")
+
+
+class EphemeralKeysDisabled(IssuingError):
+    def __init__(self):
+        super().__init__(
+            "This server makes the calls to OpenAI itself and hands out no keys: "
+            "post your SDP offer to /api/realtime/calls instead."
+        )
 
 
 class ConversationNotFound(IssuingError):
@@ -206,14 +217,43 @@ async def arecord(admitted: Admitted) -> Conversation:
     return conversation
 
 
+@dataclass(frozen=True)
+class StartedCall:
+    conversation: Conversation
+    plan: SessionPlan
+    call: upstream.Call
+
+
 async def aissue_key(user, address: str, wanted: SessionRequest) -> IssuedKey:
     """One ephemeral key for `user` calling from `address`; refusals are raised (see above)."""
+    if settings.REALTIME_CONNECT == "server":  # before anything is counted
+        raise EphemeralKeysDisabled()
     admitted = await aadmit(user, address, wanted)
     plan = admitted.plan
     secret = await upstream.create_client_secret(
         model=plan.model, voice=plan.voice, turn_detection=plan.turn_detection
     )
     return IssuedKey(conversation=await arecord(admitted), plan=plan, secret=secret)
+
+
+async def astart_call(user, address: str, wanted: SessionRequest, sdp: str) -> StartedCall:
+    """
+    Make `user`'s WebRTC call with OpenAI ourselves (the unified interface), with the browser's
+    SDP offer `sdp` (upstream.is_sdp) and the session we choose, as for a key. The same checks
+    and limits as aissue_key(); the call id is recorded as certain (source "server").
+    """
+    admitted = await aadmit(user, address, wanted)
+    plan = admitted.plan
+    session = upstream.session_config(model=plan.model, voice=plan.voice, turn_detection=plan.turn_detection)
+    call = await upstream.create_call(sdp, session, safety_id=upstream.safety_identifier(user.pk))
+    conversation = await arecord(admitted)
+    try:
+        await calls.abind(conversation.pk, call.call_id, calls.SERVER)
+    except calls.CallTaken:
+        # A page claimed this id first (it cannot have known it, unless OpenAI reused it): the
+        # call still goes ahead, and the first binding stands.
+        log.error("Call %s made for conversation %s is bound to another conversation", call.call_id, conversation.uuid)
+    return StartedCall(conversation=conversation, plan=plan, call=call)
 
 
 async def arecord_session(user, plan: SessionPlan, conversation: Conversation | None = None) -> Conversation:

@@ -1,8 +1,11 @@
 """
-The upstream client: mints ephemeral Realtime keys with OpenAI's GA API.
+The upstream client: starts Realtime sessions with OpenAI's GA API, with the real API key.
 
-`POST {OPENAI_BASE_URL}/realtime/client_secrets` with the real API key; the browser then uses
-the short-lived key (`ek_…`) for its WebRTC call, so the real key never leaves the server.
+Two ways (REALTIME_CONNECT): `create_client_secret()` mints a short-lived key (`ek_…`,
+`POST {OPENAI_BASE_URL}/realtime/client_secrets`) with which the browser makes its WebRTC call;
+`create_call()` makes the call itself with the browser's SDP offer (`POST …/realtime/calls`, the
+unified interface) and returns the answer and the call id. Either way the real key never leaves
+the server.
 The session configuration is chosen here, by the server, not by the browser: model (from the
 allow-list), instructions, voice, input transcription (always on: without it OpenAI sends no
 user transcripts) and turn detection. Facts about the API: docs/realtime.md.
@@ -12,6 +15,8 @@ builds exactly the same shapes. Failures are typed exceptions carrying a message
 read; OpenAI's own message is passed on, but never the API key, even masked.
 """
 
+import hashlib
+import json
 import logging
 import re
 from dataclasses import dataclass, field
@@ -52,6 +57,11 @@ SEMANTIC_VAD_CONFIG = {
 _KEY_LIKE = re.compile(r"\b(?:sk|ek|rk)[-_][A-Za-z0-9_*\-]{3,}")
 MAX_MESSAGE_LENGTH = 500
 
+# OpenAI's call ids, as in `Location: /v1/realtime/calls/rtc_…`.
+CALL_ID = re.compile(r"rtc_[A-Za-z0-9_-]{1,100}")
+# A browser's offer is a few kilobytes (more with many ICE candidates); far more is not an offer.
+MAX_SDP_BYTES = 64 * 1024
+
 
 class RealtimeError(Exception):
     """Minting a key failed; str(error) is safe to show and to log."""
@@ -83,6 +93,14 @@ class ClientSecret:
     value: str = field(repr=False)
     expires_at: int  # unix seconds
     session: dict = field(repr=False, default_factory=dict)  # the effective configuration
+
+
+@dataclass(frozen=True)
+class Call:
+    """A call OpenAI accepted: its id (certain: we made it) and the SDP answer for the browser."""
+
+    call_id: str
+    sdp: str = field(repr=False)
 
 
 # --- pure helpers -------------------------------------------------------------------------------
@@ -160,6 +178,33 @@ def client_secret_request(session: dict, ttl: int | None = None) -> dict:
     }
 
 
+def valid_call_id(value) -> str | None:
+    return value if isinstance(value, str) and CALL_ID.fullmatch(value) else None
+
+
+def call_id_from_location(location: str | None) -> str | None:
+    """The call id in a `Location` header (`/v1/realtime/calls/rtc_…`: its last path segment)."""
+    if not location:
+        return None
+    path = location.split("?", 1)[0].split("#", 1)[0].rstrip("/")
+    return valid_call_id(path.rsplit("/", 1)[-1])
+
+
+def is_sdp(text) -> bool:
+    """Shaped like a session description: starts with its version line, holds no NUL, not huge."""
+    return (
+        isinstance(text, str)
+        and text.startswith("v=0")
+        and "\x00" not in text
+        and len(text.encode("utf-8", "surrogatepass")) <= MAX_SDP_BYTES
+    )
+
+
+def safety_identifier(user_id) -> str:
+    """OpenAI-Safety-Identifier: tells OpenAI which of our users it is without saying who."""
+    return hashlib.sha256(str(user_id).encode()).hexdigest()
+
+
 def redact(text: str) -> str:
     """`text` without the API key or anything shaped like a key, cut to a readable length."""
     key = settings.OPENAI_API_KEY
@@ -183,6 +228,19 @@ def _error_from_response(response: httpx.Response) -> UpstreamError:
         message = f"OpenAI answered HTTP {response.status_code}."
     code = redact(code) if isinstance(code, str) else None
     return UpstreamError(response.status_code, redact(f"OpenAI could not start a session: {message}"), code)
+
+
+def parse_call(response: httpx.Response) -> Call:
+    """A 2xx answer of /realtime/calls as a Call; UpstreamError without an SDP answer or a call id."""
+    call_id = call_id_from_location(response.headers.get("Location"))
+    content_type = response.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+    try:
+        answer = response.text
+    except (UnicodeDecodeError, LookupError):
+        answer = None
+    if call_id is None or content_type not in ("application/sdp", "") or not is_sdp(answer):
+        raise UpstreamError(response.status_code, "OpenAI sent an answer that could not be read.")
+    return Call(call_id=call_id, sdp=answer)
 
 
 def parse_client_secret(response: httpx.Response) -> ClientSecret:
@@ -231,6 +289,29 @@ def _timeout() -> httpx.Timeout:
     return httpx.Timeout(settings.REALTIME_READ_TIMEOUT, connect=settings.REALTIME_CONNECT_TIMEOUT)
 
 
+async def _post(what: str, url: str, *, client: httpx.AsyncClient | None, **request) -> httpx.Response:
+    """POST to OpenAI with the real key: its 2xx answer, or the typed error (logged, key-free)."""
+    if not is_configured():
+        raise NotConfigured()
+    client = client or http_client()
+    headers = {"Authorization": f"Bearer {settings.OPENAI_API_KEY}", **request.pop("headers", {})}
+    try:
+        response = await client.post(url, headers=headers, timeout=_timeout(), **request)
+    except httpx.TimeoutException:
+        log.warning("OpenAI %s timed out (%s)", what, url)
+        raise UpstreamTimeout() from None
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        # Connection refused, reset, DNS, a mistyped OPENAI_BASE_URL… The text names the host,
+        # never headers.
+        log.warning("OpenAI %s unreachable: %s", what, redact(f"{type(exc).__name__}: {exc}"))
+        raise UpstreamError(None, "OpenAI could not be reached. Please try again.") from None
+    if not response.is_success:
+        error = _error_from_response(response)
+        log.warning("OpenAI %s failed: HTTP %s %s: %s", what, error.status, error.code or "", error)
+        raise error
+    return response
+
+
 async def create_client_secret(
     *,
     model: str,
@@ -242,28 +323,36 @@ async def create_client_secret(
     if not is_configured():
         raise NotConfigured()
     body = client_secret_request(session_config(model=model, voice=voice, turn_detection=turn_detection))
-    client = client or http_client()
-    try:
-        response = await client.post(
-            client_secrets_url(),
-            json=body,
-            headers={"Authorization": f"Bearer {settings.OPENAI_API_KEY}"},
-            timeout=_timeout(),
-        )
-    except httpx.TimeoutException:
-        log.warning("OpenAI client_secrets timed out (%s)", client_secrets_url())
-        raise UpstreamTimeout() from None
-    except (httpx.HTTPError, httpx.InvalidURL) as exc:
-        # Connection refused, reset, DNS, a mistyped OPENAI_BASE_URL… The text names the host,
-        # never headers.
-        log.warning("OpenAI client_secrets unreachable: %s", redact(f"{type(exc).__name__}: {exc}"))
-        raise UpstreamError(None, "OpenAI could not be reached. Please try again.") from None
-    if not response.is_success:
-        error = _error_from_response(response)
-        log.warning("OpenAI client_secrets failed: HTTP %s %s: %s", error.status, error.code or "", error)
-        raise error
+    response = await _post("client_secrets", client_secrets_url(), client=client, json=body)
     try:
         return parse_client_secret(response)
     except UpstreamError:
         log.warning("OpenAI client_secrets answered HTTP %s with an unreadable body", response.status_code)
+        raise
+
+
+async def create_call(
+    sdp: str,
+    session: dict,
+    *,
+    safety_id: str | None = None,
+    client: httpx.AsyncClient | None = None,
+) -> Call:
+    """
+    Make the browser's WebRTC call ourselves (the unified interface): its offer and the session
+    (`session_config()`, as for a key) as multipart parts; no `?model=`, the session names it.
+    """
+    files = {
+        "sdp": (None, sdp, "application/sdp"),
+        "session": (None, json.dumps(session), "application/json"),
+    }
+    headers = {"OpenAI-Safety-Identifier": safety_id} if safety_id else {}
+    response = await _post("calls", calls_url(), client=client, files=files, headers=headers)
+    try:
+        return parse_call(response)
+    except UpstreamError:
+        log.warning(
+            "OpenAI calls answered HTTP %s without an SDP answer and a call id (Location: %r)",
+            response.status_code, redact(response.headers.get("Location", ""))[:200],
+        )  # fmt: skip
         raise

@@ -1,6 +1,8 @@
 """
 POST /api/realtime/sessions — hands the browser an ephemeral OpenAI key for one voice session:
 parse the body, call `issuing.aissue_key()`, turn its answer or refusal into JSON.
+POST /api/realtime/calls — the same, but the server makes the call with the browser's SDP offer
+(`issuing.astart_call()`) and answers with OpenAI's SDP answer: no key leaves the server.
 
 Only a signed-in caller's well-formed request counts against the rate limits: a typo in the
 body is refused here, before the service, and costs nothing. What the service refuses is
@@ -25,6 +27,9 @@ from voiceproject.api import api_view, error_response, json_response
 
 MAX_BODY_BYTES = 4096  # the largest valid body is about 120 bytes
 FIELDS = ("voice", "conversation", "turn_detection")
+# An offer as JSON: escaped line ends (\r\n → 4 characters) can double its size, plus the options.
+MAX_CALL_BODY_BYTES = 2 * upstream.MAX_SDP_BYTES + MAX_BODY_BYTES
+CALL_FIELDS = ("sdp", *FIELDS)
 
 
 class InvalidRequest(ValueError):
@@ -40,26 +45,28 @@ def _read_body(request) -> bytes:
         raise InvalidRequest("Send a JSON body (Content-Type: application/json), not a form.") from None
 
 
-def parse_session_request(body: bytes) -> issuing.SessionRequest:
-    """The optional JSON body: {"voice", "conversation", "turn_detection"}, each may be absent or null."""
+def _json_object(body: bytes, fields: tuple[str, ...], max_bytes: int, example: str) -> dict:
+    """The JSON object of a request body, with only `fields` (an empty body is {})."""
     if not body.strip():
-        return issuing.SessionRequest()
-    if len(body) > MAX_BODY_BYTES:
+        return {}
+    if len(body) > max_bytes:
         raise InvalidRequest("The request body is too large.")
     try:
         data = json.loads(body)
     except (ValueError, RecursionError):  # RecursionError: absurdly nested arrays
-        raise InvalidRequest(
-            'The request body is not valid JSON. Send an object like {"voice": "marin"}.'
-        ) from None
+        raise InvalidRequest(f"The request body is not valid JSON. Send an object like {example}.") from None
     if not isinstance(data, dict):
-        raise InvalidRequest('The request body must be a JSON object, like {"voice": "marin"}.')
-    unknown = sorted(set(data) - set(FIELDS))
+        raise InvalidRequest(f"The request body must be a JSON object, like {example}.")
+    unknown = sorted(set(data) - set(fields))
     if unknown:
         raise InvalidRequest(
-            f"Unknown field {', '.join(map(repr, unknown))}; the fields are: {', '.join(FIELDS)}."
+            f"Unknown field {', '.join(map(repr, unknown))}; the fields are: {', '.join(fields)}."
         )
+    return data
 
+
+def _session_request(data: dict) -> issuing.SessionRequest:
+    """The session options of a parsed body: "voice", "conversation", "turn_detection", each may be null."""
     voice, turn_detection = data.get("voice"), data.get("turn_detection")
     conversation = data.get("conversation")
     try:
@@ -79,6 +86,24 @@ def parse_session_request(body: bytes) -> issuing.SessionRequest:
     return issuing.SessionRequest(voice=voice, turn_detection=turn_detection, conversation=conversation)
 
 
+def parse_session_request(body: bytes) -> issuing.SessionRequest:
+    """The optional JSON body: {"voice", "conversation", "turn_detection"}, each may be absent or null."""
+    return _session_request(_json_object(body, FIELDS, MAX_BODY_BYTES, '{"voice": "marin"}'))
+
+
+def parse_call_request(body: bytes) -> tuple[issuing.SessionRequest, str]:
+    """The JSON body {"sdp": "<the browser's SDP offer>", and the options of a session request}."""
+    data = _json_object(body, CALL_FIELDS, MAX_CALL_BODY_BYTES, '{"sdp": "v=0\\r\\n…"}')
+    sdp = data.get("sdp")
+    if sdp is None:
+        raise InvalidRequest('sdp is missing: send the browser\'s SDP offer as {"sdp": "v=0\\r\\n…"}.')
+    if not isinstance(sdp, str) or len(sdp.encode("utf-8", "surrogatepass")) > upstream.MAX_SDP_BYTES:
+        raise InvalidRequest(f"sdp must be an SDP offer (text) of at most {upstream.MAX_SDP_BYTES} bytes.")
+    if not upstream.is_sdp(sdp):
+        raise InvalidRequest('sdp is not an SDP offer: it must start with "v=0".')
+    return _session_request(data), sdp
+
+
 def session_body(issued: issuing.IssuedKey) -> dict:
     """The 201 body: the contract's fields, plus turn_detection, segment and key_ttl."""
     conversation, plan = issued.conversation, issued.plan
@@ -96,9 +121,24 @@ def session_body(issued: issuing.IssuedKey) -> dict:
     }
 
 
+def call_body(started: issuing.StartedCall) -> dict:
+    """The 201 body of /api/realtime/calls: no key, the answer instead (and segment)."""
+    conversation, plan = started.conversation, started.plan
+    return {
+        "conversation": {"id": str(conversation.uuid), "url": conversation.get_absolute_url()},
+        "sdp": started.call.sdp,
+        "model": plan.model,
+        "voice": plan.voice,
+        "turn_detection": plan.turn_detection,
+        "socket_url": f"/ws/conversations/{conversation.uuid}/",
+        "segment": conversation.segments,
+    }
+
+
 # What the service may refuse with, as (HTTP status, error code); the message is str(error).
 # Looked up along the exception's class hierarchy, so a subclass maps like its base.
 REFUSALS = {
+    issuing.EphemeralKeysDisabled: (403, "ephemeral_keys_disabled"),
     issuing.NotConfigured: (503, "not_configured"),
     issuing.RateLimited: (429, "rate_limited"),
     issuing.LimitsUnavailable: (503, "unavailable"),
@@ -129,6 +169,19 @@ async def realtime_sessions(request):
     return json_response(session_body(issued), status=201)
 
 
+@api_view("POST")
+async def realtime_calls(request):
+    try:
+        wanted, sdp = parse_call_request(_read_body(request))
+    except InvalidRequest as exc:
+        return error_response(400, "invalid_request", str(exc))
+    try:
+        started = await issuing.astart_call(request.user, ratelimit.client_ip(request), wanted, sdp)
+    except tuple(REFUSALS) as error:
+        return refusal_response(error)
+    return json_response(call_body(started), status=201)
+
+
 # --- the voice page -----------------------------------------------------------------------------
 
 
@@ -155,6 +208,10 @@ def page_config(openai_configured: bool) -> dict:
     """
     return {
         "apiUrl": reverse("api_realtime_sessions"),
+        # browser: mint a key at apiUrl, call OpenAI, report the call id on the socket;
+        # server: post the offer to callsApiUrl, the server makes the call.
+        "connect": settings.REALTIME_CONNECT,
+        "callsApiUrl": reverse("api_realtime_calls"),
         "openaiConfigured": openai_configured,
         # OpenAI ends a session after 60 minutes; the page offers to continue before that.
         "sessionLimitSeconds": 60 * 60,

@@ -6,7 +6,8 @@ journal and applied to the transcript before it is acknowledged. Frames are hand
 order they arrive: event frames are queued and written in batches by the process's
 `JournalWriter` (group commit), so a busy socket — or 200 of them — costs few transactions;
 acks go out after the commit, in order. `ping` is answered at once; `end` waits its turn
-behind the events sent before it.
+behind the events sent before it, and so does `call` (the id of the OpenAI call the page made,
+bound to this conversation once: realtime/calls.py).
 
 Close codes (only 1000 and 4000-4999: daphne refuses to send others, and a refused close left
 the socket open): 4401 not signed in, or signed out / password changed while open (sockets.py);
@@ -37,6 +38,7 @@ from django.conf import settings
 
 from conversations import access, actions
 from conversations.models import Conversation
+from conversations.realtime import calls
 from conversations.transcript import journal, live, sockets
 from conversations.transcript.frames import Frame, FrameError, parse_frame
 from conversations.transcript.writer import get_writer
@@ -170,6 +172,10 @@ class TranscriptConsumer(AsyncWebsocketConsumer):
                 await actions.aend_conversation(self.conversation)
                 await self._send({"type": "ended", "conversation": str(self.conversation_uuid)})
                 continue
+            if self._queue[0].type == "call":
+                if not await self._bind_call(self._queue.popleft().call_id):
+                    return
+                continue
             batch = []
             while self._queue and self._queue[0].type == "event" and len(batch) < MAX_FRAMES_PER_WRITE:
                 batch.append(self._queue.popleft())
@@ -198,6 +204,28 @@ class TranscriptConsumer(AsyncWebsocketConsumer):
                 await self._send(refused.reply() if refused else {"type": "ack", "seq": seq})
             if result.changed:
                 await live.publish(self.conversation_uuid, live.changed_message(self.conversation_uuid, result.changed))
+
+    async def _bind_call(self, call_id: str) -> bool:
+        """Bind the page's call to this conversation and say so; False when the socket closed."""
+        try:
+            await calls.abind(self.conversation_id, call_id, calls.BROWSER)
+        except calls.CallTaken as taken:
+            await self._send({"type": "error", "seq": None, "code": "call_taken", "call_id": call_id,
+                              "message": str(taken)})  # fmt: skip
+            return True
+        except calls.ConversationGone:
+            await self._send({"type": "error", "seq": None, "code": "unknown_conversation",
+                              "message": "This conversation no longer exists."})  # fmt: skip
+            self._queue.clear()
+            await self._close(CLOSE_NOT_FOUND)
+            return False
+        except Exception:  # the database refused: as for a failed batch, the page resends after reconnecting
+            logger.exception("Binding a call failed")
+            self._queue.clear()
+            await self._close(CLOSE_SERVER_ERROR)
+            return False
+        await self._send({"type": "call", "call_id": call_id, "status": "bound"})
+        return True
 
     async def _throttle(self, frame: Frame) -> dict | None:
         """None, or the `rate_limited` error for a frame over the user's frame rate."""

@@ -5,6 +5,7 @@ Client → server (docs/socket.md):
     {"type": "event", "seq": <int ≥ 1>, "event": {"type": "<OpenAI server event type>", …}}
     {"type": "ping"}
     {"type": "end"}
+    {"type": "call", "call_id": "rtc_…"}   (the OpenAI call the page made, for this conversation)
 
 `parse_frame()` either returns a `Frame` that can be stored as it is, or raises `FrameError`
 with a snake_case code for the `error` reply. Nothing it returns can fail a transaction that also
@@ -23,6 +24,8 @@ import math
 import re
 from dataclasses import dataclass
 
+from conversations.realtime.upstream import valid_call_id
+
 MAX_SEQ = 2**63 - 1  # PositiveBigIntegerField
 MAX_EVENT_TYPE_LENGTH = 100  # Event.type
 MAX_DEPTH = 32  # real events nest about 6 deep
@@ -37,13 +40,14 @@ REPLACEMENT = "\ufffd"
 
 @dataclass(frozen=True)
 class Frame:
-    type: str  # "event" | "ping" | "end"
+    type: str  # "event" | "ping" | "end" | "call"
     seq: int | None = None
     event: dict | None = None
     size: int = 0  # UTF-8 bytes of the frame as received (back-pressure and storage quotas)
     # What was changed to make the event storable, or None: {"replaced": <characters replaced by
     # U+FFFD>, "truncated": [{"field": <name>, "chars": <original length>}, …]}.
     repairs: dict | None = None
+    call_id: str | None = None  # of a "call" frame (last: callers build frames positionally)
 
 
 class FrameError(Exception):
@@ -161,9 +165,15 @@ def parse_frame(
     frame_type = data.get("type")
     if frame_type in ("ping", "end"):
         return Frame(type=frame_type, size=size)
+    if frame_type == "call":
+        call_id = valid_call_id(data.get("call_id"))
+        if call_id is None:
+            raise FrameError("invalid_call", "call_id must be an OpenAI call id: rtc_ and up to 100 letters, "
+                             "digits, _ or -.")  # fmt: skip
+        return Frame(type="call", call_id=call_id, size=size)
     seq = valid_seq(data.get("seq"))
     if frame_type != "event":
-        raise FrameError("invalid_frame", 'The frame type must be "event", "ping" or "end".', seq)
+        raise FrameError("invalid_frame", 'The frame type must be "event", "ping", "end" or "call".', seq)
     if seq is None:
         raise FrameError("invalid_seq", f"seq must be an integer from 1 to {MAX_SEQ}.")
     event = data.get("event")

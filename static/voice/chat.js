@@ -66,14 +66,31 @@ async function begin() {
   ui.setPhase("starting");
   try {
     await ensureMicrophone(attempt);
-    ui.setStatus("Starting a session…");
-    const data = await openai.mintSession(config.apiUrl, $("voice").dataset.csrf, { voice: ui.voice, turn_detection: ui.mode, conversation: session.conversation?.id });
-    current(attempt);
-    adopt(data);
-    ui.setStatus("Connecting to OpenAI…");
+    const csrf = $("voice").dataset.csrf;
+    const wanted = { voice: ui.voice, turn_detection: ui.mode, conversation: session.conversation?.id };
     const ours = (handle) => (value) => call === session.call && handle(value); // not a replaced call's
-    const call = (session.call = new openai.RealtimeCall({ onEvent: ours(received), onState: ours(callState), onRemoteStream: ours(playRemote) }));
-    await call.connect({ callsUrl: data.calls_url, key: data.client_secret, stream: session.stream });
+    const call = new openai.RealtimeCall({ onEvent: ours(received), onState: ours(callState), onRemoteStream: ours(playRemote) });
+    if (config.connect === "server") {
+      // Our server makes the call with our offer: it knows the call, and no key reaches the page.
+      ui.setStatus("Connecting to OpenAI…");
+      session.call = call;
+      await call.connect({ stream: session.stream, exchange: async (sdp) => {
+        const data = await openai.startServerCall(config.callsApiUrl, csrf, { ...wanted, sdp });
+        current(attempt);
+        adopt(data);
+        return { answer: data.sdp };
+      } });
+    } else {
+      ui.setStatus("Starting a session…");
+      const data = await openai.mintSession(config.apiUrl, csrf, wanted);
+      current(attempt);
+      adopt(data);
+      ui.setStatus("Connecting to OpenAI…");
+      session.call = call;
+      await call.connect({ callsUrl: data.calls_url, key: data.client_secret, stream: session.stream });
+      // Which call this conversation is (from OpenAI's answer), for the server to follow.
+      if (call.callId) session.socket?.reportCall(call.callId);
+    }
     current(attempt);
     performance.mark("voice:open");
     goLive();

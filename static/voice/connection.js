@@ -1,11 +1,22 @@
 // The key from our server, the microphone, the WebRTC call to OpenAI and the client events
-// it sends (docs/realtime.md). Every failure becomes a VoiceFailure.
+// it sends (docs/realtime.md). Every failure becomes a VoiceFailure. Two ways to make the call
+// (config.connect): "browser" mints a key and posts the offer to OpenAI itself; "server" posts
+// the offer to our /api/realtime/calls and the server makes the call (no key reaches the page).
 
 import { VoiceFailure, parseRetryAfter } from "./failures.js";
 import { parseJson } from "../common/websocket.js";
 
 // POST /api/realtime/sessions → { conversation, client_secret, calls_url, socket_url, … }
 export async function mintSession(apiUrl, csrfToken, body) {
+  return postJson(apiUrl, csrfToken, body, (data) => data?.client_secret && data.calls_url && data.conversation);
+}
+
+// POST /api/realtime/calls with { sdp: offer, … } → { conversation, sdp: answer, socket_url, … }
+export async function startServerCall(apiUrl, csrfToken, body) {
+  return postJson(apiUrl, csrfToken, body, (data) => typeof data?.sdp === "string" && data.conversation && data.socket_url);
+}
+
+async function postJson(apiUrl, csrfToken, body, complete) {
   const response = await fetch(apiUrl, {
     method: "POST",
     headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken },
@@ -19,10 +30,17 @@ export async function mintSession(apiUrl, csrfToken, body) {
     const { code, message } = data?.error || {};
     throw new VoiceFailure("api", { status, code, message, retryAfter: parseRetryAfter(response.headers.get("Retry-After")) });
   }
-  if (!data?.client_secret || !data.calls_url || !data.conversation) {
-    throw new VoiceFailure("api", { status, message: "The server's answer was incomplete." });
-  }
+  if (!complete(data)) throw new VoiceFailure("api", { status, message: "The server's answer was incomplete." });
   return data;
+}
+
+// OpenAI names the call in the Location of its answer: /v1/realtime/calls/rtc_… (null if it
+// is missing, or unreadable: a cross-origin page sees it only if OpenAI exposes the header).
+export const CALL_ID = /^rtc_[A-Za-z0-9_-]{1,100}$/;
+export function callIdFromLocation(location) {
+  if (typeof location !== "string") return null;
+  const id = location.split(/[?#]/)[0].replace(/\/+$/, "").split("/").pop();
+  return CALL_ID.test(id) ? id : null;
 }
 
 export async function openMicrophone() {
@@ -34,13 +52,15 @@ export async function openMicrophone() {
   }
 }
 
-// One OpenAI session. onState: connected | unstable | failed | channel-closed
+// One OpenAI session. onState: connected | unstable | failed | channel-closed. After connect,
+// callId is OpenAI's id of the call when the answer named it (browser mode), else null.
 export class RealtimeCall {
   constructor({ onEvent, onState, onRemoteStream }) {
-    Object.assign(this, { onEvent, onState, onRemoteStream, closed: false });
+    Object.assign(this, { onEvent, onState, onRemoteStream, closed: false, callId: null });
   }
 
-  async connect({ callsUrl, key, stream, timeoutMs = 15000 }) {
+  // exchange(offerSdp) → { answer, callId }: by default the offer goes to OpenAI with the key.
+  async connect({ callsUrl, key, stream, timeoutMs = 15000, exchange = (sdp) => this.exchange(callsUrl, key, sdp) }) {
     const pc = (this.pc = new RTCPeerConnection());
     stream.getAudioTracks().forEach((track) => pc.addTrack(track, stream));
     pc.ontrack = (event) => this.onRemoteStream(event.streams[0] || new MediaStream([event.track]));
@@ -72,13 +92,14 @@ export class RealtimeCall {
 
     const offer = await pc.createOffer();
     await pc.setLocalDescription(offer);
-    const answer = await this.exchange(callsUrl, key, offer.sdp);
+    const { answer, callId = null } = await exchange(offer.sdp);
     if (this.closed) throw new VoiceFailure("cancelled");
+    this.callId = callId;
     await pc.setRemoteDescription({ type: "answer", sdp: answer });
     await opened;
   }
 
-  // A 201 carries the answer; an error is OpenAI's JSON, never an SDP.
+  // A 201 carries the answer, and names the call in Location; an error is OpenAI's JSON, never an SDP.
   async exchange(callsUrl, key, sdp) {
     const headers = { Authorization: `Bearer ${key}`, "Content-Type": "application/sdp" };
     const response = await fetch(callsUrl, { method: "POST", body: sdp, headers }).catch(() => {
@@ -86,7 +107,7 @@ export class RealtimeCall {
     });
     const body = await response.text();
     if (!response.ok) throw new VoiceFailure("sdp", { status: response.status, message: openaiMessage(body) });
-    return body;
+    return { answer: body, callId: callIdFromLocation(response.headers.get("Location")) };
   }
 
   // No queue: nothing is sent before the session is live.

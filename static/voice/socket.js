@@ -1,5 +1,7 @@
 // Delivers outboxes over /ws/conversations/<uuid>/. Each (re)connect waits for `ready` (what
-// the server holds) and resends the rest in order: every frame is stored once.
+// the server holds) and resends the rest in order: every frame is stored once. The id of the
+// live call (browser mode) goes the same way: sent after `ready` until the server says `bound`
+// (or refuses it for good). It is kept in memory only: a reload ends the call it names.
 
 import { Retry, closeMeaning, isFinal, parseJson, socketUrl } from "../common/websocket.js";
 import { Outbox, leftovers } from "./outbox.js";
@@ -24,6 +26,17 @@ export class TranscriptSocket {
     const frame = this.outbox.push(event);
     if (this.isReady) this.sendFrame(frame);
     this.report();
+  }
+
+  // The OpenAI call this page made for the conversation; only the latest matters (a replaced
+  // call is over). Binding it again is harmless, so it is simply resent until confirmed.
+  reportCall(callId) {
+    this.call = callId;
+    if (this.isReady) this.sendCall();
+  }
+
+  sendCall() {
+    if (this.call) this.send({ type: "call", call_id: this.call });
   }
 
   sendFrame(frame) {
@@ -75,6 +88,7 @@ export class TranscriptSocket {
         this.isReady = true;
         this.retry.attempt = 0;
         outbox.ready(message.last_seq).forEach((frame) => this.sendFrame(frame));
+        this.sendCall();
         this.pingTimer = this.timers.setInterval(() => this.send({ type: "ping" }), this.pingIntervalMs);
         this.setState("online");
         if (outbox.ended) this.sendEnd();
@@ -84,8 +98,12 @@ export class TranscriptSocket {
         this.report();
         if (this.closing && outbox.finished) this.send({ type: "ping" });
         break;
+      case "call":
+        if (message.status === "bound" && message.call_id === this.call) this.call = null;
+        break;
       case "error": // refused for good: kept, it would block the outbox forever
         if (message.code === "rate_limited") return this.throttled(message);
+        if (message.code === "invalid_call" || (message.code === "call_taken" && message.call_id === this.call)) this.call = null;
         if (Number.isInteger(message.seq)) outbox.ack(message.seq);
         this.report();
         this.onFrameError(message);
@@ -109,6 +127,7 @@ export class TranscriptSocket {
       this.resendFrom = null;
       if (!this.isReady) return; // a reconnect resends everything anyway
       for (const frame of this.outbox.pending()) if (frame.seq >= from) this.sendFrame(frame);
+      this.sendCall(); // refused, or dropped behind a refused frame; unconfirmed either way
       if (this.outbox.ended) this.sendEnd();
     }, delay);
   }

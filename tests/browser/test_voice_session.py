@@ -5,7 +5,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from conversations.models import Conversation
+from conversations.models import Conversation, RealtimeCall
 from conversations.realtime import upstream
 from tests.realtime_standin import scripts
 from tests.support.browser import (
@@ -57,6 +57,10 @@ def test_scripted_turns_appear_in_order_in_the_page_and_the_database(chat_page, 
     # The microphone reached the peer, and the page played the peer's voice.
     assert call.audio_frames > 0
     assert page.evaluate("document.querySelector('audio').srcObject.getAudioTracks().length") == 1
+    # Browser mode: the page read the call id from the answer's Location and reported it.
+    assert list(RealtimeCall.objects.values_list("call_id", "conversation", "source")) == [
+        (call.id, conversation.pk, "browser")
+    ]
     assert page.errors == []
 
 
