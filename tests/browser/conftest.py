@@ -122,30 +122,52 @@ def artifacts():
 
 # --- The live server ----------------------------------------------------------------------------
 
-@pytest.fixture(scope="session")
-def _daphne_server(django_db_setup, django_db_blocker, _realtime_standin_server):
-    standin = _realtime_standin_server
+def _live_server(standin, django_db_blocker, log: str | None = None, **overrides: str):
     env = server_environment(
         OPENAI_BASE_URL=standin.url,
         OPENAI_API_KEY=standin.api_key,
         # Every test signs in a new user, but they all come from 127.0.0.1.
         KEY_RATE_LIMIT_PER_IP="100000/minute",
+        **overrides,
     )
-    with LiveServer(env) as server:
+    with LiveServer(env, **({"log": ARTIFACTS / log} if log else {})) as server:
         yield server
     with django_db_blocker.unblock():
         wait_for_server_sessions_to_close()
 
 
+@pytest.fixture(scope="session")
+def _daphne_server(django_db_setup, django_db_blocker, _realtime_standin_server):
+    yield from _live_server(_realtime_standin_server, django_db_blocker)
+
+
+@pytest.fixture(scope="session")
+def _daphne_server_mode_server(django_db_setup, django_db_blocker, _realtime_standin_server):
+    """A second server, started only by the tests that ask for server mode (starts are slow)."""
+    yield from _live_server(_realtime_standin_server, django_db_blocker, log="daphne-server-mode.log",
+                            REALTIME_CONNECT="server")
+
+
+def _ready(server, standin):
+    """The running server (restarted if a test killed it) and a wiped stand-in, for one test."""
+    server.ensure_running()
+    standin.reset()
+    yield server
+    standin.reset()
+    wait_until_server_idle()
+
+
 @pytest.fixture
 def daphne_server(_daphne_server, transactional_db, _realtime_standin_server):
-    """The running server (restarted if a test killed it) and a wiped stand-in. Request it
-    before `page`, so that the page (and its sockets) is closed before the tables are emptied."""
-    _daphne_server.ensure_running()
-    _realtime_standin_server.reset()
-    yield _daphne_server
-    _realtime_standin_server.reset()
-    wait_until_server_idle()
+    """The running server (REALTIME_CONNECT=browser, the default) and a wiped stand-in. Request
+    it before `page`, so that the page (and its sockets) is closed before the tables are emptied."""
+    yield from _ready(_daphne_server, _realtime_standin_server)
+
+
+@pytest.fixture
+def server_mode_server(_daphne_server_mode_server, transactional_db, _realtime_standin_server):
+    """As `daphne_server`, but with REALTIME_CONNECT=server: the server makes the calls."""
+    yield from _ready(_daphne_server_mode_server, _realtime_standin_server)
 
 
 @pytest.fixture
@@ -160,16 +182,31 @@ def user(daphne_server):
     return make_user(username=f"user{time.monotonic_ns()}")
 
 
-@pytest.fixture
-def chat_page(daphne_server, user, page):
-    """A signed-in user on /chat/. Uncaught script errors are collected in page.errors, console
-    errors (failed socket connections among them, when a test cuts the server) in page.console_errors."""
-    sign_in(page.context, user, daphne_server.url)
+def _open_chat(server, user, page):
+    sign_in(page.context, user, server.url)
     page.errors, page.console_errors = [], []
     page.on("pageerror", lambda error: page.errors.append(str(error)))
     page.on("console", lambda message: message.type == "error" and page.console_errors.append(message.text))
     page.set_default_timeout(10_000)
-    page.goto(daphne_server.url + "/chat/")
+    page.goto(server.url + "/chat/")
     page.get_by_role("button", name="Start").wait_for()
     yield page
     page.context.close()  # no more traffic from the browser before the tables are emptied
+
+
+@pytest.fixture
+def chat_page(daphne_server, user, page):
+    """A signed-in user on /chat/. Uncaught script errors are collected in page.errors, console
+    errors (failed socket connections among them, when a test cuts the server) in page.console_errors."""
+    yield from _open_chat(daphne_server, user, page)
+
+
+@pytest.fixture
+def server_mode_user(server_mode_server):
+    return make_user(username=f"user{time.monotonic_ns()}")
+
+
+@pytest.fixture
+def server_mode_chat_page(server_mode_server, server_mode_user, page):
+    """As `chat_page`, on the server-mode server, signed in as `server_mode_user`."""
+    yield from _open_chat(server_mode_server, server_mode_user, page)
