@@ -119,18 +119,19 @@ class SignUpForm(_ThrottledForm, UserCreationForm):
         return verdict.allowed
 
 
+# The preferences page's words for the modes (conversations.realtime.upstream.TURN_DETECTION_MODES).
+TURN_DETECTION_LABELS = {
+    upstream.SERVER_VAD: "Hands-free: the assistant answers after a pause",
+    upstream.SEMANTIC_VAD: "Hands-free: the assistant answers when you have finished",
+    upstream.MANUAL: "Push-to-talk: hold a button while you speak",
+}
+
+
 class PreferencesForm(forms.ModelForm):
     """
     A user's voice, way of taking turns and language, on /accounts/preferences/ and in the admin
     beside the user. Only what the server offers is accepted: an unknown value is a form error.
     """
-
-    # The page's words for the modes (conversations.realtime.upstream.TURN_DETECTION_MODES).
-    TURN_DETECTION_LABELS = {
-        upstream.SERVER_VAD: "Hands-free: the assistant answers after a pause",
-        upstream.SEMANTIC_VAD: "Hands-free: the assistant answers when you have finished",
-        upstream.MANUAL: "Push-to-talk: hold a button while you speak",
-    }
 
     voice = forms.ChoiceField(help_text="The assistant's voice. The voice page can still change it for one session.")
     turn_detection = forms.ChoiceField(
@@ -159,7 +160,7 @@ class PreferencesForm(forms.ModelForm):
             "Unknown voice “%(value)s”: choose one of the voices listed."
         )
         self.fields["turn_detection"].choices = [
-            (mode, self.TURN_DETECTION_LABELS.get(mode, upstream.TURN_DETECTION_LABELS[mode]))
+            (mode, TURN_DETECTION_LABELS.get(mode, upstream.TURN_DETECTION_LABELS[mode]))
             for mode in upstream.TURN_DETECTION_MODES
         ]
         self.fields["language"].choices = languages.choices()
