@@ -272,7 +272,10 @@ class TestHistoryAdminExports:
         html = staff_client.get(changelist).content.decode()
         assert "?language=fr" in html and "?language=de" in html and "?language=auto" in html
         assert "?language=ja" not in html  # only the languages in use are listed
-        titles = lambda query: re.findall(r">(Bonjour|Hallo|Hello)<", staff_client.get(changelist + query).content.decode())  # noqa: E731
+
+        def titles(query):
+            return re.findall(r">(Bonjour|Hallo|Hello)<", staff_client.get(changelist + query).content.decode())
+
         assert titles("?language=fr") == ["Bonjour"]
         assert titles("?language=auto") == ["Hello"]
         assert titles("?language=_other") == []
