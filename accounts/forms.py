@@ -136,7 +136,7 @@ class PreferencesForm(forms.ModelForm):
     voice = forms.ChoiceField(help_text="The assistant's voice. The voice page can still change it for one session.")
     turn_detection = forms.ChoiceField(
         label="How you take turns",
-        widget=forms.RadioSelect,
+        widget=forms.RadioSelect(attrs={"class": "choice-list"}),
         error_messages={"invalid_choice": "Choose one of the ways of taking turns listed."},
     )
     language = forms.ChoiceField(
