@@ -5,6 +5,9 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
 from django.core.exceptions import ValidationError
 
+from accounts import languages
+from accounts.models import Preferences
+from conversations.realtime import upstream
 from voiceproject import ratelimit
 
 
@@ -114,3 +117,50 @@ class SignUpForm(_ThrottledForm, UserCreationForm):
         if not verdict.allowed:
             self.add_error(None, _throttled_error(self.throttled_message, verdict))
         return verdict.allowed
+
+
+# The preferences page's words for the modes (conversations.realtime.upstream.TURN_DETECTION_MODES).
+TURN_DETECTION_LABELS = {
+    upstream.SERVER_VAD: "Hands-free: the assistant answers after a pause",
+    upstream.SEMANTIC_VAD: "Hands-free: the assistant answers when you have finished",
+    upstream.MANUAL: "Push-to-talk: hold a button while you speak",
+}
+
+
+class PreferencesForm(forms.ModelForm):
+    """
+    A user's voice, way of taking turns and language, on /accounts/preferences/ and in the admin
+    beside the user. Only what the server offers is accepted: an unknown value is a form error.
+    """
+
+    voice = forms.ChoiceField(help_text="The assistant's voice. The voice page can still change it for one session.")
+    turn_detection = forms.ChoiceField(
+        label="How you take turns",
+        widget=forms.RadioSelect(attrs={"class": "choice-list"}),
+        error_messages={"invalid_choice": "Choose one of the ways of taking turns listed."},
+    )
+    language = forms.ChoiceField(
+        required=False,
+        help_text="The language you speak: your words are transcribed in it and the assistant answers in it. "
+        "“Detect automatically” lets the transcription guess, and the assistant answers as it sees fit.",
+        error_messages={
+            "invalid_choice": "Unknown language “%(value)s”: choose one of the languages listed, "
+            "or “Detect automatically”."
+        },
+    )
+
+    class Meta:
+        model = Preferences
+        fields = ("voice", "turn_detection", "language")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["voice"].choices = [(voice, voice.capitalize()) for voice in upstream.VOICES]
+        self.fields["voice"].error_messages["invalid_choice"] = (
+            "Unknown voice “%(value)s”: choose one of the voices listed."
+        )
+        self.fields["turn_detection"].choices = [
+            (mode, TURN_DETECTION_LABELS.get(mode, upstream.TURN_DETECTION_LABELS[mode]))
+            for mode in upstream.TURN_DETECTION_MODES
+        ]
+        self.fields["language"].choices = languages.choices()

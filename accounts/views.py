@@ -1,11 +1,13 @@
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.mixins import LoginRequiredMixin
 from django.shortcuts import redirect, render
 from django.urls import reverse_lazy
-from django.views.generic import CreateView
+from django.views.generic import CreateView, UpdateView
 
-from .forms import SignUpForm, ThrottledAuthenticationForm
+from . import preferences
+from .forms import PreferencesForm, SignUpForm, ThrottledAuthenticationForm
 
 
 class SignUpView(CreateView):
@@ -65,4 +67,20 @@ class PasswordChangeView(auth_views.PasswordChangeView):
     def form_valid(self, form):
         response = super().form_valid(form)
         messages.success(self.request, "Your password has been changed.")
+        return response
+
+
+class PreferencesView(LoginRequiredMixin, UpdateView):
+    """/accounts/preferences/: the user's own preferences, saved (the row created) on the first save."""
+
+    form_class = PreferencesForm
+    template_name = "registration/preferences.html"
+    success_url = reverse_lazy("preferences")
+
+    def get_object(self, queryset=None):
+        return preferences.for_user(self.request.user)
+
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        messages.success(self.request, "Your preferences have been saved. New voice sessions use them.")
         return response

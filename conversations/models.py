@@ -67,6 +67,9 @@ class Conversation(TokenUsage):
     turn_detection = models.CharField(
         max_length=16, choices=TurnDetection.choices, default=TurnDetection.SERVER_VAD
     )
+    # ISO-639-1 code of the language it was held in (accounts/languages.py, of the latest
+    # session); "" = detected automatically.
+    language = models.CharField(max_length=8, blank=True, default="")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     segments = models.PositiveIntegerField(
         default=0, help_text="How many OpenAI sessions (ephemeral keys) this conversation used."

@@ -57,6 +57,7 @@ class TestNewConversation:
             "model": settings.REALTIME_MODEL,
             "voice": settings.REALTIME_VOICE,
             "turn_detection": "server_vad",
+            "language": "",  # detect automatically: no preferences saved
             "calls_url": f"{realtime_standin.url}/realtime/calls",
             "socket_url": f"/ws/conversations/{cid}/",
             "segment": 1,

@@ -196,6 +196,7 @@ class TestCallsEndpoint:
             "model": settings.REALTIME_MODEL,
             "voice": "ash",
             "turn_detection": "semantic_vad",
+            "language": "",
             "socket_url": f"/ws/conversations/{cid}/",
             "segment": 1,
         }

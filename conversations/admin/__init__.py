@@ -30,6 +30,7 @@ from conversations.admin.filters import (
     EventTypeFilter,
     FailedTranscriptionFilter,
     InterruptedFilter,
+    LanguageFilter,
     ModelFilter,
     UserFilter,
 )
@@ -37,6 +38,7 @@ from conversations.export import downloads, formats
 from conversations.history import pricing, selectors, usage
 from conversations.history.forms import DateRangeForm
 from conversations.models import Conversation, Event, ResponseUsage, Utterance
+from conversations.templatetags import history_format
 from conversations.templatetags.history_format import clock, tokens
 
 admin.site.site_header = "voiceproject administration"
@@ -117,6 +119,7 @@ class ConversationAdmin(admin.ModelAdmin):
         "turns_display",
         "usage_display",
         "cost_display",
+        "language_display",
         "status",
         "review_state",
     )
@@ -125,6 +128,7 @@ class ConversationAdmin(admin.ModelAdmin):
         UserFilter,
         ("created_at", admin.DateFieldListFilter),
         ModelFilter,
+        LanguageFilter,
         "status",
         "flagged",
         "reviewed",
@@ -160,6 +164,7 @@ class ConversationAdmin(admin.ModelAdmin):
                     "model",
                     "voice",
                     "turn_detection",
+                    "language_display",
                 )
             },
         ),
@@ -192,6 +197,10 @@ class ConversationAdmin(admin.ModelAdmin):
     @admin.display(description="conversation", ordering="title")
     def display_title(self, conversation):
         return selectors.display_title(conversation, length=60)
+
+    @admin.display(description="language", ordering="language")
+    def language_display(self, conversation):
+        return history_format.language_name(conversation.language)
 
     @admin.display(description="started", ordering="started_at")
     def started(self, conversation):

@@ -11,8 +11,9 @@ from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 
+from accounts import languages
 from conversations.history import selectors
-from conversations.models import Utterance
+from conversations.models import Conversation, Utterance
 from conversations.transcript.forwarded import forwarded_types
 
 
@@ -141,3 +142,34 @@ class UserFilter(admin.SimpleListFilter):
     def queryset(self, request, queryset):
         user_id = self.user_id()
         return queryset if user_id is None else queryset.filter(user_id=user_id)
+
+
+class LanguageFilter(KnownValuesFilter):
+    """
+    The language a conversation was held in, by name: the known languages that conversations
+    use (a short list, not all that the server offers), "Detected automatically", "Other".
+    """
+
+    title = "language"
+    parameter_name = field = "language"
+    AUTOMATIC = "auto"  # in the URL: an empty value would mean "no filter"
+
+    def known_values(self):
+        return languages.CODES
+
+    def lookups(self, request, model_admin):
+        used = set(Conversation.objects.order_by().values_list("language", flat=True).distinct())
+        value = self.value()
+        shown = sorted((used | {value}) & set(languages.CODES), key=languages.label)
+        choices = [(self.AUTOMATIC, "Detected automatically")] + [(code, languages.label(code)) for code in shown]
+        if value and value not in (self.AUTOMATIC, self.OTHER) and value not in languages.CODES:
+            choices.append((value, value))  # a link from elsewhere: show what is filtered
+        return choices + [(self.OTHER, "Other")]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value == self.AUTOMATIC:
+            return queryset.filter(language=languages.AUTOMATIC)
+        if value == self.OTHER:
+            return queryset.exclude(language__in=[languages.AUTOMATIC, *languages.CODES])
+        return super().queryset(request, queryset)

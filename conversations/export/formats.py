@@ -23,6 +23,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
+from accounts import languages
 from conversations.export.records import UTTERANCE
 from conversations.models import Utterance
 
@@ -52,7 +53,8 @@ def iter_json(records: Iterable[dict]) -> Iterator[str]:
 
 # The CSV columns: the conversation's, then the utterance's (prefixed where names clash).
 CSV_CONVERSATION_COLUMNS = ("conversation_id", "user") + tuple(
-    f"conversation_{name}" for name in ("title", "model", "voice", "status", "created_at", "ended_at")
+    f"conversation_{name}"
+    for name in ("title", "model", "voice", "language", "status", "created_at", "ended_at")
 )
 CSV_COLUMNS = CSV_CONVERSATION_COLUMNS + UTTERANCE.names
 # A spreadsheet runs a cell that starts with one of these as a formula; users type text.
@@ -129,6 +131,10 @@ def md_inline(text: str) -> str:
     return _md_line(" ".join(line.strip() for line in text.splitlines() if line.strip()))
 
 
+def _language(code: str) -> str:
+    return f"{languages.label(code)} ({code})" if code else "detected automatically"
+
+
 def record_markdown(record: dict) -> str:
     """A transcript for people to read."""
     usage = record["usage"]
@@ -141,6 +147,7 @@ def record_markdown(record: dict) -> str:
         f"- Created: {created}" + (f", ended: {ended}" if ended else ""),
         f"- Status: {record['status']}",
         f"- Model: {md_inline(record['model'])}, voice: {md_inline(record['voice'])}",
+        f"- Language: {md_inline(_language(record.get('language', '')))}",
         (
             f"- Tokens: {usage['input_tokens']} in, {usage['output_tokens']} out, "
             f"{usage['transcription_tokens']} for transcription"

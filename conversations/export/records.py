@@ -58,6 +58,8 @@ CONVERSATION = Fields(
         "model",
         "voice",
         "turn_detection",
+        # ISO-639-1 code of the language it was held in; "" = detected automatically.
+        "language",
         "status",
         "segments",
         "created_at",
@@ -69,7 +71,8 @@ CONVERSATION = Fields(
     ),
 )
 # Fields added to the record after it was first written: a record without them gets the default.
-ADDED_LATER = {"conflicts": 0}
+# (Records written before a field existed still import, so SCHEMA stays 1.)
+ADDED_LATER = {"conflicts": 0, "language": ""}
 # The conversation's usage totals ("usage" in the record).
 USAGE_TOTALS = Fields(Conversation, TokenUsage.USAGE_FIELDS + ("transcription_tokens",))
 # Staff review ("review" in the record, with "reviewed_by" as a username). Only in exports for

@@ -7,6 +7,7 @@ one now, which conversation it belongs to, how it is configured, and what is rec
 around their own upstream call:
 
     admitted = await aadmit(user, address, wanted)      # configured? limits, conversation, plan
+                                                        # (the user's preferences fill in the plan)
     secret = await upstream.create_client_secret(…)      # the upstream call (or create_call)
     conversation = await arecord(admitted)               # the conversation, or one more segment
 
@@ -34,6 +35,8 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db.models import F
 
+from accounts import languages, preferences
+from accounts.models import Preferences
 from conversations import access
 from conversations.models import Conversation
 from conversations.realtime import calls, upstream
@@ -86,6 +89,7 @@ class SessionRequest:
 
     voice: str | None = None
     turn_detection: str | None = None
+    language: str | None = None  # ISO-639-1; "" = detect automatically (None: choose for me)
     conversation: uuid.UUID | None = None  # continue this conversation of the caller's
 
 
@@ -96,26 +100,37 @@ class SessionPlan:
     model: str
     voice: str
     turn_detection: str
+    language: str = languages.AUTOMATIC  # ISO-639-1; "" = the transcription detects it
 
 
-def plan_session(request: SessionRequest, conversation: Conversation | None = None) -> SessionPlan:
+def plan_session(
+    request: SessionRequest, conversation: Conversation | None = None, preferences: Preferences | None = None
+) -> SessionPlan:
     """
     What was asked for; otherwise, when continuing, what the conversation used so far (a new
-    segment should sound like the old one); otherwise the server's defaults. The model is the
-    server's choice: a conversation keeps its model while that is still allowed.
+    segment should sound like the old one, and is in the same language); otherwise the user's
+    preferences; otherwise the server's defaults. The model is the server's choice: a
+    conversation keeps its model while that is still allowed. A stored value the server no
+    longer offers (a preference saved before the lists changed) is passed over, never sent.
     """
     model, voice, turn_detection = settings.REALTIME_MODEL, settings.REALTIME_VOICE, upstream.SERVER_VAD
-    if conversation is not None:
-        if conversation.model in settings.REALTIME_MODELS:
-            model = conversation.model
-        if conversation.voice in upstream.VOICES:
-            voice = conversation.voice
-        if conversation.turn_detection in upstream.TURN_DETECTION_MODES:
-            turn_detection = conversation.turn_detection
+    language = languages.AUTOMATIC
+    for source in (preferences, conversation):  # the later one wins
+        if source is None:
+            continue
+        if source.voice in upstream.VOICES:
+            voice = source.voice
+        if source.turn_detection in upstream.TURN_DETECTION_MODES:
+            turn_detection = source.turn_detection
+        if languages.is_known(source.language):
+            language = source.language
+    if conversation is not None and conversation.model in settings.REALTIME_MODELS:
+        model = conversation.model
     return SessionPlan(
         model=model,
         voice=request.voice or voice,
         turn_detection=request.turn_detection or turn_detection,
+        language=language if request.language is None else request.language,
     )
 
 
@@ -201,7 +216,9 @@ async def aadmit(user, address: str, wanted: SessionRequest) -> Admitted:
             conversation = await access.aget_conversation(user, wanted.conversation)
         except access.NoAccess:
             raise ConversationNotFound() from None
-    return Admitted(user=user, plan=plan_session(wanted, conversation), conversation=conversation)
+    settled = wanted.voice and wanted.turn_detection and wanted.language is not None
+    choices = None if settled else await preferences.afor_user(user)
+    return Admitted(user=user, plan=plan_session(wanted, conversation, choices), conversation=conversation)
 
 
 async def arecord(admitted: Admitted) -> Conversation:
@@ -231,7 +248,7 @@ async def aissue_key(user, address: str, wanted: SessionRequest) -> IssuedKey:
     admitted = await aadmit(user, address, wanted)
     plan = admitted.plan
     secret = await upstream.create_client_secret(
-        model=plan.model, voice=plan.voice, turn_detection=plan.turn_detection
+        model=plan.model, voice=plan.voice, turn_detection=plan.turn_detection, language=plan.language
     )
     return IssuedKey(conversation=await arecord(admitted), plan=plan, secret=secret)
 
@@ -244,7 +261,9 @@ async def astart_call(user, address: str, wanted: SessionRequest, sdp: str) -> S
     """
     admitted = await aadmit(user, address, wanted)
     plan = admitted.plan
-    session = upstream.session_config(model=plan.model, voice=plan.voice, turn_detection=plan.turn_detection)
+    session = upstream.session_config(
+        model=plan.model, voice=plan.voice, turn_detection=plan.turn_detection, language=plan.language
+    )
     call = await upstream.create_call(sdp, session, safety_id=upstream.safety_identifier(user.pk))
     conversation = await arecord(admitted)
     try:
@@ -267,6 +286,7 @@ async def arecord_session(user, plan: SessionPlan, conversation: Conversation | 
             model=plan.model,
             voice=plan.voice,
             turn_detection=plan.turn_detection,
+            language=plan.language,
             status=Conversation.Status.ACTIVE,
             segments=1,
         )
@@ -274,6 +294,7 @@ async def arecord_session(user, plan: SessionPlan, conversation: Conversation | 
         "model": plan.model,
         "voice": plan.voice,
         "turn_detection": plan.turn_detection,
+        "language": plan.language,
         "status": Conversation.Status.ACTIVE,
         "ended_at": None,
     }

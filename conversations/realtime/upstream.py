@@ -8,7 +8,7 @@ unified interface) and returns the answer and the call id. Either way the real k
 the server.
 The session configuration is chosen here, by the server, not by the browser: model (from the
 allow-list), instructions, voice, input transcription (always on: without it OpenAI sends no
-user transcripts) and turn detection. Facts about the API: docs/realtime.md.
+user transcripts; in the user's language when one is set) and turn detection. Facts about the API: docs/realtime.md.
 
 The body builders are plain functions so that other code (tests, a future server-side call)
 builds exactly the same shapes. Failures are typed exceptions carrying a message a person can
@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import httpx
 from django.conf import settings
 
+from accounts import languages
 from voiceproject.loopbound import PerLoop
 
 log = logging.getLogger(__name__)
@@ -150,19 +151,29 @@ def session_config(
     model: str,
     voice: str,
     turn_detection: str = SERVER_VAD,
+    language: str = languages.AUTOMATIC,
     instructions: str | None = None,
     transcription_model: str | None = None,
 ) -> dict:
-    """The GA `session` object of a new Realtime session."""
+    """
+    The GA `session` object of a new Realtime session. `language` (ISO-639-1, "" = detect) sets
+    the transcription's language and, as the API has no field for the replies' language, adds
+    a sentence saying so to the instructions.
+    """
     detection = turn_detection_config(turn_detection)
+    instructions = settings.REALTIME_INSTRUCTIONS if instructions is None else instructions
+    transcription = {"model": transcription_model or settings.REALTIME_TRANSCRIPTION_MODEL}
+    if languages.validate(language):
+        transcription["language"] = language
+        instructions = " ".join(filter(None, (instructions.strip(), languages.instruction(language))))
     return {
         "type": "realtime",
         "model": validate_model(model),
-        "instructions": settings.REALTIME_INSTRUCTIONS if instructions is None else instructions,
+        "instructions": instructions,
         "audio": {
             "input": {
                 # Off unless set: without it there are no user transcripts to store.
-                "transcription": {"model": transcription_model or settings.REALTIME_TRANSCRIPTION_MODEL},
+                "transcription": transcription,
                 "turn_detection": dict(detection) if detection else None,
             },
             "output": {"voice": validate_voice(voice)},
@@ -317,12 +328,14 @@ async def create_client_secret(
     model: str,
     voice: str,
     turn_detection: str = SERVER_VAD,
+    language: str = languages.AUTOMATIC,
     client: httpx.AsyncClient | None = None,
 ) -> ClientSecret:
     """Mint one ephemeral key (one per connection attempt: a key may not serve two calls)."""
     if not is_configured():
         raise NotConfigured()
-    body = client_secret_request(session_config(model=model, voice=voice, turn_detection=turn_detection))
+    session = session_config(model=model, voice=voice, turn_detection=turn_detection, language=language)
+    body = client_secret_request(session)
     response = await _post("client_secrets", client_secrets_url(), client=client, json=body)
     try:
         return parse_client_secret(response)

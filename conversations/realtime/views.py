@@ -20,13 +20,14 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts import languages, preferences
 from conversations.history import selectors
 from conversations.realtime import issuing, upstream
 from voiceproject import ratelimit
 from voiceproject.api import api_view, error_response, json_response
 
-MAX_BODY_BYTES = 4096  # the largest valid body is about 120 bytes
-FIELDS = ("voice", "conversation", "turn_detection")
+MAX_BODY_BYTES = 4096  # the largest valid body is about 140 bytes
+FIELDS = ("voice", "conversation", "turn_detection", "language")
 # An offer as JSON: escaped line ends (\r\n → 4 characters) can double its size, plus the options.
 MAX_CALL_BODY_BYTES = 2 * upstream.MAX_SDP_BYTES + MAX_BODY_BYTES
 CALL_FIELDS = ("sdp", *FIELDS)
@@ -66,14 +67,19 @@ def _json_object(body: bytes, fields: tuple[str, ...], max_bytes: int, example: 
 
 
 def _session_request(data: dict) -> issuing.SessionRequest:
-    """The session options of a parsed body: "voice", "conversation", "turn_detection", each may be null."""
+    """
+    The session options of a parsed body: "voice", "conversation", "turn_detection", "language",
+    each may be null ("language": "" asks for automatic detection).
+    """
     voice, turn_detection = data.get("voice"), data.get("turn_detection")
-    conversation = data.get("conversation")
+    conversation, language = data.get("conversation"), data.get("language")
     try:
         if voice is not None:
             upstream.validate_voice(voice)
         if turn_detection is not None:
             upstream.validate_turn_detection(turn_detection)
+        if language is not None:
+            languages.validate(language)
     except ValueError as exc:
         raise InvalidRequest(str(exc)) from None
     if conversation is not None:
@@ -83,11 +89,13 @@ def _session_request(data: dict) -> issuing.SessionRequest:
             conversation = None
         if conversation is None:
             raise InvalidRequest("conversation must be the id (a UUID) of one of your conversations.")
-    return issuing.SessionRequest(voice=voice, turn_detection=turn_detection, conversation=conversation)
+    return issuing.SessionRequest(
+        voice=voice, turn_detection=turn_detection, language=language, conversation=conversation
+    )
 
 
 def parse_session_request(body: bytes) -> issuing.SessionRequest:
-    """The optional JSON body: {"voice", "conversation", "turn_detection"}, each may be absent or null."""
+    """The optional JSON body: {"voice", "conversation", "turn_detection", "language"}, each may be absent or null."""
     return _session_request(_json_object(body, FIELDS, MAX_BODY_BYTES, '{"voice": "marin"}'))
 
 
@@ -105,7 +113,7 @@ def parse_call_request(body: bytes) -> tuple[issuing.SessionRequest, str]:
 
 
 def session_body(issued: issuing.IssuedKey) -> dict:
-    """The 201 body: the contract's fields, plus turn_detection, segment and key_ttl."""
+    """The 201 body: the contract's fields, plus turn_detection, language, segment and key_ttl."""
     conversation, plan = issued.conversation, issued.plan
     return {
         "conversation": {"id": str(conversation.uuid), "url": conversation.get_absolute_url()},
@@ -114,6 +122,7 @@ def session_body(issued: issuing.IssuedKey) -> dict:
         "model": plan.model,
         "voice": plan.voice,
         "turn_detection": plan.turn_detection,
+        "language": plan.language,
         "calls_url": upstream.calls_url(),
         "socket_url": f"/ws/conversations/{conversation.uuid}/",
         "segment": conversation.segments,
@@ -122,7 +131,7 @@ def session_body(issued: issuing.IssuedKey) -> dict:
 
 
 def call_body(started: issuing.StartedCall) -> dict:
-    """The 201 body of /api/realtime/calls: no key, the answer instead (and segment)."""
+    """The 201 body of /api/realtime/calls: no key, the answer instead (and language, segment)."""
     conversation, plan = started.conversation, started.plan
     return {
         "conversation": {"id": str(conversation.uuid), "url": conversation.get_absolute_url()},
@@ -130,6 +139,7 @@ def call_body(started: issuing.StartedCall) -> dict:
         "model": plan.model,
         "voice": plan.voice,
         "turn_detection": plan.turn_detection,
+        "language": plan.language,
         "socket_url": f"/ws/conversations/{conversation.uuid}/",
         "segment": conversation.segments,
     }
@@ -194,18 +204,29 @@ def home(request):
 def chat(request):
     """The voice page. What its script needs goes into a json_script block (CSP-safe)."""
     openai_configured = upstream.is_configured()
+    chosen = preferences.for_user(request.user)
     return render(
         request,
         "conversations/chat.html",
-        {"voice_config": page_config(openai_configured), "openai_configured": openai_configured},
+        {
+            "voice_config": page_config(openai_configured, chosen),
+            "openai_configured": openai_configured,
+            "language_label": languages.label(chosen.language),
+        },
     )
 
 
-def page_config(openai_configured: bool) -> dict:
+def page_config(openai_configured: bool, chosen=None) -> dict:
     """
     The voice page's settings, for its script and its template alike: the session options are
     the server's (upstream.py), so a mode switched mid-session sends exactly what a new session gets.
+    Its controls start from the user's preferences (`chosen`, accounts.preferences.for_user()),
+    each only while the server still offers it.
     """
+    voice, mode = settings.REALTIME_VOICE, upstream.SERVER_VAD
+    if chosen is not None:
+        voice = chosen.voice if chosen.voice in upstream.VOICES else voice
+        mode = chosen.turn_detection if chosen.turn_detection in upstream.TURN_DETECTION_MODES else mode
     return {
         "apiUrl": reverse("api_realtime_sessions"),
         # browser: mint a key at apiUrl, call OpenAI, report the call id on the socket;
@@ -217,7 +238,8 @@ def page_config(openai_configured: bool) -> dict:
         "sessionLimitSeconds": 60 * 60,
         "warnBeforeSeconds": 5 * 60,
         "voices": list(upstream.VOICES),
-        "voice": settings.REALTIME_VOICE,
+        "voice": voice,
+        "mode": mode,  # server_vad | semantic_vad | manual: the one the controls start with
         # mode -> {label, config: its `audio.input.turn_detection`, null for push-to-talk}
         "turnDetection": {
             mode: {"label": upstream.TURN_DETECTION_LABELS[mode], "config": upstream.turn_detection_config(mode)}

@@ -7,6 +7,7 @@ from django import template
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
+from accounts import languages
 from conversations.history import pricing, selectors
 
 register = template.Library()
@@ -26,6 +27,12 @@ def clock(value: timedelta | None) -> str:
 @register.filter
 def display_title(conversation) -> str:
     return selectors.display_title(conversation)
+
+
+@register.filter
+def language_name(code: str) -> str:
+    """A conversation's language by name ("French (français)"), or that it was detected."""
+    return languages.label(code) if code else "Detected automatically"
 
 
 @register.filter
