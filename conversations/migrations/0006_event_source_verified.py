@@ -14,10 +14,6 @@ class Migration(migrations.Migration):
             name='event',
             options={'ordering': ['conversation', 'id']},
         ),
-        migrations.RemoveConstraint(
-            model_name='event',
-            name='event_unique_seq',
-        ),
         migrations.AddField(
             model_name='event',
             name='source',
@@ -41,5 +37,10 @@ class Migration(migrations.Migration):
         migrations.AddConstraint(
             model_name='event',
             constraint=models.UniqueConstraint(fields=('conversation', 'source', 'seq'), name='event_unique_source_seq'),
+        ),
+        # After the new constraint: the journal is never without one.
+        migrations.RemoveConstraint(
+            model_name='event',
+            name='event_unique_seq',
         ),
     ]
