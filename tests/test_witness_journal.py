@@ -105,7 +105,7 @@ def test_the_witness_replaces_what_the_browser_forged_before_it():
 
 
 def test_a_witness_usage_replaces_a_browser_usage_recorded_earlier():
-    state, first = run(browser(response_done("r1", input_tokens=0, output_tokens=1)))
+    state, _ = run(browser(response_done("r1", input_tokens=0, output_tokens=1)))
     _, later = run(server(response_done("r1", input_tokens=50, output_tokens=70)), state)
     assert [(u.source, u.counts["output_tokens"]) for u in later.replaced_usages] == [("browser", 1)]
     assert [(u.source, u.counts["output_tokens"]) for u in later.usages] == [(SERVER, 70)]
