@@ -3,7 +3,7 @@ The stored side of a voice conversation.
 
 The event journal (`Event`) is the source of truth: every accepted socket frame, raw. The
 transcript (`Utterance`) and the usage (`ResponseUsage`, and the totals on `Conversation`) are
-derived from it by the reducer in `transcripts.py`, so they can be rebuilt at any time.
+derived from it by the reducer in `transcript/reducer.py`, so they can be rebuilt at any time.
 """
 
 import uuid
@@ -82,8 +82,8 @@ class Conversation(TokenUsage):
     transcription_tokens = models.PositiveIntegerField(default=0)
     conflicts = models.PositiveIntegerField(
         default=0,
-        help_text="Events that contradicted a closed line (another role, or another final text): "
-        "kept in the journal, not applied.",
+        help_text="Events that contradicted a line (another role, or another final text): kept in the "
+        "journal; applied only when the server's witness contradicted what the browser reported.",
     )
     # Bytes of the frames journaled for it (as received), counted in the transaction that stores
     # them: bounded by TRANSCRIPT_MAX_BYTES_PER_CONVERSATION.
@@ -130,10 +130,23 @@ class Conversation(TokenUsage):
         return None
 
 
+class Source(models.TextChoices):
+    """Who saw an event: the browser (forwarded on the transcript socket, unproven) or the server
+    itself (the witness's sideband connection to the call: the truth)."""
+
+    BROWSER = "browser", "Browser"
+    SERVER = "server", "Server (witness)"
+
+
 class Event(models.Model):
-    """One accepted socket frame: an OpenAI server event exactly as the browser received it."""
+    """One journaled OpenAI server event exactly as it was received: forwarded by the browser on
+    the transcript socket, or seen by the server's own witness of the call (`source`)."""
+
+    Source = Source
 
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="events")
+    # Each source numbers its own stream: the page its frames, the witness what it saw.
+    source = models.CharField(max_length=8, choices=Source.choices, default=Source.BROWSER)
     seq = models.PositiveBigIntegerField()
     type = models.CharField(max_length=100)
     payload = models.JSONField()
@@ -144,14 +157,16 @@ class Event(models.Model):
     repairs = models.JSONField(null=True, blank=True)
 
     class Meta:
-        ordering = ["conversation", "seq"]
+        # The journal's order is the order of storage (the id: writers of one conversation are
+        # serialised), which interleaves the two streams as the reducer saw them.
+        ordering = ["conversation", "id"]
         constraints = [
-            models.UniqueConstraint(fields=["conversation", "seq"], name="event_unique_seq"),
+            models.UniqueConstraint(fields=["conversation", "source", "seq"], name="event_unique_source_seq"),
             models.CheckConstraint(condition=models.Q(seq__gte=1), name="event_seq_positive"),
         ]
 
     def __str__(self):
-        return f"#{self.seq} {self.type}"
+        return f"#{self.seq} {self.type}" if self.source == Source.BROWSER else f"{self.source} #{self.seq} {self.type}"
 
 
 class Utterance(models.Model):
@@ -187,11 +202,13 @@ class Utterance(models.Model):
     position = models.PositiveIntegerField()
     created_at = models.DateTimeField(default=timezone.now)
     completed_at = models.DateTimeField(null=True, blank=True)
+    # The server's witness of the call saw this line's final text (what is stored is its version).
+    verified = models.BooleanField(default=False)
 
     # The one list of a transcript line's fields, in record order: what the reducer derives
     # (UtteranceState), the journal writes, exports carry and live updates send.
     FIELDS = ("position", "item_id", "role", "kind", "status", "text", "error", "response_id",
-              "created_at", "completed_at")  # fmt: skip
+              "created_at", "completed_at", "verified")  # fmt: skip
     # Set when the item first appears, never changed afterwards (the journal updates the rest).
     SET_ONCE_FIELDS = ("position", "item_id", "created_at")
     DATETIME_FIELDS = ("created_at", "completed_at")
@@ -225,6 +242,8 @@ class ResponseUsage(TokenUsage):
     response_id = models.CharField(max_length=100)
     status = models.CharField(max_length=32, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # Whose response.done this is: the witness's replaces the browser's, never the other way round.
+    source = models.CharField(max_length=8, choices=Source.choices, default=Source.BROWSER)
 
     class Meta:
         ordering = ["conversation", "created_at"]

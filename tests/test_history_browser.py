@@ -327,6 +327,7 @@ def test_the_script_draws_a_line_exactly_as_the_server_does(server, chromium):
         status=Conversation.Status.ENDED,
     )
     Utterance.objects.filter(conversation=talk, position=5).update(kind=Utterance.Kind.TEXT)
+    Utterance.objects.filter(conversation=talk, position__in=[0, 2]).update(verified=True)  # the witness saw them
     utterances = [serialize_utterance(u) for u in talk.utterances.order_by("position")]
     cookie = session_cookie(alice, server)
 
@@ -355,8 +356,10 @@ def test_the_script_draws_a_line_exactly_as_the_server_does(server, chromium):
         return served
 
     served = chromium.run(compare)
-    assert 'data-status="failed" aria-busy="false"' in served[2]
+    assert 'data-status="failed" data-verified="true" aria-busy="false"' in served[2]
     assert '<span class="line-kind">Typed</span>' in served[5]
+    assert 'data-verified="true"' in served[0] and 'data-verified="false"' in served[1]
+    assert '<span class="line-verified" title="Verified: the server heard this itself">✓</span>' in served[2]
 
 
 def test_an_open_transcript_page_says_when_its_conversation_is_deleted(server, chromium):

@@ -186,7 +186,7 @@ def test_serialize_utterance_is_the_same_for_rows_and_reducer_states(conversatio
     assert live.serialize_utterance(row) == {
         "item_id": "u0", "role": "user", "kind": "audio", "text": "question 0", "status": "completed", "error": "",
         "response_id": "", "position": 0, "created_at": row.created_at.isoformat(),
-        "completed_at": row.completed_at.isoformat(),
+        "completed_at": row.completed_at.isoformat(), "verified": False,
     }  # fmt: skip
 
 

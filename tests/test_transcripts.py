@@ -197,7 +197,7 @@ def test_transcript_arriving_after_a_cancelled_response_stays_interrupted():
 def test_a_partial_state_knows_a_cancelled_response_through_the_utterance():
     # The journal loads only what a batch names: here the transcript names no response id.
     state, _ = run([assistant("a1"), response_done("r1", "cancelled", [output_item("a1", None, "incomplete")])])
-    partial = TranscriptState(utterances={"a1": state.utterances["a1"]}, responses={"r1": "cancelled"},
+    partial = TranscriptState(utterances={"a1": state.utterances["a1"]}, responses={"r1": state.responses["r1"]},
                               next_position=1)  # fmt: skip
     event = audio_done("a1", "r1", "words")
     del event["response_id"]
@@ -323,7 +323,7 @@ def test_usage_is_counted_once_per_response():
     assert [u.response_id for u in changes.usages] == ["r1", "r2"]
     assert usage_totals(changes)["input_tokens"] == 8
     # Known from an earlier batch: not counted again.
-    _, again = run([response_done("r1")], TranscriptState(responses={"r1": "completed"}))
+    _, again = run([response_done("r1")], TranscriptState(responses={"r1": state.responses["r1"]}))
     assert again.usages == []
 
 

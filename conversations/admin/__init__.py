@@ -33,6 +33,7 @@ from conversations.admin.filters import (
     LanguageFilter,
     ModelFilter,
     UserFilter,
+    WitnessedFilter,
 )
 from conversations.export import downloads, formats
 from conversations.history import pricing, selectors, usage
@@ -87,7 +88,7 @@ class UtteranceInline(ReadOnlyMixin, admin.TabularInline):
     formset = FirstLinesFormSet
     # The template adds a link to every line when there are more than the formset shows.
     template = "admin/conversations/includes/transcript_inline.html"
-    fields = ("position", "said_at", "role", "kind", "status_label", "text_shown", "error")
+    fields = ("position", "said_at", "role", "kind", "status_label", "text_shown", "error", "verified_mark")
     readonly_fields = fields
     ordering = ("position",)
     extra = 0
@@ -99,6 +100,11 @@ class UtteranceInline(ReadOnlyMixin, admin.TabularInline):
     @admin.display(description="status")
     def status_label(self, utterance):
         return utterance.get_status_display()
+
+    @admin.display(description="verified")
+    def verified_mark(self, utterance):
+        # Seen by the server's witness; otherwise only the browser's word.
+        return "✓ verified" if utterance.verified else "—"
 
     @admin.display(description="time")
     def said_at(self, utterance):
@@ -117,6 +123,8 @@ class ConversationAdmin(admin.ModelAdmin):
         "started",
         "duration_display",
         "turns_display",
+        "verified_display",
+        "conflicts",
         "usage_display",
         "cost_display",
         "language_display",
@@ -135,6 +143,7 @@ class ConversationAdmin(admin.ModelAdmin):
         FailedTranscriptionFilter,
         InterruptedFilter,
         ConflictsFilter,
+        WitnessedFilter,
     )
     search_fields = ("title", "user__username")  # and the transcript: see get_search_results
     search_help_text = "Searches usernames, titles and what was said."
@@ -168,7 +177,14 @@ class ConversationAdmin(admin.ModelAdmin):
                 )
             },
         ),
-        ("Review", {"fields": ("reviewed", "flagged", "review_note", "reviewed_at", "reviewed_by", "conflicts")}),
+        (
+            "Review",
+            {
+                "fields": (
+                    "reviewed", "flagged", "review_note", "reviewed_at", "reviewed_by", "verified_display", "conflicts",
+                )
+            },
+        ),
         (
             "Times",
             {
@@ -191,7 +207,9 @@ class ConversationAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request).select_related("user", "reviewed_by")
-        return selectors.with_first_line(selectors.with_turns(selectors.with_duration(queryset)))
+        return selectors.with_first_line(
+            selectors.with_verified(selectors.with_turns(selectors.with_duration(queryset)))
+        )
 
     # --- Columns and read-only fields ---------------------------------------------------------
     @admin.display(description="conversation", ordering="title")
@@ -215,6 +233,14 @@ class ConversationAdmin(admin.ModelAdmin):
     @admin.display(description="turns", ordering="turns")
     def turns_display(self, conversation):
         return conversation.turns
+
+    @admin.display(description="verified lines", ordering="verified_lines")
+    def verified_display(self, conversation):
+        """The share of lines the server's witness saw end itself (the rest: the browser's word)."""
+        if not conversation.turns:
+            return "—"
+        share = round(100 * conversation.verified_lines / conversation.turns)
+        return f"{conversation.verified_lines} of {conversation.turns} ({share} %)"
 
     @admin.display(description="tokens")
     def usage_table(self, conversation):
@@ -417,9 +443,9 @@ def flatten(fieldsets):
 
 @admin.register(Utterance)
 class UtteranceAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    list_display = ("conversation", "position", "role", "kind", "status", "text_shown")
+    list_display = ("conversation", "position", "role", "kind", "status", "verified", "text_shown")
     list_select_related = ("conversation",)
-    list_filter = ("role", "kind", "status")
+    list_filter = ("role", "kind", "status", "verified")
     search_fields = ("text",)
     show_full_result_count = False
 
@@ -430,15 +456,16 @@ class UtteranceAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 @admin.register(Event)
 class EventAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    """The journal, for debugging: what the browser forwarded, exactly as received."""
+    """The journal, for debugging: what the browser forwarded and what the server's witness saw,
+    exactly as received, in the order they were stored."""
 
-    list_display = ("seq", "type", "conversation", "received_at")
+    list_display = ("seq", "source", "type", "conversation", "received_at")
     list_select_related = ("conversation",)
-    list_filter = (EventTypeFilter,)
+    list_filter = ("source", EventTypeFilter)
     list_per_page = 200
-    ordering = ("conversation", "seq")
+    ordering = ("conversation", "id")
     show_full_result_count = False
-    fields = ("conversation", "seq", "type", "received_at", "repairs", "payload_pretty")
+    fields = ("conversation", "source", "seq", "type", "received_at", "repairs", "payload_pretty")
     readonly_fields = fields
 
     class Media:
@@ -453,6 +480,6 @@ class EventAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 @admin.register(ResponseUsage)
 class ResponseUsageAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    list_display = ("response_id", "conversation", "status", "input_tokens", "output_tokens", "created_at")
+    list_display = ("response_id", "conversation", "status", "source", "input_tokens", "output_tokens", "created_at")
     list_select_related = ("conversation",)
     show_full_result_count = False

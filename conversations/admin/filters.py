@@ -47,7 +47,8 @@ class InterruptedFilter(UtteranceStatusFilter):
 
 
 class ConflictsFilter(admin.SimpleListFilter):
-    """Conversations where events contradicted a closed line (another role or final text)."""
+    """Conversations where events contradicted a line (another role or final text), the browser's
+    and the witness's versions of a line included."""
 
     title = "has conflicts"
     parameter_name = "has_conflicts"
@@ -60,6 +61,24 @@ class ConflictsFilter(admin.SimpleListFilter):
             return queryset.filter(conflicts__gt=0)
         if self.value() == "no":
             return queryset.filter(conflicts=0)
+        return queryset
+
+
+class WitnessedFilter(admin.SimpleListFilter):
+    """Conversations the server's witness saw (some events of its own), or did not: those hold
+    only what the browser reported."""
+
+    title = "witnessed by the server"
+    parameter_name = "witnessed"
+
+    def lookups(self, request, model_admin):
+        return (("yes", "Witnessed"), ("no", "Unwitnessed"))
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(selectors.witnessed())
+        if self.value() == "no":
+            return queryset.filter(~selectors.witnessed())
         return queryset
 
 

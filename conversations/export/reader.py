@@ -4,7 +4,7 @@ Selecting conversations for export, and reading them as records in constant memo
 `iter_records()` reads a filtered queryset chunk by chunk, seeking past the last primary key
 seen (keyset pagination: each chunk is an index range scan, however deep into the table), and
 fetches each chunk's utterances and usages (and journal, when asked) with one query per kind,
-ordered by the (conversation, position/seq) indexes. The number of queries grows with the
+ordered by the (conversation, position) indexes and the journal's order (id). The number of queries grows with the
 number of chunks, memory with the size of one chunk, and neither with the size of the table.
 (`.iterator()` over the conversations would stream them but cannot bring their children;
 `prefetch_related()` on the whole queryset would load everything at once.)
@@ -105,7 +105,7 @@ def iter_chunks(
         ids = [conversation["pk"] for conversation in conversations]
         utterances = _children(Utterance, records.UTTERANCE, ids, "position")
         responses = _children(ResponseUsage, records.RESPONSE, ids, "created_at", "response_id")
-        events = _children(Event, records.EVENT, ids, "seq") if include_events else {}
+        events = _children(Event, records.EVENT, ids, "id") if include_events else {}
         yield [
             records.make_record(
                 conversation,

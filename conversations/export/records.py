@@ -73,14 +73,23 @@ CONVERSATION = Fields(
 # Fields added to the record after it was first written: a record without them gets the default.
 # (Records written before a field existed still import, so SCHEMA stays 1.)
 ADDED_LATER = {"conflicts": 0, "language": ""}
+# The same for the rows of a record's lists: `verified` (the server's witness saw the line end
+# itself), and whose `source` a response's usage and a journal event are (the browser's before
+# the server witnessed calls).
+ADDED_LATER_TO = {
+    "utterances": {"verified": False},
+    "responses": {"source": "browser"},
+    "events": {"source": "browser"},
+}
 # The conversation's usage totals ("usage" in the record).
 USAGE_TOTALS = Fields(Conversation, TokenUsage.USAGE_FIELDS + ("transcription_tokens",))
 # Staff review ("review" in the record, with "reviewed_by" as a username). Only in exports for
 # staff and backups: what users download leaves it out, staff notes are not theirs to read.
 REVIEW = Fields(Conversation, ("reviewed", "reviewed_at", "flagged", "review_note"))
 UTTERANCE = Fields(Utterance, Utterance.FIELDS)
-RESPONSE = Fields(ResponseUsage, ("response_id", "status", "created_at") + TokenUsage.USAGE_FIELDS)
-EVENT = Fields(Event, ("seq", "type", "payload", "received_at"))
+RESPONSE = Fields(ResponseUsage, ("response_id", "status", "created_at") + TokenUsage.USAGE_FIELDS + ("source",))
+# In the journal's order (storage order: the two streams interleaved as they were folded).
+EVENT = Fields(Event, ("seq", "type", "payload", "received_at", "source"))
 
 
 def format_datetime(value: datetime.datetime | None) -> str | None:
@@ -198,12 +207,14 @@ def _build(model, data, fields, where: str, **extra):
     return instance
 
 
-def _unique(items, key: str, where: str):
+def _unique(items, key: str | tuple[str, ...], where: str):
+    keys = (key,) if isinstance(key, str) else key
     seen = set()
     for index, item in enumerate(items):
-        value = getattr(item, key)
+        value = tuple(getattr(item, k) for k in keys)
         if value in seen:
-            raise RecordError(f"{where}[{index}].{key}: {value!r} appears twice")
+            shown = value[0] if len(keys) == 1 else dict(zip(keys, value))
+            raise RecordError(f"{where}[{index}].{keys[-1]}: {shown!r} appears twice")
         seen.add(value)
 
 
@@ -248,8 +259,9 @@ def parse_record(record, users: dict) -> ParsedConversation:
             setattr(conversation, name, getattr(checked, name))
 
     def children(key, fields: Fields, unique):
+        defaults = ADDED_LATER_TO.get(key, {})
         items = [
-            _build(fields.model, data, fields.names, f"{key}[{index}]")
+            _build(fields.model, defaults | data if isinstance(data, dict) else data, fields.names, f"{key}[{index}]")
             for index, data in enumerate(_require(record, key, list, ""))
         ]
         for name in unique:
@@ -260,7 +272,7 @@ def parse_record(record, users: dict) -> ParsedConversation:
     usages = children("responses", RESPONSE, ("response_id",))
     events = None
     if "events" in record:
-        events = children("events", EVENT, ("seq",))
+        events = children("events", EVENT, (("source", "seq"),))
         for index, event in enumerate(events):
             if event.seq < 1:  # the table's check constraint, which full_clean() skipped
                 raise RecordError(f"events[{index}].seq: must be at least 1")

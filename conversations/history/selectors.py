@@ -24,7 +24,7 @@ from django.db.models import (
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from conversations.models import Conversation, Utterance
+from conversations.models import Conversation, Event, Source, Utterance
 
 
 def owned_by(user) -> QuerySet[Conversation]:
@@ -54,6 +54,24 @@ def with_turns(conversations: QuerySet[Conversation]) -> QuerySet[Conversation]:
         .values("n")
     )
     return conversations.annotate(turns=Coalesce(Subquery(turns), 0))
+
+
+def with_verified(conversations: QuerySet[Conversation]) -> QuerySet[Conversation]:
+    """Annotate `verified_lines`: how many of its lines the server's witness saw end itself."""
+    verified = (
+        Utterance.objects.filter(conversation=OuterRef("pk"), verified=True)
+        .order_by()
+        .values("conversation")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return conversations.annotate(verified_lines=Coalesce(Subquery(verified), 0))
+
+
+def witnessed() -> Exists:
+    """An EXISTS condition: the server's witness journaled events of the conversation (one probe of
+    the journal's (conversation, source, seq) index)."""
+    return Exists(Event.objects.filter(conversation=OuterRef("pk"), source=Source.SERVER))
 
 
 def with_duration(conversations: QuerySet[Conversation]) -> QuerySet[Conversation]:
@@ -167,4 +185,6 @@ def transcript_labels(user_label: str = "You") -> dict:
         "statuses": {**dict(Utterance.Status.choices), "live": "Speaking"},
         "kinds": dict(Utterance.Kind.choices),
         "conversation": dict(Conversation.Status.choices),
+        # The small mark of a line the server's witness saw end itself (Utterance.verified).
+        "verified": {"mark": "✓", "title": "Verified: the server heard this itself"},
     }

@@ -47,7 +47,10 @@ class Frame:
     # What was changed to make the event storable, or None: {"replaced": <characters replaced by
     # U+FFFD>, "truncated": [{"field": <name>, "chars": <original length>}, …]}.
     repairs: dict | None = None
-    call_id: str | None = None  # of a "call" frame (last: callers build frames positionally)
+    call_id: str | None = None  # of a "call" frame (after the others: callers build frames positionally)
+    # Whose stream the event frame belongs to: "browser" (the transcript socket) or "server" (the
+    # witness's sideband connection). Each numbers its own seqs (journal.last_seq(…, source=…)).
+    source: str = "browser"
 
 
 class FrameError(Exception):
@@ -196,6 +199,27 @@ def parse_frame(
                 seq,
             )
     return Frame(type="event", seq=seq, event=event, size=size, repairs=repairs)
+
+
+def server_frame(seq: int, text: str, *, max_chars: int) -> Frame:
+    """A frame of the witness's stream from the raw text of one sideband server event, made
+    storable as the socket's frames are (NUL characters and lone surrogates replaced, transcripts
+    cut at `max_chars`): a user can type a NUL into a message the model echoes, and one
+    unstorable event would fail every batch it is in. Raises ValueError for text that is not a
+    JSON object with a type. Nothing else is bounded: what OpenAI sends is what was said."""
+    event = _loads(text)
+    if not isinstance(event, dict) or not isinstance(event.get("type"), str) or not event["type"]:
+        raise ValueError("not an OpenAI server event")
+    if len(event["type"]) > MAX_EVENT_TYPE_LENGTH:
+        raise ValueError(f"the event type is longer than {MAX_EVENT_TYPE_LENGTH} characters")
+    repairs = None
+    if _may_need_checking(text, max_chars):
+        try:
+            repairs, _ = _repair(event, seq, max_chars)
+        except FrameError as error:
+            raise ValueError(error.message) from None
+    size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+    return Frame(type="event", seq=seq, event=event, size=size, repairs=repairs, source="server")
 
 
 def _may_need_checking(text: str, max_chars: int) -> bool:

@@ -15,6 +15,15 @@ the next position cannot race. The same transaction decides which new frames are
 (`conversation_closed`), and none past the stored-bytes bounds per conversation and per user
 and day (`quota_exceeded`); the per-day rows are locked after the conversations, in user order,
 so the counts cannot race either and two transactions cannot deadlock.
+
+Two streams share the journal: the browser's (the transcript socket) and, for a witnessed call,
+the server's own (`Frame.source == "server"`, written by the witness through the same writer).
+Each has its own seqs ((conversation, source, seq) is unique). The journal's order is the order of
+storage (`Event.id`): a transaction inserts its frames in the order the reducer folds them, and
+`rebuild()` folds by id, so both see the two streams interleaved the same way. The witness's
+frames are not the user's to spend: they are never refused for the storage bounds (they are
+counted in them, so a user's own frames meet the bounds sooner), only for the late-events window
+(docs/security.md).
 """
 
 from __future__ import annotations
@@ -33,7 +42,14 @@ from django.utils import timezone
 from conversations.models import Conversation, DailyStorage, Event, ResponseUsage, TokenUsage, Utterance
 from conversations.transcript import reducer
 from conversations.transcript.frames import Frame, FrameError
-from conversations.transcript.reducer import TranscriptState, UtteranceState, saturating_add
+from conversations.transcript.reducer import (
+    BROWSER,
+    SERVER,
+    TranscriptState,
+    UsageRecord,
+    UtteranceState,
+    saturating_add,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +72,13 @@ class AppendResult:
     found: bool = True  # False: the conversation does not exist (any more)
     failed: bool = False  # the database refused the batch: nothing of it was written
     # Seqs refused for good (not stored; their error replaces the ack): quota_exceeded,
-    # conversation_closed. The other seqs may be acked.
+    # conversation_closed. The other seqs may be acked. Of the browser's stream; the witness's
+    # are in `refused_server` (the writer hands each caller those of its own source as `refused`).
     refused: dict[int, FrameError] = field(default_factory=dict)
+    refused_server: dict[int, FrameError] = field(default_factory=dict)
+
+    def refused_of(self, source: str) -> dict[int, FrameError]:
+        return self.refused_server if source == SERVER else self.refused
 
 
 def to_state(u: Utterance) -> UtteranceState:
@@ -173,15 +194,16 @@ def _update_rows(model, updates: list[tuple[int, dict]]) -> None:
             cursor.executemany(sql, [p + [pk] for p, (pk, _) in zip(params, rows)])
 
 
-def _pairs(model, names: tuple[str, str], pairs) -> RawSQL:
-    """A condition matching rows whose two fields equal one of `pairs`: `(a = x AND b = y) OR …`.
+def _pairs(model, names: tuple[str, ...], pairs) -> RawSQL:
+    """A condition matching rows whose fields equal one of `pairs` (tuples of values for `names`):
+    `(a = x AND b = y) OR …`.
 
     Both PostgreSQL and SQLite turn it into one index probe per pair. (`a IN (…) AND b IN (…)`
     makes SQLite probe every combination; `(a, b) IN (VALUES …)` makes it scan.)
     """
     qn = connection.ops.quote_name
-    a, b = (qn(model._meta.get_field(name).column) for name in names)
-    sql = " OR ".join([f"({a} = %s AND {b} = %s)"] * len(pairs))
+    match = " AND ".join(f"{qn(model._meta.get_field(name).column)} = %s" for name in names)
+    sql = " OR ".join([f"({match})"] * len(pairs))
     return RawSQL(f"({sql})", [value for pair in pairs for value in pair], output_field=BooleanField())
 
 
@@ -219,15 +241,15 @@ def _load_state(conversations: dict[int, dict], new: dict[int, list[Frame]]):
             pks[cid, u.item_id] = pk
     for cid, utterances in loaded.items():
         responses[cid] |= {u.response_id for u in utterances.values() if u.response_id}
-    recorded: dict[int, dict[str, str]] = {cid: {} for cid in new}
+    recorded: dict[int, dict[str, UsageRecord]] = {cid: {} for cid in new}
     wanted = [(cid, rid) for cid, ids in responses.items() for rid in ids]
     for part in _chunks(wanted):
-        for cid, rid, status in (
+        for cid, rid, status, created_at, source, *counts in (
             ResponseUsage.objects.filter(_pairs(ResponseUsage, ("conversation", "response_id"), part))
             .order_by()
-            .values_list("conversation_id", "response_id", "status")
+            .values_list("conversation_id", "response_id", "status", "created_at", "source", *TokenUsage.USAGE_FIELDS)
         ):
-            recorded[cid][rid] = status
+            recorded[cid][rid] = UsageRecord(rid, status, dict(zip(TokenUsage.USAGE_FIELDS, counts)), created_at, source)
     top = {}
     if any(items.values()):
         top = dict(
@@ -270,28 +292,33 @@ def _append_locked(merged: dict[int, list[Frame]]) -> dict[int, AppendResult]:
     # 1. Journal the frames; the seqs already stored are skipped: resending changes nothing.
     # All frames of a transaction share one received_at (the time they were stored).
     now = timezone.now()
-    first: dict[tuple[int, int], Frame] = {}
+    first: dict[tuple[int, str, int], Frame] = {}
     for cid, frames in merged.items():
         if cid in conversations:
             for f in frames:
-                first.setdefault((cid, f.seq), f)  # a seq repeated within the batch: the first copy
+                # A seq repeated within the batch: the first copy.
+                first.setdefault((cid, SERVER if f.source == SERVER else BROWSER, f.seq), f)
     if first:
         days = _lock_days({row["user_id"] for row in conversations.values()}, now)
-        for (cid, seq), error in _admit(conversations, days, first, now).items():
-            results[cid].refused[seq] = error
-            del first[cid, seq]
+        for (cid, source, seq), error in _admit(conversations, days, first, now).items():
+            results[cid].refused_of(source)[seq] = error
+            del first[cid, source, seq]
+    # The order of storage is the journal's order (ids follow the rows), and the reducer folds in
+    # that order, as a rebuild does: per conversation, the witness's frames of the transaction
+    # first (the truth first: the browser's then only repeat or contradict it), each stream by seq.
+    ordered = sorted(first.items(), key=lambda item: (item[0][0], item[0][1] != SERVER, item[0][2]))
     inserted = set(
         _insert(
             Event,
-            ["conversation", "seq", "type", "payload", "received_at", "repairs"],
-            [(cid, seq, f.event["type"], f.event, now, f.repairs) for (cid, seq), f in first.items()],
-            skip_duplicates_of=("conversation", "seq"),
+            ["conversation", "source", "seq", "type", "payload", "received_at", "repairs"],
+            [(cid, source, seq, f.event["type"], f.event, now, f.repairs) for (cid, source, seq), f in ordered],
+            skip_duplicates_of=("conversation", "source", "seq"),
         )
     )
     new: dict[int, list[Frame]] = {}
-    for (cid, seq), f in sorted(first.items()):  # the reducer sees the journal's order, as a rebuild does
-        if (cid, seq) in inserted:
-            new.setdefault(cid, []).append(f)
+    for key, f in ordered:
+        if key in inserted:
+            new.setdefault(key[0], []).append(f)
     if not new:
         return results
     _count_days(days, conversations, new)
@@ -299,9 +326,10 @@ def _append_locked(merged: dict[int, list[Frame]]) -> dict[int, AppendResult]:
     # 2. Reduce the new events over the state they refer to, then write the changes in bulk.
     pks, states = _load_state(conversations, new)
     create_utterances, update_utterances, create_usages, update_conversations = [], [], [], []
+    replaced_usages = []
     for cid, frames in new.items():
         originals = dict(states[cid].utterances)
-        changes = reducer.fold(states[cid], ((f.event, now) for f in frames))
+        changes = reducer.fold(states[cid], ((f.event, now, f.source) for f in frames))
         changed = []
         for item_id, u in changes.utterances.items():
             if originals.get(item_id) == u:
@@ -312,15 +340,17 @@ def _append_locked(merged: dict[int, list[Frame]]) -> dict[int, AppendResult]:
             else:
                 create_utterances.append((cid, *(getattr(u, n) for n in UtteranceState.FIELDS)))
         create_usages += [
-            (cid, usage.response_id, usage.status, usage.created_at, *(usage.counts[n] for n in TokenUsage.USAGE_FIELDS))
+            (cid, usage.response_id, usage.status, usage.created_at, usage.source,
+             *(usage.counts[n] for n in TokenUsage.USAGE_FIELDS))
             for usage in changes.usages
         ]  # fmt: skip
+        replaced_usages += [(cid, usage.response_id) for usage in changes.replaced_usages]
         # Every batch stamps its conversations with its own time, and counts their stored bytes,
         # in the same UPDATE as the totals: one round trip fewer per transaction than a separate
         # UPDATE … WHERE id IN.
         times = {"last_activity_at": now} | ({} if conversations[cid]["started_at"] else {"started_at": now})
         derived = roll_up(conversations[cid], changes)
-        if conversations[cid]["reviewed"] and (changed or changes.usages or derived):
+        if conversations[cid]["reviewed"] and (changed or changes.usages or changes.replaced_usages or derived):
             derived |= REVIEW_CLEARED
         stored = {"stored_bytes": conversations[cid]["stored_bytes"] + sum(f.size for f in frames)}
         update_conversations.append((cid, derived | times | stored))
@@ -328,7 +358,13 @@ def _append_locked(merged: dict[int, list[Frame]]) -> dict[int, AppendResult]:
         results[cid].changed = sorted(changed, key=lambda u: u.position)
     _insert(Utterance, ["conversation", *UtteranceState.FIELDS], create_utterances)
     _update_rows(Utterance, update_utterances)
-    _insert(ResponseUsage, ["conversation", "response_id", "status", "created_at", *TokenUsage.USAGE_FIELDS], create_usages)
+    for part in _chunks(replaced_usages):  # the witness's usage replaces the browser's (rare: one query)
+        ResponseUsage.objects.filter(_pairs(ResponseUsage, ("conversation", "response_id"), part)).delete()
+    _insert(
+        ResponseUsage,
+        ["conversation", "response_id", "status", "created_at", "source", *TokenUsage.USAGE_FIELDS],
+        create_usages,
+    )
     _update_rows(Conversation, update_conversations)
     _update_rows(DailyStorage, [(pk, {"bytes": used}) for pk, used, counted in days.values() if counted])
     return results
@@ -366,19 +402,20 @@ def _closed(conversation: dict, now: datetime) -> bool:
     return now - ended > timedelta(seconds=settings.CONVERSATION_LATE_EVENTS_SECONDS)
 
 
-def _admit(conversations: dict[int, dict], days: dict[int, list], frames: dict[tuple[int, int], Frame], now):
-    """The frames refused for good, {(conversation id, seq): error}; the others may be stored.
+def _admit(conversations: dict[int, dict], days: dict[int, list], frames: dict[tuple[int, str, int], Frame], now):
+    """The frames refused for good, {(conversation id, source, seq): error}; the others may be stored.
 
     Only new frames count: a frame already stored is acked again, never refused. Knowing which
     are new costs a query, so it is asked only when admitting every frame of the batch would
-    break a rule (the common case asks nothing).
+    break a rule (the common case asks nothing). The witness's frames are counted in the bounds
+    but never refused for them: what the server saw of a call is not the user's to spend.
     """
     per_conversation = settings.TRANSCRIPT_MAX_BYTES_PER_CONVERSATION
     per_day = settings.TRANSCRIPT_MAX_BYTES_PER_USER_PER_DAY
     closed = {cid for cid, row in conversations.items() if _closed(row, now)}
     conversation_total: dict[int, int] = {}
     user_total: dict[int, int] = {}
-    for (cid, _), f in frames.items():
+    for (cid, _, _), f in frames.items():
         conversation_total[cid] = conversation_total.get(cid, 0) + f.size
         uid = conversations[cid]["user_id"]
         user_total[uid] = user_total.get(uid, 0) + f.size
@@ -393,26 +430,30 @@ def _admit(conversations: dict[int, dict], days: dict[int, list], frames: dict[t
     conversation_used = {cid: row["stored_bytes"] for cid, row in conversations.items()}
     user_used = {uid: row[1] for uid, row in days.items()}
     refused = {}
-    for (cid, seq), f in sorted(frames.items()):
+    # The witness's frames first: they take their share of the bounds before the browser's.
+    for (cid, source, seq), f in sorted(frames.items(), key=lambda item: (item[0][1] != SERVER, item[0])):
         uid = conversations[cid]["user_id"]
-        if (cid, seq) in stored:
+        if (cid, source, seq) in stored:
             continue
         if cid in closed:
-            refused[cid, seq] = FrameError(
+            refused[cid, source, seq] = FrameError(
                 "conversation_closed",
                 f"This conversation ended more than {settings.CONVERSATION_LATE_EVENTS_SECONDS} seconds ago; "
                 "start a new session of it to add to it.",
                 seq,
             )
+        elif source == SERVER:
+            conversation_used[cid] += f.size
+            user_used[uid] += f.size
         elif conversation_used[cid] + f.size > per_conversation:
-            refused[cid, seq] = FrameError(
+            refused[cid, source, seq] = FrameError(
                 "quota_exceeded",
                 f"This conversation has reached its storage limit ({_megabytes(per_conversation)}); "
                 "start a new conversation.",
                 seq,
             )
         elif user_used[uid] + f.size > per_day:
-            refused[cid, seq] = FrameError(
+            refused[cid, source, seq] = FrameError(
                 "quota_exceeded",
                 f"You have reached today's storage limit ({_megabytes(per_day)}); try again tomorrow (UTC).",
                 seq,
@@ -427,13 +468,13 @@ def _megabytes(n: int) -> str:
     return f"{n / 2**20:.1f}".removesuffix(".0") + " MiB"
 
 
-def _already_stored(keys: list[tuple[int, int]]) -> set[tuple[int, int]]:
+def _already_stored(keys: list[tuple[int, str, int]]) -> set[tuple[int, str, int]]:
     found = set()
     for part in _chunks(keys):
         found.update(
-            Event.objects.filter(_pairs(Event, ("conversation", "seq"), part))
+            Event.objects.filter(_pairs(Event, ("conversation", "source", "seq"), part))
             .order_by()
-            .values_list("conversation_id", "seq")
+            .values_list("conversation_id", "source", "seq")
         )
     return found
 
@@ -451,6 +492,10 @@ def roll_up(current: dict, changes: reducer.Changes) -> dict:
     (The times are set apart: live, every batch stamps its conversations with its own time.)
     """
     fields = {}
+    for usage in changes.replaced_usages:  # the browser's usage, replaced by the witness's
+        for name, count in usage.counts.items():
+            if count:
+                fields[name] = max(0, fields.get(name, current[name]) - count)
     if changes.title and not current["title"]:
         fields["title"] = changes.title
     if changes.transcription_tokens:
@@ -464,8 +509,12 @@ def roll_up(current: dict, changes: reducer.Changes) -> dict:
     return fields
 
 
-def last_seq(conversation_id: int) -> int:
-    return Event.objects.filter(conversation_id=conversation_id).aggregate(top=Max("seq"))["top"] or 0
+def last_seq(conversation_id: int, source: str = BROWSER) -> int:
+    """The highest seq stored of one stream of a conversation (0 before any): the browser's (what
+    the socket's `ready` reports) or the witness's (where it goes on numbering)."""
+    return (
+        Event.objects.filter(conversation_id=conversation_id, source=source).aggregate(top=Max("seq"))["top"] or 0
+    )
 
 
 # --- rebuilding ----------------------------------------------------------------------------------
@@ -482,7 +531,7 @@ class RebuildResult:
 def rebuild(conversation: Conversation) -> RebuildResult:
     """Re-derive the transcript, usage and totals of a conversation from its journal.
 
-    Runs the events in seq order through the same reducer as the live path, from an empty state
+    Runs the events in the journal's order (both streams, as stored) through the same reducer as the live path, from an empty state
     (the title is kept when the conversation already has one). Writes nothing when the result is
     what is stored already. A conversation with a transcript but no journal (e.g. imported
     without events) is left alone and reported "skipped": rebuilding it would erase it. A
@@ -490,7 +539,7 @@ def rebuild(conversation: Conversation) -> RebuildResult:
     """
     with transaction.atomic():
         conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
-        events = Event.objects.filter(conversation=conversation).order_by("seq")
+        events = Event.objects.filter(conversation=conversation).order_by("id")  # the journal's order
         count = events.count()
         current_utterances = {u.item_id: u for u in Utterance.objects.filter(conversation=conversation)}
         current_usages = {r.response_id: r for r in ResponseUsage.objects.filter(conversation=conversation)}
@@ -500,11 +549,13 @@ def rebuild(conversation: Conversation) -> RebuildResult:
             return RebuildResult("unchanged")
 
         state = TranscriptState(has_title=bool(conversation.title))
-        changes = reducer.fold(state, events.values_list("payload", "received_at").iterator(chunk_size=2000))
+        changes = reducer.fold(
+            state, events.values_list("payload", "received_at", "source").iterator(chunk_size=2000)
+        )
         usages = {
             r.response_id: ResponseUsage(
                 conversation=conversation, response_id=r.response_id, status=r.status,
-                created_at=r.created_at, **r.counts,
+                created_at=r.created_at, source=r.source, **r.counts,
             )
             for r in changes.usages
         }  # fmt: skip
@@ -540,4 +591,4 @@ def rebuild(conversation: Conversation) -> RebuildResult:
 
 
 def _usage_key(r: ResponseUsage):
-    return (r.status, r.created_at, *(getattr(r, n) for n in TokenUsage.USAGE_FIELDS))
+    return (r.status, r.created_at, r.source, *(getattr(r, n) for n in TokenUsage.USAGE_FIELDS))

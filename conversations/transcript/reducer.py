@@ -44,6 +44,20 @@ a text, a different final text for it changes nothing and counts as a conflict (
 summed into `Conversation.conflicts` for staff to see; each such event counts, a repeat too); the
 event stays in the journal. (Clearing the review mark of a changed conversation is the journal's job.)
 
+Two streams, one transcript. The journal holds the browser's events and, for a witnessed call,
+the events the server's own sideband connection saw (`source="server"`); they are folded
+together in journal order. What the witness saw wins:
+- a server event that names a line the browser made with the other role, or (for a user line)
+  the other kind, replaces it with a fresh line of the witness's role and kind at the same
+  position; a server event whose final text differs from the browser's final text replaces it.
+  Each counts as a conflict. A browser event never replaces what the server set: once the witness
+  saw a line's final text (or its failed transcription) the line is `verified`, and a browser
+  event that contradicts it changes nothing and counts as a conflict;
+- a response's usage is the witness's when it saw the response.done: a browser's response.done
+  for a response the witness recorded counts nothing, and a witness's response.done replaces the
+  browser's recorded earlier (`Changes.replaced_usages` come off the totals).
+A browser-only stream is reduced exactly as before (the page's reducer sees only that stream).
+
 Malformed or unknown events are never an error here: whatever cannot be understood changes nothing.
 """
 
@@ -65,6 +79,8 @@ COMPLETED = Utterance.Status.COMPLETED.value
 FAILED = Utterance.Status.FAILED.value
 INTERRUPTED = Utterance.Status.INTERRUPTED.value
 DELETED = Utterance.Status.DELETED.value
+BROWSER = "browser"  # Event.Source
+SERVER = "server"
 
 # Longest item/response id stored (the model's CharField); longer "ids" are treated as absent
 # rather than truncated, because two truncated ids could collide.
@@ -115,6 +131,7 @@ class UtteranceState:
     error: str = ""
     response_id: str = ""
     completed_at: datetime | None = None
+    verified: bool = False  # the witness saw its final text (or its failed transcription)
 
     FIELDS = Utterance.FIELDS
 
@@ -127,6 +144,7 @@ class UsageRecord:
     status: str
     counts: Mapping[str, int]
     created_at: datetime
+    source: str = BROWSER  # whose response.done it is (the witness's replaces the browser's)
 
 
 @dataclass
@@ -134,11 +152,12 @@ class TranscriptState:
     """What the reducer needs to know about a conversation (possibly only the relevant part).
 
     `utterances` by item_id; `responses` maps the response ids whose usage is already recorded
-    to their final status; `next_position` is one past the highest position in use.
+    to that record (its final status, counts and source); `next_position` is one past the
+    highest position in use.
     """
 
     utterances: dict[str, UtteranceState] = field(default_factory=dict)
-    responses: dict[str, str] = field(default_factory=dict)
+    responses: dict[str, UsageRecord] = field(default_factory=dict)
     next_position: int = 0
     has_title: bool = False
     started_at: datetime | None = None
@@ -158,11 +177,18 @@ class Changes:
     title: str | None = None
     started_at: datetime | None = None
     last_activity_at: datetime | None = None
-    conflicts: int = 0  # events that contradicted a closed line (and changed nothing of it)
+    conflicts: int = 0  # events that contradicted a line (applied only when the witness contradicted the browser)
+    # Recorded usages (the browser's) that `usages` replace: their counts come off the totals.
+    replaced_usages: list[UsageRecord] = field(default_factory=list)
 
     def merge(self, later: Changes) -> None:
         """Add the changes of a later event to these."""
         self.utterances.update(later.utterances)
+        for old in later.replaced_usages:
+            if old in self.usages:  # recorded within these changes: it is never written at all
+                self.usages.remove(old)
+            else:
+                self.replaced_usages.append(old)
         self.usages.extend(later.usages)
         self.transcription_tokens = saturating_add(self.transcription_tokens, later.transcription_tokens)
         self.conflicts = saturating_add(self.conflicts, later.conflicts)
@@ -316,9 +342,11 @@ def _rewrites(u: UtteranceState, text: str) -> bool:
 class _Step:
     """The changes of one event, built on top of a state that is only read."""
 
-    def __init__(self, state: TranscriptState, at: datetime):
+    def __init__(self, state: TranscriptState, at: datetime, source: str = BROWSER):
         self.state = state
         self.at = at
+        self.server = source == SERVER  # the witness's event: what it says wins over the browser's
+        self.source = SERVER if self.server else BROWSER
         self.changes = Changes()
 
     def get(self, item_id: str) -> UtteranceState | None:
@@ -345,8 +373,28 @@ class _Step:
         u = self.get(item_id) or self.create(item_id, role, kind)
         if u.role != role:
             self.conflict()
-            return None
+            if not self.server or u.verified:
+                return None
+            u = self.fresh(u, role, kind)
         return None if u.status == DELETED else u
+
+    def fresh(self, u: UtteranceState, role: str, kind: str) -> UtteranceState:
+        """The witness's line in place of one the browser made up: same item and position, and
+        nothing of what the browser said of it."""
+        return UtteranceState(u.item_id, role, kind, u.position, u.created_at)
+
+    def keeps(self, u: UtteranceState, text: str) -> bool:
+        """May an event with this final `text` go on with the line? A different text than a closed
+        line's is a conflict; only the witness's replaces the text, and only a text the witness
+        did not see itself."""
+        if not _rewrites(u, text):
+            return True
+        self.conflict()
+        return self.server and not u.verified
+
+    def witnessed(self, u: UtteranceState) -> UtteranceState:
+        """`u` as this event leaves it once it carries the line's final state."""
+        return dataclasses.replace(u, verified=True) if self.server and not u.verified else u
 
     def conflict(self) -> None:
         self.changes.conflicts = saturating_add(self.changes.conflicts, 1)
@@ -355,7 +403,8 @@ class _Step:
         return dataclasses.replace(u, status=status, completed_at=u.completed_at or self.at, **fields)
 
     def response_status(self, response_id: str) -> str | None:
-        return self.state.responses.get(response_id) if response_id else None
+        recorded = self.state.responses.get(response_id) if response_id else None
+        return recorded.status if recorded else None
 
     def unfinished(self, u: UtteranceState) -> bool:
         return u.status == INTERRUPTED or self.response_status(u.response_id) in UNFINISHED_RESPONSE
@@ -367,16 +416,20 @@ class _Step:
         u = self.line(item.id, item.role, item.kind or (TEXT if item.role == USER else AUDIO))
         if u is None:
             return False
-        u = dataclasses.replace(u, kind=item.kind or u.kind)
+        if item.kind and item.kind != u.kind and u.role == USER and self.server and not u.verified:
+            # Spoken, not typed (or the reverse): the browser's version of the line is not this one.
+            self.conflict()
+            u = self.fresh(u, u.role, item.kind)
+        if not u.verified or self.server:
+            u = dataclasses.replace(u, kind=item.kind or u.kind)
         # The text an item event would apply: a typed user message's, or an assistant's when not
         # empty (an empty part is a transcript not there yet; spoken user input ignores it).
-        if item.text is not None and (u.kind == TEXT if u.role == USER else item.text) and _rewrites(u, item.text):
-            self.conflict()
+        if item.text is not None and (u.kind == TEXT if u.role == USER else item.text) and not self.keeps(u, item.text):
             return False
         if u.role == USER:
             # Spoken input is completed by its transcription events alone (they carry the usage).
             if u.kind == TEXT and item.text is not None:
-                u = self.finish(u, COMPLETED, text=item.text, error="")
+                u = self.witnessed(self.finish(u, COMPLETED, text=item.text, error=""))
         else:
             if item.text is not None and (item.text or not u.text):
                 u = dataclasses.replace(u, text=item.text)
@@ -384,6 +437,8 @@ class _Step:
                 u = self.finish(u, INTERRUPTED)
             elif item.status == "completed" and u.status == PENDING:
                 u = self.finish(u, COMPLETED)
+            if item.text and u.status != PENDING:
+                u = self.witnessed(u)
         self.put(u)
         return True
 
@@ -397,16 +452,27 @@ class _Step:
         u = self.line(item_id, USER, AUDIO)
         if u is None or u.kind != AUDIO:
             return  # deleted, not a user line (a conflict), or typed input
-        if u.status == COMPLETED:
-            if completed and _rewrites(u, transcript):
+        if u.verified and not self.server:
+            # The witness saw how it ended: the browser can repeat it, not change it.
+            if (u.status, u.text) != ((COMPLETED, transcript) if completed else (FAILED, "")):
                 self.conflict()
-            return  # already transcribed: a duplicate, or a contradiction (counted above)
+            return
+        if u.status == COMPLETED:
+            if not self.server:
+                if completed and _rewrites(u, transcript):
+                    self.conflict()
+                return  # already transcribed: a duplicate, or a contradiction (counted above)
+            # The witness on a line the browser completed: it confirms it, or its version wins.
+            if not completed or _rewrites(u, transcript):
+                self.conflict()
         if completed:
+            first = u.status != COMPLETED
             u = self.finish(u, COMPLETED, text=transcript, error="")
-            self.changes.transcription_tokens = transcription_tokens(event.get("usage"))
+            if first:
+                self.changes.transcription_tokens = transcription_tokens(event.get("usage"))
         else:
-            u = self.finish(u, FAILED, error=_error_text(event.get("error"), TRANSCRIPTION_FAILED_ERROR))
-        self.put(u)
+            u = self.finish(u, FAILED, text="", error=_error_text(event.get("error"), TRANSCRIPTION_FAILED_ERROR))
+        self.put(self.witnessed(u))
 
     def assistant_text(self, event: dict, kind: str, key: str) -> None:
         item_id = _id(event.get("item_id"))
@@ -415,20 +481,21 @@ class _Step:
             return
         response_id = _id(event.get("response_id")) or ""
         u = self.line(item_id, ASSISTANT, kind)
-        if u is None:
-            return
-        if _rewrites(u, text):
-            self.conflict()
-            return
+        if u is None or not self.keeps(u, text) or (u.verified and not self.server):
+            return  # deleted, a conflict (counted), or the witness's line repeated by the browser
         u = dataclasses.replace(u, kind=kind, text=text, response_id=u.response_id or response_id)
-        self.put(self.finish(u, INTERRUPTED if self.unfinished(u) else COMPLETED))
+        self.put(self.witnessed(self.finish(u, INTERRUPTED if self.unfinished(u) else COMPLETED)))
 
     def response_done(self, event: dict) -> None:
         response = _dict(event.get("response"))
         response_id = _id(response.get("id"))
         status = (_str(response.get("status")) or "")[:MAX_STATUS_LENGTH]
-        # A response ends once: a later, contradicting response.done does not change its outcome.
-        status = self.state.responses.get(response_id, status) if response_id else status
+        recorded = self.state.responses.get(response_id) if response_id else None
+        # The witness's response.done replaces the browser's (usage and outcome); otherwise a
+        # response ends once: a later, contradicting response.done does not change its outcome.
+        replaces = recorded is not None and self.server and recorded.source != SERVER
+        if recorded is not None and not replaces:
+            status = recorded.status
         named = []
         for raw in _list(response.get("output")):
             item = _parse_item(raw)
@@ -447,10 +514,12 @@ class _Step:
                 self.put(self.finish(u, INTERRUPTED, error=u.error or error))
             elif status == "completed" and u.status == PENDING:
                 self.put(self.finish(u, COMPLETED))
-        if response_id and response_id not in self.state.responses:
+        if response_id and (recorded is None or replaces):
             # Once per response id: a resent or duplicated response.done never counts twice.
             counts = usage_counts(response.get("usage"))
-            self.changes.usages.append(UsageRecord(response_id, status, counts, self.at))
+            if replaces:
+                self.changes.replaced_usages.append(recorded)
+            self.changes.usages.append(UsageRecord(response_id, status, counts, self.at, self.source))
 
     def truncated(self, event: dict) -> None:
         item_id = _id(event.get("item_id"))
@@ -466,12 +535,13 @@ class _Step:
             self.put(self.finish(u, DELETED))
 
 
-def reduce(state: TranscriptState, event, at: datetime) -> Changes:
-    """The changes one OpenAI server event (received at `at`) makes to the transcript.
+def reduce(state: TranscriptState, event, at: datetime, source: str = BROWSER) -> Changes:
+    """The changes one OpenAI server event (received at `at`, seen by `source`: "browser" or
+    "server") makes to the transcript.
 
     Pure: `state` is only read. Never raises on any JSON value.
     """
-    step = _Step(state, at)
+    step = _Step(state, at, source)
     step.changes.started_at = at if state.started_at is None else None
     step.changes.last_activity_at = at if state.last_activity_at is None or at > state.last_activity_at else None
     event = _dict(event)
@@ -509,20 +579,21 @@ def advance(state: TranscriptState, changes: Changes) -> None:
             state.next_position = max(state.next_position, u.position + 1)
         state.utterances[item_id] = u
     for usage in changes.usages:
-        state.responses[usage.response_id] = usage.status
+        state.responses[usage.response_id] = usage
     state.has_title = state.has_title or changes.title is not None
     state.started_at = state.started_at or changes.started_at
     state.last_activity_at = changes.last_activity_at or state.last_activity_at
 
 
-def fold(state: TranscriptState, events: Iterable[tuple[object, datetime]]) -> Changes:
-    """Apply `(event, received_at)` pairs in order; returns their combined changes.
+def fold(state: TranscriptState, events: Iterable[tuple]) -> Changes:
+    """Apply `(event, received_at)` pairs, or `(event, received_at, source)` triples, in order;
+    returns their combined changes.
 
     `state` is advanced as it goes, so it ends up describing the transcript after the events.
     """
     total = Changes()
-    for event, at in events:
-        changes = reduce(state, event, at)
+    for event, at, *source in events:
+        changes = reduce(state, event, at, *source)
         advance(state, changes)
         total.merge(changes)
     return total

@@ -97,7 +97,9 @@ class JournalWriter:
                 changed=[] if conversation_id in announced else shared.changed,
                 found=shared.found,
                 failed=shared.failed,
-                refused=shared.refused,  # by seq: the same frame gets the same answer on each socket
+                # By seq, of the caller's stream (a socket's or the witness's: one source per call):
+                # the same frame gets the same answer on each socket.
+                refused=shared.refused_of(frames[0].source) if frames else {},
             )
             announced.add(conversation_id)
             if not future.done():  # its socket may have gone away

@@ -1,19 +1,22 @@
 // One transcript line as every page draws it: the server's transcript_line.html has the same
 // markup (a browser test compares them). `line`: an utterance as the server sends it.
 
-const INSIDE = '<div class="line-meta"><span class="line-speaker"></span><time class="line-time"></time><span class="line-kind"></span><span></span></div><p class="line-text"></p><p class="line-error"></p>';
+const INSIDE = '<div class="line-meta"><span class="line-speaker"></span><time class="line-time"></time><span class="line-kind"></span><span></span><span class="line-verified"></span></div><p class="line-text"></p><p class="line-error"></p>';
 
 export function fillLine(li, line, labels, timeZone) {
   const { role, status, error, created_at: at } = line;
   li.className = `line line-${role}`;
-  Object.assign(li.dataset, { itemId: line.item_id, position: line.position, status });
+  // verified: the server's witness saw the line end itself (the voice page's own lines never are).
+  Object.assign(li.dataset, { itemId: line.item_id, position: line.position, status, verified: Boolean(line.verified) });
   li.setAttribute("aria-busy", status === "pending" || status === "live"); // still being said
-  const [speaker, time, kind, badge] = li.firstElementChild.children;
+  const [speaker, time, kind, badge, verified] = li.firstElementChild.children;
   speaker.textContent = labels.roles[role] || role;
   time.dateTime = at || "";
   time.textContent = at ? new Date(at).toLocaleTimeString("en-GB", { hourCycle: "h23", timeZone: timeZone || undefined }) : "";
   Object.assign(kind, { textContent: labels.kinds.text, hidden: line.kind !== "text" });
   Object.assign(badge, { className: `badge badge-${status} line-status`, textContent: labels.statuses[status] || status, hidden: status === "completed" });
+  const mark = labels.verified || { mark: "", title: "" };
+  Object.assign(verified, { title: mark.title, textContent: mark.mark, hidden: !line.verified });
   li.children[1].textContent = line.text || "";
   Object.assign(li.lastElementChild, { textContent: error || "", hidden: !error });
 }
