@@ -48,6 +48,7 @@ class Frame:
     # U+FFFD>, "truncated": [{"field": <name>, "chars": <original length>}, …]}.
     repairs: dict | None = None
     call_id: str | None = None  # of a "call" frame (last: callers build frames positionally)
+    source: str = "browser"  # "browser" | "server" (the witness)
 
 
 class FrameError(Exception):

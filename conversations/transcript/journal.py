@@ -464,7 +464,7 @@ def roll_up(current: dict, changes: reducer.Changes) -> dict:
     return fields
 
 
-def last_seq(conversation_id: int) -> int:
+def last_seq(conversation_id: int, source: str = "browser") -> int:
     return Event.objects.filter(conversation_id=conversation_id).aggregate(top=Max("seq"))["top"] or 0
 
 
