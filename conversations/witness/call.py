@@ -99,7 +99,7 @@ class CallWitness:
                             error.status,
                             error.code,
                         )
-                        return await self._finish(State.FAILED)
+                        return await self._finish(State.FAILED, attempts=refused)
                     await self._mark(State.NONE if not self.attached else State.LOST, attempts=refused)
                 await asyncio.sleep(sup.backoff_delay(max(refused, drops)))
                 continue
@@ -213,5 +213,5 @@ class CallWitness:
         if not await sync_to_async(leases.mark)(self.holder, self.call.pk, state, attempts=attempts):
             raise LeaseLost()  # another process holds the call now
 
-    async def _finish(self, state: str | None) -> None:
-        await sync_to_async(leases.finish)(self.holder, self.call.pk, state)
+    async def _finish(self, state: str | None, attempts: int | None = None) -> None:
+        await sync_to_async(leases.finish)(self.holder, self.call.pk, state, attempts=attempts)

@@ -107,9 +107,11 @@ def mark(holder: str, pk: int, state: str, *, attempts: int | None = None) -> bo
     return bool(RealtimeCall.objects.filter(pk=pk, witness_holder=holder).update(**fields))
 
 
-def finish(holder: str, pk: int, state: str | None = None) -> None:
+def finish(holder: str, pk: int, state: str | None = None, *, attempts: int | None = None) -> None:
     """The witness is over: the call ended (ended_at set) or it failed. No one claims it again."""
     fields = {"witness_holder": "", "witness_lease_until": None}
+    if attempts is not None:
+        fields["witness_attempts"] = attempts
     if state is not None:
         fields["witness_state"] = state
     if state != State.FAILED:
