@@ -7,15 +7,18 @@ test database, as server processes share theirs.
 import asyncio
 import contextlib
 import time
+from datetime import timedelta
 
 import httpx
 import pytest
 from channels.db import database_sync_to_async
+from django.utils import timezone
 
 from conversations import witness
 from conversations.models import Event, RealtimeCall, Utterance
 from conversations.realtime import calls, upstream
 from conversations.transcript.forwarded import forwarded_types
+from conversations.witness import leases
 from conversations.witness.supervisor import Supervisor, supervisors
 from tests.realtime_standin import scripts
 from tests.realtime_standin.clients import BrowserPeer
@@ -116,7 +119,7 @@ def hang_up(standin, call_id):
 
 
 async def test_a_bound_call_is_witnessed_once_and_its_events_journaled(realtime_standin, conversation):
-    async with live_call(realtime_standin, scripts.conversation(2)) as (browser, call):
+    async with live_call(realtime_standin, scripts.conversation(2)) as (_browser, call):
         await calls.abind(conversation.pk, call.id, calls.BROWSER)  # starts this process's supervisor
         await attached_to(call)
         assert (await call_row(call.id)).witness_state == "attached"
@@ -150,7 +153,7 @@ def _ended(call_id):
 
 
 async def test_session_expired_ends_the_witness(realtime_standin, conversation):
-    async with live_call(realtime_standin, scripts.session_expired()) as (browser, call):
+    async with live_call(realtime_standin, scripts.session_expired()) as (_browser, call):
         await record(conversation, call.id)
         supervisor = Supervisor("a", **FAST)
         supervisor.start()
@@ -165,7 +168,7 @@ async def test_no_witness_when_disabled_or_without_a_key(realtime_standin, setti
     settings.REALTIME_WITNESS = False
     assert witness.ensure_running() is None
     settings.REALTIME_WITNESS, settings.OPENAI_API_KEY = True, ""
-    async with live_call(realtime_standin) as (browser, call):
+    async with live_call(realtime_standin) as (_browser, call):
         await calls.abind(conversation.pk, call.id, calls.BROWSER)
         await asyncio.sleep(0.5)
         assert attaches(realtime_standin) == []
@@ -174,11 +177,32 @@ async def test_no_witness_when_disabled_or_without_a_key(realtime_standin, setti
 # --- several processes ------------------------------------------------------------------------
 
 
+async def test_of_two_racing_claims_one_wins(conversation):
+    """Both processes saw the call unleased; both send their UPDATE: exactly one matches."""
+    await db(_race)(conversation)
+
+
+def _race(conversation):
+    call = RealtimeCall.objects.create(conversation=conversation, call_id="rtc_race", source="server")
+    seen_by_a, seen_by_b = leases.candidates(limit=5), leases.candidates(limit=5)
+    assert [c.pk for c in seen_by_a] == [c.pk for c in seen_by_b] == [call.pk]
+    assert [leases.take("a", call.pk, 10), leases.take("b", call.pk, 10)] == [True, False]
+    assert leases.claim("b", 10, limit=5) == []
+    call.refresh_from_db()
+    assert call.witness_holder == "a"
+    # Once the lease has run out, the call is anyone's again.
+    RealtimeCall.objects.filter(pk=call.pk).update(witness_lease_until=timezone.now() - timedelta(seconds=1))
+    assert [c.pk for c in leases.claim("b", 10, limit=5)] == [call.pk]
+    assert leases.renew("a", [call.pk], 10) == set()  # a's heartbeat learns it lost the call
+    assert leases.renew("b", [call.pk], 10) == {call.pk}
+
+
+
 async def test_two_processes_never_attach_the_same_call(realtime_standin, alice):
     async with contextlib.AsyncExitStack() as stack:
         live = []
         for _ in range(3):
-            browser, call = await stack.enter_async_context(live_call(realtime_standin))
+            _browser, call = await stack.enter_async_context(live_call(realtime_standin))
             await record(await db(make_conversation)(alice), call.id)
             live.append(call)
         a = Supervisor("process-a", **{**FAST, "claim_per_scan": 1})
@@ -197,7 +221,7 @@ async def test_two_processes_never_attach_the_same_call(realtime_standin, alice)
 
 
 async def test_when_the_holder_dies_another_process_takes_over(realtime_standin, conversation):
-    async with live_call(realtime_standin) as (browser, call):
+    async with live_call(realtime_standin) as (_browser, call):
         await record(conversation, call.id)
         a = Supervisor("process-a", **FAST)
         a.start()
@@ -237,7 +261,7 @@ async def _count(awaitable, n):
 
 async def test_a_dropped_sideband_reconnects(realtime_standin, conversation):
     realtime_standin.fail_next("disconnect", route="sideband", delay=0.3)
-    async with live_call(realtime_standin) as (browser, call):
+    async with live_call(realtime_standin) as (_browser, call):
         await record(conversation, call.id)
         supervisor = Supervisor("a", **FAST)
         supervisor.start()
@@ -262,7 +286,7 @@ def _state(call_id, state):
 
 async def test_a_refused_attach_fails_the_witness_and_the_page_still_works(realtime_standin, alice, conversation):
     realtime_standin.fail_next("error", route="sideband", times=3)
-    async with live_call(realtime_standin) as (browser, call):
+    async with live_call(realtime_standin) as (_browser, call):
         socket = await open_socket(alice, conversation.uuid)
         assert (await socket.request({"type": "call", "call_id": call.id}))["status"] == "bound"
         await eventually(lambda: _state(call.id, "failed"), timeout=15)

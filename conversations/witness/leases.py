@@ -48,26 +48,31 @@ def _free(now: datetime) -> Q:
     return Q(witness_lease_until__isnull=True) | Q(witness_lease_until__lt=now)
 
 
-def claim(holder: str, lease: float, *, limit: int, pk: int | None = None, skip=()) -> list[Claimed]:
-    """Claim up to `limit` live calls without a valid lease (or only call `pk`); the ones won."""
+def claim(holder: str, lease: float, *, limit: int, skip=()) -> list[Claimed]:
+    """Claim up to `limit` live calls without a valid lease; the ones won."""
+    return [call for call in candidates(limit=limit, skip=skip) if take(holder, call.pk, lease)]
+
+
+def candidates(*, limit: int, skip=()) -> list[Claimed]:
+    """Live calls without a valid lease, oldest first (what another process may claim meanwhile)."""
     now = timezone.now()
-    candidates = RealtimeCall.objects.filter(_live(now) & _free(now))
-    if pk is not None:
-        candidates = candidates.filter(pk=pk)
-    rows = list(
-        candidates.exclude(pk__in=list(skip))
+    rows = (
+        RealtimeCall.objects.filter(_live(now) & _free(now))
+        .exclude(pk__in=list(skip))
         .order_by("created_at")
         .values_list("pk", "call_id", "conversation_id")[:limit]
     )
-    won = []
-    for row_pk, call_id, conversation_id in rows:
-        # The WHERE repeats the check: only one racer's UPDATE can match.
-        taken = RealtimeCall.objects.filter(Q(pk=row_pk) & _free(now), ended_at__isnull=True).update(
+    return [Claimed(*row) for row in rows]
+
+
+def take(holder: str, pk: int, lease: float) -> bool:
+    """The claim itself: one UPDATE whose WHERE repeats the check, so only one racer's can match."""
+    now = timezone.now()
+    return bool(
+        RealtimeCall.objects.filter(Q(pk=pk) & _free(now), ended_at__isnull=True).update(
             witness_holder=holder, witness_lease_until=now + timedelta(seconds=lease)
         )
-        if taken:
-            won.append(Claimed(row_pk, call_id, conversation_id))
-    return won
+    )
 
 
 def renew(holder: str, pks, lease: float) -> set[int]:

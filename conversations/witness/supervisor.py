@@ -6,8 +6,9 @@ nobody witnesses (leases.py), runs one CallWitness per claimed call, and renews 
     every heartbeat_every seconds                                      renew the leases it holds;
         drop the witnesses whose lease another process took, end those whose conversation closed
 
-A lease lasts lease_seconds (15) and is renewed every heartbeat_every (5): a process that dies
-stops renewing, and another process's scan takes its calls over within lease + scan seconds.
+A lease lasts lease_seconds (10) and is renewed every heartbeat_every (3; checked on each round,
+so at most 4 s apart): a process that dies stops renewing, and another process's scan takes its
+calls over within lease + scan seconds (≤ 12 s; the contract says 15).
 Claiming a bounded number per scan, at slightly random moments, spreads the calls over processes.
 """
 
@@ -40,9 +41,9 @@ class Supervisor:
         self,
         holder: str | None = None,
         *,
-        scan_every: float = 3.0,
-        heartbeat_every: float = 5.0,
-        lease_seconds: float = 15.0,
+        scan_every: float = 2.0,
+        heartbeat_every: float = 3.0,
+        lease_seconds: float = 10.0,
         claim_per_scan: int = 20,
         backoff: float = 0.5,
         backoff_max: float = 15.0,
