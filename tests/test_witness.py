@@ -164,6 +164,27 @@ async def test_session_expired_ends_the_witness(realtime_standin, conversation):
         await supervisor.stop()
 
 
+async def test_the_witness_ends_when_the_conversation_has_closed(realtime_standin, conversation, settings):
+    async with live_call(realtime_standin) as (_browser, call):
+        await record(conversation, call.id)
+        supervisor = Supervisor("a", **FAST)
+        supervisor.start()
+        await attached_to(call)
+        await asyncio.sleep(0.5)
+        assert supervisor.witnesses  # active: it stays
+        ended = timezone.now() - timedelta(seconds=settings.CONVERSATION_LATE_EVENTS_SECONDS + 1)
+        await db(lambda: type(conversation).objects.filter(pk=conversation.pk).update(status="ended", ended_at=ended))()
+        await eventually(lambda: _ended(call.id), timeout=3)
+        assert supervisor.witnesses == {}
+
+        async def detached():
+            return not call.sidebands
+        await eventually(detached, timeout=3)
+        await asyncio.sleep(0.5)
+        assert len(attaches(realtime_standin, call.id)) == 1  # not claimed again
+        await supervisor.stop()
+
+
 async def test_no_witness_when_disabled_or_without_a_key(realtime_standin, settings, conversation):
     settings.REALTIME_WITNESS = False
     assert witness.ensure_running() is None
