@@ -292,8 +292,29 @@ class RealtimeCall(models.Model):
     source = models.CharField(max_length=8, choices=Source.choices)
     created_at = models.DateTimeField(default=timezone.now)
 
+    # The server's witness (conversations/witness/): its own sideband connection to the call.
+    class WitnessState(models.TextChoices):
+        NONE = "none", "Not witnessed (yet)"
+        ATTACHED = "attached", "Attached"
+        LOST = "lost", "Lost (reconnecting, or the call ended while lost)"
+        FAILED = "failed", "Failed (the attach was refused)"
+
+    # Which server process holds the witness, until when (a lease its heartbeat renews; another
+    # process may take the call over once it has expired).
+    witness_holder = models.CharField(max_length=100, blank=True, default="")
+    witness_lease_until = models.DateTimeField(null=True, blank=True)
+    witness_state = models.CharField(max_length=8, choices=WitnessState.choices, default=WitnessState.NONE)
+    witness_attempts = models.PositiveSmallIntegerField(
+        default=0, help_text="Refused attaches in a row (the witness fails after a few)."
+    )
+    session_resets = models.PositiveIntegerField(
+        default=0, help_text="Times the witness set the session's instructions or tools back to the server's."
+    )
+    ended_at = models.DateTimeField(null=True, blank=True, help_text="When the witness saw the call end.")
+
     class Meta:
         ordering = ["conversation", "created_at"]
+        indexes = [models.Index(fields=["ended_at", "witness_lease_until"], name="call_witness_scan")]
 
     def __str__(self):
         return f"{self.call_id} ({self.source})"

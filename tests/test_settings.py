@@ -232,3 +232,18 @@ def test_unknown_realtime_connect_is_refused_at_start():
     result = run_python("import django; django.setup()", SECRET_KEY="x" * 50, REALTIME_CONNECT="proxy")
     assert result.returncode != 0
     assert "REALTIME_CONNECT must be browser or server" in result.stderr
+
+
+@pytest.mark.parametrize("value, expected", [(None, "True"), ("false", "False"), (" TRUE ", "True"), ("0", "False")])
+def test_realtime_witness_defaults_to_true(value, expected):
+    env = {"SECRET_KEY": "x" * 50, **({"REALTIME_WITNESS": value} if value is not None else {})}
+    result = run_python("import django; django.setup(); from django.conf import settings; "
+                        "print(settings.REALTIME_WITNESS)", **env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == expected
+
+
+def test_a_misspelt_realtime_witness_is_refused_at_start():
+    result = run_python("import django; django.setup()", SECRET_KEY="x" * 50, REALTIME_WITNESS="ture")
+    assert result.returncode != 0
+    assert "REALTIME_WITNESS must be true or false" in result.stderr

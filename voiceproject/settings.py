@@ -205,6 +205,12 @@ REALTIME_CONNECT = env.str("REALTIME_CONNECT", default="browser").strip().lower(
 # Seconds to wait for OpenAI when minting a key: to connect, and for each read of the answer.
 REALTIME_CONNECT_TIMEOUT = env.float("REALTIME_CONNECT_TIMEOUT", default=5.0)
 REALTIME_READ_TIMEOUT = env.float("REALTIME_READ_TIMEOUT", default=15.0)
+# The witness (conversations/witness/): the server opens its own sideband connection to each
+# live call (with OPENAI_API_KEY) and journals what it sees there. Checked at start.
+_witness = env.str("REALTIME_WITNESS", default="true").strip().lower()
+if _witness not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+    raise ImproperlyConfigured(f"REALTIME_WITNESS must be true or false, not {_witness!r}.")
+REALTIME_WITNESS = _witness in ("true", "1", "yes", "on")
 if REALTIME_MODEL not in REALTIME_MODELS:
     raise ImproperlyConfigured(
         f"REALTIME_MODEL={REALTIME_MODEL!r} is not in REALTIME_MODELS ({', '.join(REALTIME_MODELS)})."

@@ -10,6 +10,7 @@ resend it after a reconnect; the same id for another conversation is refused.
 
 from django.db import IntegrityError
 
+from conversations import witness
 from conversations.models import RealtimeCall
 
 BROWSER, SERVER = RealtimeCall.Source.BROWSER, RealtimeCall.Source.SERVER
@@ -36,4 +37,5 @@ async def abind(conversation_id: int, call_id: str, source: str) -> RealtimeCall
         raise ConversationGone() from None
     if call.conversation_id != conversation_id:
         raise CallTaken()
+    witness.ensure_running()  # this process's witnesses attach to the call (or another process's do)
     return call

@@ -36,8 +36,8 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from conversations import access, actions
-from conversations.models import Conversation
+from conversations import access, actions, witness
+from conversations.models import Conversation, RealtimeCall
 from conversations.realtime import calls
 from conversations.transcript import journal, live, sockets
 from conversations.transcript.frames import Frame, FrameError, parse_frame
@@ -68,7 +68,10 @@ def _open_conversation(user, conversation_uuid):
     except access.NoAccess:
         return None
     actions.end_idle_conversations(user=user, exclude=[conversation.pk])
-    return conversation, journal.last_seq(conversation.pk)
+    # A socket of a conversation with a call (re)opens here: this process's witness supervisor
+    # must run, in case the process that held the call's witness is gone.
+    witnessed = witness.enabled() and RealtimeCall.objects.filter(conversation=conversation, ended_at=None).exists()
+    return conversation, journal.last_seq(conversation.pk), witnessed
 
 
 def _held_back(text: str | None, throttled_from: int) -> bool:
@@ -125,7 +128,9 @@ class TranscriptConsumer(AsyncWebsocketConsumer):
         )
         if opened is None:
             return await self._refuse(CLOSE_NOT_FOUND)
-        self.conversation, last_seq = opened
+        self.conversation, last_seq, witnessed = opened
+        if witnessed:
+            witness.ensure_running()
         self.conversation_id, self.conversation_uuid = self.conversation.pk, self.conversation.uuid
         await self.accept()
         await self._send({"type": "ready", "conversation": str(self.conversation_uuid), "last_seq": last_seq})

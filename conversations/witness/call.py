@@ -1,0 +1,209 @@
+"""
+The witness of one call: attach to its sideband, journal what OpenAI sends there as the server's
+events, keep the session's instructions and tools the server's, reattach after a drop.
+
+It runs while its supervisor holds the call's lease (leases.py) and ends when the call ends: a
+normal close of the sideband (OpenAI closes it when the call is over), an `error` with code
+`session_expired`, a refused reattach after it had been attached (the call is gone), or the
+supervisor's heartbeat finding the conversation closed. An attach refused from the start (404
+`call_id_not_found`, 401, …) a few times in a row marks the witness `failed`: the conversation
+goes on from the browser's stream, unwitnessed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import TYPE_CHECKING
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+
+from conversations.models import RealtimeCall
+from conversations.realtime import upstream
+from conversations.transcript.forwarded import forwarded_types
+from conversations.transcript.frames import Frame, server_frame
+from conversations.transcript.writer import get_writer
+from conversations.witness import leases
+from conversations.witness.sideband import AttachRefused, Dropped, Sideband
+
+if TYPE_CHECKING:
+    from conversations.witness.supervisor import Supervisor
+
+log = logging.getLogger(__name__)
+State = RealtimeCall.WitnessState
+
+
+def expected_session(plan: tuple[str, str, str] | None) -> dict:
+    """What the server set and keeps: the instructions of the conversation's plan, and no tools."""
+    try:
+        model, voice, turn_detection = plan
+        instructions = upstream.session_config(model=model, voice=voice, turn_detection=turn_detection)[
+            "instructions"
+        ]
+    except (TypeError, ValueError):  # no plan, or one the settings no longer allow
+        instructions = settings.REALTIME_INSTRUCTIONS
+    return {"instructions": instructions, "tools": []}
+
+
+def differs(session: dict, expected: dict) -> bool:
+    """Instructions or tools not the server's (fields absent from the event are not judged;
+    turn detection, which the page changes on purpose, is not looked at)."""
+    if "instructions" in session and session["instructions"] != expected["instructions"]:
+        return True
+    return "tools" in session and (session["tools"] or []) != expected["tools"]
+
+
+class LeaseLost(Exception):
+    """This process no longer holds the call's lease: its witness stops, quietly."""
+
+
+class CallWitness:
+    def __init__(self, supervisor: Supervisor, claimed: leases.Claimed):
+        self.supervisor = supervisor
+        self.call = claimed
+        self.expected: dict = {}
+        self.attached = False  # ever, by this witness
+        self.journaled = 0
+        self._pending: list[dict] = []
+        self._flusher: asyncio.Task | None = None
+
+    @property
+    def holder(self) -> str:
+        return self.supervisor.holder
+
+    async def run(self) -> None:
+        sup, call = self.supervisor, self.call
+        self.expected = expected_session(await sync_to_async(leases.plan)(call.conversation_id))
+        await sup.load_seq(call.conversation_id)
+        refused = 0
+        drops = 0
+        while True:
+            try:
+                sideband = await Sideband.open(call.call_id, key=sup.api_key, base_url=sup.base_url)
+            except AttachRefused as error:
+                if self.attached and error.status == 404:
+                    log.info("Witness of %s: the call is gone", call.call_id)
+                    return await self._finish(State.LOST)
+                if error.status >= 500 or error.status == 429:  # OpenAI's trouble: keep trying
+                    drops += 1
+                else:
+                    refused += 1
+                    if refused >= sup.max_refusals:
+                        log.warning(
+                            "Witness of %s failed: attach refused %s times (%s %s)",
+                            call.call_id,
+                            refused,
+                            error.status,
+                            error.code,
+                        )
+                        return await self._finish(State.FAILED, attempts=refused)
+                    await self._mark(State.NONE if not self.attached else State.LOST, attempts=refused)
+                await asyncio.sleep(sup.backoff_delay(max(refused, drops)))
+                continue
+            except Dropped as error:
+                drops += 1
+                log.info("Witness of %s could not attach: %s", call.call_id, error)
+                if self.attached:
+                    await self._mark(State.LOST)
+                await asyncio.sleep(sup.backoff_delay(drops))
+                continue
+
+            refused = drops = 0
+            self.attached = True
+            await self._mark(State.ATTACHED, attempts=0)
+            try:
+                async with sideband:
+                    # An attached socket gets no session.created: assert the server's session (this also
+                    # undoes what the page may have changed before we attached).
+                    await sideband.send(
+                        {"type": "session.update", "session": {"type": "realtime", **self.expected}}
+                    )
+                    async for event in sideband.events():
+                        if await self._on_event(sideband, event):
+                            await self._flush()
+                            return await self._finish(None)
+                await self._flush()
+                log.info("Witness of %s: the sideband closed, the call is over", call.call_id)
+                return await self._finish(None)
+            except Dropped as error:
+                await self._flush()
+                drops += 1
+                log.info("Witness of %s lost the sideband (%s); reconnecting", call.call_id, error)
+                await self._mark(State.LOST)
+                await asyncio.sleep(sup.backoff_delay(drops))
+
+    async def _on_event(self, sideband: Sideband, event: dict) -> bool:
+        """Handle one server event; True when it ends the call."""
+        kind = event["type"]
+        if kind in forwarded_types():
+            self._journal(event)
+        if kind == "session.updated" and isinstance(event.get("session"), dict):
+            if differs(event["session"], self.expected):
+                log.warning(
+                    "Call %s: the session's instructions or tools were changed; setting them back",
+                    self.call.call_id,
+                )
+                await sideband.send(
+                    {"type": "session.update", "session": {"type": "realtime", **self.expected}}
+                )
+                await sync_to_async(leases.count_reset)(self.call.pk)
+        elif kind == "error" and (event.get("error") or {}).get("code") == "session_expired":
+            return True
+        return False
+
+    # --- the journal --------------------------------------------------------------------------
+
+    def _journal(self, event: dict) -> None:
+        self._pending.append(event)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_loop())
+
+    async def _flush_loop(self) -> None:
+        # One write for whatever arrived while the previous one was committing.
+        while self._pending:
+            events, self._pending = self._pending, []
+            frames = []
+            for event in events:
+                frame = self._frame(event)
+                if frame is not None:
+                    frames.append(frame)
+            if not frames:
+                continue
+            try:
+                result = await get_writer().write(self.call.conversation_id, frames)
+            except Exception:
+                log.exception("Witness of %s: journaling %s events failed", self.call.call_id, len(frames))
+                continue
+            self.journaled += result.stored
+            refused = result.refused_of("server")
+            if refused or not result.found:
+                log.info(
+                    "Witness of %s: %s events refused (%s)",
+                    self.call.call_id,
+                    len(refused),
+                    {e.code for e in refused.values()} or "conversation gone",
+                )
+
+    def _frame(self, event: dict) -> Frame | None:
+        seq = self.supervisor.next_seq(self.call.conversation_id)
+        try:
+            # Made storable as the page's frames are, but never refused for size: it is what was said.
+            return server_frame(seq, json.dumps(event, ensure_ascii=False), max_chars=settings.TRANSCRIPT_MAX_CHARS)
+        except ValueError as error:
+            log.warning("Witness of %s: event %s not stored: %s", self.call.call_id, event.get("type"), error)
+            return None
+
+    async def _flush(self) -> None:
+        if self._flusher is not None:
+            await asyncio.shield(self._flusher)
+
+    # --- the lease row ------------------------------------------------------------------------
+
+    async def _mark(self, state: str, attempts: int | None = None) -> None:
+        if not await sync_to_async(leases.mark)(self.holder, self.call.pk, state, attempts=attempts):
+            raise LeaseLost()  # another process holds the call now
+
+    async def _finish(self, state: str | None, attempts: int | None = None) -> None:
+        await sync_to_async(leases.finish)(self.holder, self.call.pk, state, attempts=attempts)

@@ -1,0 +1,146 @@
+"""
+The witness across two server processes (two daphne, PostgreSQL + Redis): the process that holds a
+call's witness is killed; the other takes the call over within 15 s, and the events OpenAI sends
+after that are journaled once.
+"""
+
+import asyncio
+import json
+import time
+
+import aiohttp
+import pytest
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from conversations.models import Event, RealtimeCall
+from tests.realtime_standin.clients import BrowserPeer
+from tests.support.events import assistant, audio_done
+from tests.support.processes import (
+    ARTIFACTS,
+    LiveServer,
+    server_environment,
+    wait_for_server_sessions_to_close,
+)
+from tests.test_cluster import log_in, mint, receive
+
+pytestmark = [
+    pytest.mark.cluster,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.asyncio,
+    pytest.mark.skipif(
+        settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql" or not settings.REDIS_URL,
+        reason="needs PostgreSQL (DATABASE_URL) and Redis (REDIS_URL)",
+    ),
+]
+
+TAKE_OVER_WITHIN = 15.0
+
+
+@pytest.fixture
+def two_servers(django_db_setup, django_db_blocker, realtime_standin):
+    env = server_environment(
+        REDIS_URL=settings.REDIS_URL,
+        DATABASE_POOL="true",
+        OPENAI_BASE_URL=realtime_standin.url,
+        OPENAI_API_KEY=realtime_standin.api_key,
+        KEY_RATE_LIMIT_PER_IP="100000/minute",
+    )
+    with (
+        LiveServer(env, log=ARTIFACTS / "witness-cluster" / "daphne-a.log") as a,
+        LiveServer(env, log=ARTIFACTS / "witness-cluster" / "daphne-b.log") as b,
+    ):
+        yield a, b
+    with django_db_blocker.unblock():
+        wait_for_server_sessions_to_close()
+
+
+@database_sync_to_async
+def call_row(call_id):
+    return RealtimeCall.objects.filter(call_id=call_id).values("witness_holder", "witness_state").first()
+
+
+@database_sync_to_async
+def journaled_ids(conversation_uuid):
+    return list(
+        Event.objects.filter(conversation__uuid=conversation_uuid).order_by("seq").values_list("payload__event_id", flat=True)
+    )
+
+
+def attaches(standin, call_id):
+    return [r for r in standin.requests if r.path == "/v1/realtime" and f"call_id={call_id}" in r.query]
+
+
+async def until(check, timeout):
+    deadline = time.monotonic() + timeout
+    while not (value := await check()):
+        assert time.monotonic() < deadline, f"not within {timeout}s"
+        await asyncio.sleep(0.1)
+    return value
+
+
+async def test_killing_the_holder_hands_the_call_to_the_other_process(two_servers, alice, realtime_standin):
+    a, b = two_servers
+    cookies = await log_in(a, "alice")
+    minted = (await mint(a, cookies)).json()
+    conversation = minted["conversation"]["id"]
+    realtime_standin.calls.script_next([{"gate": "never"}])
+
+    async with BrowserPeer() as browser, aiohttp.ClientSession() as session:
+        answer = await browser.call(realtime_standin.url, minted["client_secret"])
+        assert answer.status == 201, answer.body
+        call = realtime_standin.calls.find(answer.call_id)
+        headers = {"Origin": a.url, "Cookie": f"sessionid={cookies['sessionid']}"}
+        on_a = await session.ws_connect(a.ws_url + minted["socket_url"], headers=headers)
+        assert (await receive(on_a))["type"] == "ready"
+        await on_a.send_str(json.dumps({"type": "call", "call_id": answer.call_id}))
+        assert (await receive(on_a))["status"] == "bound"
+        # The page's socket is on B too (a second tab, or a reconnect through the load balancer).
+        on_b = await session.ws_connect(b.ws_url + minted["socket_url"], headers={**headers, "Origin": b.url})
+        assert (await receive(on_b))["type"] == "ready"
+
+        row = await until(lambda: _attached(answer.call_id), 10)
+        assert row["witness_holder"].split(":")[1] == str(a.process.pid)
+        await asyncio.sleep(4)  # B's supervisor scans and heartbeats meanwhile: it must leave the call alone
+        assert len(attaches(realtime_standin, answer.call_id)) == 1
+
+        await asyncio.to_thread(call.send, assistant("item_1", transcript=None))
+        before = await until(lambda: _journaled(conversation, 1), 10)
+
+        killed = time.monotonic()
+        a.stop()  # SIGKILL: no lease is released
+        await until(lambda: _held_by(answer.call_id, b.process.pid), TAKE_OVER_WITHIN)
+        took = time.monotonic() - killed
+        await until(lambda: _sideband_count(call, 1), 5)
+
+        later = [assistant("item_1", "completed", "After the take-over."),
+                 audio_done("item_1", "resp_1", "After the take-over.")]
+        for event in later:
+            await asyncio.to_thread(call.send, event)
+        ids = await until(lambda: _journaled(conversation, 3), 10)
+        await asyncio.sleep(1)
+        assert await journaled_ids(conversation) == ids and len(set(ids)) == 3 and ids[:1] == before
+        assert len(attaches(realtime_standin, answer.call_id)) == 2
+        print(f"take-over after the holder's death: {took:.1f} s")
+        assert took <= TAKE_OVER_WITHIN
+        await on_b.close()
+
+
+async def _attached(call_id):
+    row = await call_row(call_id)
+    return row if row and row["witness_state"] == "attached" and row["witness_holder"] else None
+
+
+async def _held_by(call_id, pid):
+    row = await call_row(call_id)
+    return row and row["witness_holder"].split(":")[1] == str(pid) and row["witness_state"] == "attached"
+
+
+async def _journaled(conversation, n):
+    ids = await journaled_ids(conversation)
+    return ids if len(ids) >= n else None
+
+
+async def _sideband_count(call, n):
+    return len(call.sidebands) >= n
+
