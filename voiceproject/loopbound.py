@@ -17,11 +17,24 @@ time an object is created.
 """
 
 import asyncio
+import contextvars
 import threading
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+
+
+def detached_task(coro, *, name: str | None = None) -> asyncio.Task:
+    """A task of the running loop that outlives whoever started it, in a context of its own.
+
+    A plain create_task copies the caller's context variables. Started from an async view that
+    Django runs through async_to_sync (a sync middleware in the chain), the copy holds that call's
+    CurrentThreadExecutor: once the view has returned, every sync_to_async in the task fails
+    ("CurrentThreadExecutor already quit or is broken"). Shared background loops (the journal
+    writer, the witness supervisor) serve everyone, so they start with an empty context.
+    """
+    return asyncio.get_running_loop().create_task(coro, name=name, context=contextvars.Context())
 
 
 class PerLoop(Generic[T]):

@@ -25,6 +25,7 @@ from django.db import connection
 from conversations.transcript import journal
 from conversations.transcript.frames import Frame
 from conversations.transcript.journal import AppendResult
+from voiceproject.loopbound import detached_task
 
 # Keeps a transaction short even when thousands of frames are waiting.
 MAX_FRAMES_PER_TRANSACTION = 2000
@@ -46,7 +47,7 @@ class JournalWriter:
         self._pending.append((conversation_id, frames, future))
         self._arrived.set()
         if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._drain())
+            self._task = detached_task(self._drain(), name="journal writer")
         return await future
 
     async def _drain(self) -> None:

@@ -27,7 +27,7 @@ from django.conf import settings
 from conversations.transcript import journal
 from conversations.witness import leases
 from conversations.witness.call import CallWitness, LeaseLost
-from voiceproject.loopbound import PerLoop
+from voiceproject.loopbound import PerLoop, detached_task
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +82,8 @@ class Supervisor:
         if self._wake is None:
             self._wake = asyncio.Event()
         if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(
-                self._run(), name=f"witness supervisor {self.holder}"
-            )
+            # Not the caller's context: the caller may be a request (loopbound.detached_task).
+            self._task = detached_task(self._run(), name=f"witness supervisor {self.holder}")
         self._wake.set()
 
     @property
