@@ -4,7 +4,7 @@ from django.conf import settings
 from django.test import Client
 from playwright.sync_api import Page, expect
 
-from conversations.models import Conversation, Event, Utterance
+from conversations.models import Conversation, Event, Source, Utterance
 from conversations.transcript.forwarded import forwarded_types
 
 FORWARDED = forwarded_types()  # the page's own list (static/voice/outbox.js)
@@ -74,8 +74,9 @@ def forwarded(call) -> list[dict]:
 
 
 def assert_journal_complete(conversation: Conversation, calls) -> None:
-    """Every forwarded event stored exactly once, in order, with seqs 1..n."""
-    events = list(Event.objects.filter(conversation=conversation).order_by("seq"))
+    """Every forwarded event stored exactly once, in order, with seqs 1..n (the browser's stream:
+    the server's witness journals its own beside it, numbered apart)."""
+    events = list(Event.objects.filter(conversation=conversation, source=Source.BROWSER).order_by("seq"))
     expected = [event["event_id"] for call in calls for event in forwarded(call)]
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
     assert [e.payload.get("event_id") for e in events] == expected
