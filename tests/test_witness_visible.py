@@ -3,13 +3,17 @@ staff see of it in the admin, and what exports and imports carry (`verified`, `s
 
 import io
 import json
+from datetime import timedelta
 
 import pytest
 from channels.db import database_sync_to_async
 from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
-from conversations.models import Conversation, Event, ResponseUsage, Utterance
+from conversations.models import Conversation, Event, RealtimeCall, ResponseUsage, Utterance
 from conversations.transcript import journal
 from conversations.transcript.frames import Frame
 from tests.support.events import assistant, audio_done, output_item, response_done, transcribed, user_audio
@@ -109,6 +113,90 @@ def test_staff_see_the_conflicts_and_what_was_verified(alice, staff_client):
     assert [c.title for c in listed] == ["Unwitnessed"]
     listed = staff_client.get(changelist, {"witnessed": "yes", "has_conflicts": "yes"}).context["cl"].result_list
     assert [c.title for c in listed] == ["Witnessed"]
+
+
+State = RealtimeCall.WitnessState
+
+
+def make_call(conversation, state, *, minutes=0, **extra):
+    return RealtimeCall.objects.create(
+        conversation=conversation, call_id=f"rtc_{conversation.pk}_{minutes}", source="browser",
+        witness_state=state, created_at=timezone.now() - timedelta(minutes=60 - minutes), **extra,
+    )
+
+
+def witness_column(staff_client, **params):
+    """Conversation title -> the witness column, as the list shows it."""
+    response = staff_client.get(reverse("admin:conversations_conversation_changelist"), params)
+    assert response.status_code == 200
+    admin = response.context["cl"].model_admin
+    return {c.title: str(admin.witness_display(c)) for c in response.context["cl"].result_list}
+
+
+@pytest.mark.django_db
+def test_staff_see_the_witness_state_of_each_conversation_and_filter_by_it(alice, staff_client):
+    attached = make_conversation(alice, title="Attached")
+    make_call(attached, State.ATTACHED)
+    failed = make_conversation(alice, title="Failed")
+    make_call(failed, State.FAILED, witness_attempts=3)
+    # Several calls: the latest one's state, and how many of them the witness attached to.
+    several = make_conversation(alice, title="Several")
+    make_call(several, State.ATTACHED, minutes=1)
+    make_call(several, State.LOST, minutes=2)
+    make_call(several, State.ATTACHED, minutes=3)
+    pending = make_conversation(alice, title="Pending")
+    make_call(pending, State.NONE)
+    make_conversation(alice, title="No call")
+
+    shown = witness_column(staff_client)
+    assert shown["Attached"] == '<span class="witness-attached">attached</span>'
+    assert shown["Failed"] == '<span class="witness-failed">failed</span>'
+    assert shown["Pending"] == '<span class="witness-none">none</span>'
+    assert shown["No call"] == '<span class="witness-none">none</span>'
+    assert shown["Several"] == (
+        '<span class="witness-attached">attached</span> <span class="muted">(latest call; 2 of 3 attached)</span>'
+    )
+    # Filtered by the latest call's state.
+    assert set(witness_column(staff_client, witness_state="attached")) == {"Attached", "Several"}
+    assert set(witness_column(staff_client, witness_state="failed")) == {"Failed"}
+    assert set(witness_column(staff_client, witness_state="no_call")) == {"No call"}
+    assert set(witness_column(staff_client, witness_state="bogus")) == set(shown)  # ignored, not a 500
+
+
+@pytest.mark.django_db
+def test_the_change_page_lists_the_calls_and_what_the_witness_did(alice, staff_client):
+    conversation = make_conversation(alice, title="Calls")
+    make_call(conversation, State.LOST, minutes=1, session_resets=2, ended_at=timezone.now())
+    make_call(conversation, State.FAILED, minutes=2, witness_attempts=3)
+    html = staff_client.get(reverse("admin:conversations_conversation_change", args=[conversation.pk])).content.decode()
+    table = html[html.index('class="usage-fields calls-table"') :]
+    table = table[: table.index("</table>")]
+    rows = table.split("<tr>")[2:]
+    assert len(rows) == 2
+    first, second = rows
+    assert f"rtc_{conversation.pk}_1" in first and ">lost<" in first and '<td class="num">2</td>' in first
+    assert f"rtc_{conversation.pk}_2" in second and ">failed<" in second and '<td class="num">3</td>' in second
+    assert "<td>—</td></tr>" in second and "—" not in first  # the second call has not ended
+    assert "(latest call; 0 of 2 attached)" in html
+
+    bare = make_conversation(alice, title="Bare")
+    html = staff_client.get(reverse("admin:conversations_conversation_change", args=[bare.pk])).content.decode()
+    assert "No call reported." in html
+
+
+@pytest.mark.django_db
+def test_the_witness_column_costs_no_query_per_row(alice, staff_client, django_assert_num_queries):
+    url = reverse("admin:conversations_conversation_changelist")
+    make_call(make_conversation(alice, title="c0"), State.ATTACHED)
+    with CaptureQueriesContext(connection) as one:
+        assert staff_client.get(url).status_code == 200
+    for n in range(1, 20):
+        conversation = make_conversation(alice, title=f"c{n}")
+        for m in range(n % 3):
+            make_call(conversation, [State.ATTACHED, State.LOST, State.FAILED][(n + m) % 3], minutes=m)
+    with django_assert_num_queries(len(one)):
+        response = staff_client.get(url)
+    assert len(witness_column(staff_client)) == 20 and "latest call;" in response.content.decode()
 
 
 @pytest.mark.django_db

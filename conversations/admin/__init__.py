@@ -34,11 +34,12 @@ from conversations.admin.filters import (
     ModelFilter,
     UserFilter,
     WitnessedFilter,
+    WitnessStateFilter,
 )
 from conversations.export import downloads, formats
 from conversations.history import pricing, selectors, usage
 from conversations.history.forms import DateRangeForm
-from conversations.models import Conversation, Event, ResponseUsage, Utterance
+from conversations.models import Conversation, Event, RealtimeCall, ResponseUsage, Utterance
 from conversations.templatetags import history_format
 from conversations.templatetags.history_format import clock, tokens
 
@@ -123,6 +124,7 @@ class ConversationAdmin(admin.ModelAdmin):
         "started",
         "duration_display",
         "turns_display",
+        "witness_display",
         "verified_display",
         "conflicts",
         "usage_display",
@@ -144,6 +146,7 @@ class ConversationAdmin(admin.ModelAdmin):
         InterruptedFilter,
         ConflictsFilter,
         WitnessedFilter,
+        WitnessStateFilter,
     )
     search_fields = ("title", "user__username")  # and the transcript: see get_search_results
     search_help_text = "Searches usernames, titles and what was said."
@@ -185,6 +188,7 @@ class ConversationAdmin(admin.ModelAdmin):
                 )
             },
         ),
+        ("Witness", {"fields": ("witness_display", "calls_table")}),
         (
             "Times",
             {
@@ -208,7 +212,7 @@ class ConversationAdmin(admin.ModelAdmin):
     def get_queryset(self, request):
         queryset = super().get_queryset(request).select_related("user", "reviewed_by")
         return selectors.with_first_line(
-            selectors.with_verified(selectors.with_turns(selectors.with_duration(queryset)))
+            selectors.with_witness(selectors.with_verified(selectors.with_turns(selectors.with_duration(queryset))))
         )
 
     # --- Columns and read-only fields ---------------------------------------------------------
@@ -241,6 +245,31 @@ class ConversationAdmin(admin.ModelAdmin):
             return "—"
         share = round(100 * conversation.verified_lines / conversation.turns)
         return f"{conversation.verified_lines} of {conversation.turns} ({share} %)"
+
+    @admin.display(description="witness", ordering="witness_state")
+    def witness_display(self, conversation):
+        """The state of the server's witness on the latest call (with several calls, how many of
+        them it attached to): "none" without a call."""
+        state = conversation.witness_state or RealtimeCall.WitnessState.NONE
+        label = format_html('<span class="witness-{}">{}</span>', state, state)
+        if conversation.call_count <= 1:
+            return label
+        return format_html(
+            "{} <span class=\"muted\">(latest call; {} of {} attached)</span>",
+            label, conversation.calls_attached, conversation.call_count,
+        )
+
+    CALLS_SHOWN = 50  # a conversation may hold any number of calls (each Start is one)
+
+    @admin.display(description="calls")
+    def calls_table(self, conversation):
+        calls = list(conversation.calls.order_by("created_at", "pk")[: self.CALLS_SHOWN])
+        if not calls:
+            return "No call reported."
+        return render_to_string(
+            "admin/conversations/includes/calls_table.html",
+            {"calls": calls, "more": max(0, conversation.call_count - len(calls))},
+        )
 
     @admin.display(description="tokens")
     def usage_table(self, conversation):

@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError
 
 from accounts import languages
 from conversations.history import selectors
-from conversations.models import Conversation, Utterance
+from conversations.models import Conversation, RealtimeCall, Utterance
 from conversations.transcript.forwarded import forwarded_types
 
 
@@ -79,6 +79,26 @@ class WitnessedFilter(admin.SimpleListFilter):
             return queryset.filter(selectors.witnessed())
         if self.value() == "no":
             return queryset.filter(~selectors.witnessed())
+        return queryset
+
+
+class WitnessStateFilter(admin.SimpleListFilter):
+    """By the witness state of the conversation's latest call (the `witness_state` annotation of
+    selectors.with_witness), or conversations without a call."""
+
+    title = "witness state (latest call)"
+    parameter_name = "witness_state"
+    NO_CALL = "no_call"
+
+    def lookups(self, request, model_admin):
+        return [*RealtimeCall.WitnessState.choices, (self.NO_CALL, "No call reported")]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value == self.NO_CALL:
+            return queryset.filter(witness_state__isnull=True)
+        if value in RealtimeCall.WitnessState.values:
+            return queryset.filter(witness_state=value)
         return queryset
 
 

@@ -24,7 +24,7 @@ from django.db.models import (
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from conversations.models import Conversation, Event, Source, Utterance
+from conversations.models import Conversation, Event, RealtimeCall, Source, Utterance
 
 
 def owned_by(user) -> QuerySet[Conversation]:
@@ -66,6 +66,23 @@ def with_verified(conversations: QuerySet[Conversation]) -> QuerySet[Conversatio
         .values("n")
     )
     return conversations.annotate(verified_lines=Coalesce(Subquery(verified), 0))
+
+
+def _count(rows: QuerySet) -> Coalesce:
+    return Coalesce(Subquery(rows.order_by().values("conversation").annotate(n=Count("pk")).values("n")), 0)
+
+
+def with_witness(conversations: QuerySet[Conversation]) -> QuerySet[Conversation]:
+    """Annotate what its calls' witnesses did: `call_count`, `calls_attached` (calls whose witness
+    is, or was until the call ended, attached) and `witness_state`, the latest call's (None
+    without a call). Three correlated subqueries on the calls' conversation index, per row."""
+    calls = RealtimeCall.objects.filter(conversation=OuterRef("pk"))
+    latest = calls.order_by("-created_at", "-pk").values("witness_state")[:1]
+    return conversations.annotate(
+        call_count=_count(calls),
+        calls_attached=_count(calls.filter(witness_state=RealtimeCall.WitnessState.ATTACHED)),
+        witness_state=Subquery(latest),
+    )
 
 
 def witnessed() -> Exists:
