@@ -348,3 +348,16 @@ async def test_instructions_the_page_changes_are_set_back(realtime_standin, conv
         assert len(call.received_from("sideband")) == 2
         assert (await call_row(call.id)).session_resets == 1
         await supervisor.stop()
+
+
+async def test_the_instructions_kept_are_those_of_the_conversations_language(realtime_standin, alice):
+    """A French conversation keeps "answer in French": the witness must not set it back to English."""
+    french = await db(make_conversation)(alice, language="fr")
+    async with live_call(realtime_standin) as (browser, call):
+        await record(french, call.id)
+        supervisor = Supervisor("a", **FAST)
+        supervisor.start()
+        await attached_to(call)
+        kept = call.received_from("sideband")[0]["session"]["instructions"]
+        assert kept.endswith("Always answer in French.")
+        await supervisor.stop()

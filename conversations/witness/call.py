@@ -35,13 +35,10 @@ log = logging.getLogger(__name__)
 State = RealtimeCall.WitnessState
 
 
-def expected_session(plan: tuple[str, str, str] | None) -> dict:
+def expected_session(plan: dict | None) -> dict:
     """What the server set and keeps: the instructions of the conversation's plan, and no tools."""
     try:
-        model, voice, turn_detection = plan
-        instructions = upstream.session_config(model=model, voice=voice, turn_detection=turn_detection)[
-            "instructions"
-        ]
+        instructions = upstream.session_config(**plan)["instructions"]
     except (TypeError, ValueError):  # no plan, or one the settings no longer allow
         instructions = settings.REALTIME_INSTRUCTIONS
     return {"instructions": instructions, "tools": []}

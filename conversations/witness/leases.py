@@ -128,10 +128,11 @@ def count_reset(pk: int) -> None:
     RealtimeCall.objects.filter(pk=pk).update(session_resets=F("session_resets") + 1)
 
 
-def plan(conversation_id: int) -> tuple[str, str, str] | None:
-    """(model, voice, turn detection) of the conversation, None if it is gone."""
+def plan(conversation_id: int) -> dict | None:
+    """The session options the conversation was started with (model, voice, turn detection,
+    language), as `upstream.session_config` takes them; None if it is gone."""
     return (
         Conversation.objects.filter(pk=conversation_id)
-        .values_list("model", "voice", "turn_detection")
+        .values("model", "voice", "turn_detection", "language")
         .first()
     )

@@ -185,10 +185,15 @@ class Call:
         with self._cond:
             return [event for event, came in zip(self._received, self._sources) if came == source]
 
-    def wait_for(self, event_type: str, count: int = 1, timeout: float = 10.0) -> list[dict]:
-        """Block until the browser has sent `count` events of this type; returns them."""
+    def wait_for(
+        self, event_type: str, count: int = 1, timeout: float = 10.0, source: str = "data_channel"
+    ) -> list[dict]:
+        """Block until the browser (or, with source="sideband", the server's witness) has sent
+        `count` events of this type; returns them."""
         def matching():
-            return [e for e in self._received if e.get("type") == event_type]
+            return [
+                e for e, came in zip(self._received, self._sources) if came == source and e.get("type") == event_type
+            ]
 
         with self._cond:
             if not self._cond.wait_for(lambda: len(matching()) >= count, timeout):
