@@ -289,3 +289,13 @@ def test_mixed_streams_live_in_any_batches_then_rebuild_is_unchanged(conversatio
         journal.rebuild(conversation)
         assert snapshot(conversation) == live
         transaction.set_rollback(True)
+
+
+def test_a_late_witness_and_the_pages_earlier_turn_in_one_transaction_keep_the_order_said(conversation):
+    """The witness attached after turn 1: its turn 2 and the page's turn 1 reach one transaction,
+    the page's first. Items take their places in that order: turn 1's lines stay before turn 2's."""
+    turn = lambda n: [e for _, e in witnessed_turn(n)]  # noqa: E731
+    journal.append_batches(
+        [(conversation.pk, frames(turn(1))), (conversation.pk, frames(turn(2), source="server"))]
+    )
+    assert [item for item, *_ in stored(conversation)] == ["u1", "a1", "u2", "a2"]

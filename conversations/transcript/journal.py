@@ -277,6 +277,27 @@ CONVERSATION_LOCK_FIELDS = (
 )  # fmt: skip
 
 
+def _journal_order(frames: dict[tuple[int, str, int], Frame]) -> list[tuple[tuple[int, str, int], Frame]]:
+    """The order in which a transaction's frames are stored, which is the journal's order (ids
+    follow the rows) and the order the reducer folds them in, as a rebuild does: per conversation,
+    the two streams interleaved as they reached the writer, each stream by seq. Arrival order
+    places items right when one stream saw what the other missed (a witness that attached late
+    brings the next turn while the page's outbox still delivers the one before)."""
+    by_conversation: dict[int, list] = {}
+    for item in frames.items():  # in arrival order
+        by_conversation.setdefault(item[0][0], []).append(item)
+    ordered = []
+    for cid in sorted(by_conversation):
+        items = by_conversation[cid]
+        for source in {key[1] for key, _ in items}:
+            slots = [i for i, (key, _) in enumerate(items) if key[1] == source]
+            in_seq = sorted((items[i] for i in slots), key=lambda item: item[0][2])
+            for i, item in zip(slots, in_seq):
+                items[i] = item
+        ordered += items
+    return ordered
+
+
 def _append_locked(merged: dict[int, list[Frame]]) -> dict[int, AppendResult]:
     conversations = {
         row["id"]: row
@@ -303,10 +324,7 @@ def _append_locked(merged: dict[int, list[Frame]]) -> dict[int, AppendResult]:
         for (cid, source, seq), error in _admit(conversations, days, first, now).items():
             results[cid].refused_of(source)[seq] = error
             del first[cid, source, seq]
-    # The order of storage is the journal's order (ids follow the rows), and the reducer folds in
-    # that order, as a rebuild does: per conversation, the witness's frames of the transaction
-    # first (the truth first: the browser's then only repeat or contradict it), each stream by seq.
-    ordered = sorted(first.items(), key=lambda item: (item[0][0], item[0][1] != SERVER, item[0][2]))
+    ordered = _journal_order(first)
     inserted = set(
         _insert(
             Event,
