@@ -25,6 +25,11 @@ ports (no proxy in between), and the throughput of each count is compared with t
         --redis-url redis://127.0.0.1:6379/4            # PostgreSQL (a fresh database) + Redis
     python bench/socket_load.py --servers 1 2 ...        # 1 daphne process, then 2, in one run
     python bench/socket_load.py --server-url ws://127.0.0.1:8001 --database-url … # servers you run
+    python bench/socket_load.py --streams browser both   # also with the witness's stream journaled
+
+With `--streams browser both`, each N is measured twice in the same run: the page's stream only,
+then with each event also journaled as the server's witness journals it (bench/both_streams_asgi.py,
+which the daphne processes then serve), side by side.
 
 See bench/README.md.
 """
@@ -383,13 +388,15 @@ def verify(conversations_and_events, source: str = "browser") -> tuple[int, int,
 
 
 def verify_server_stream(conversations_and_events) -> tuple[int, int, int]:
-    """Of the witness-like stream: (lost events, duplicated events, conversations with a line that
-    is not verified)."""
+    """Of the witness-like stream: (lost events, duplicated events, conversations with a completed
+    line that is not verified; a socket's last turn may be cut short, its line still pending)."""
     from conversations.models import Utterance
 
     lost, duplicated, _ = verify(conversations_and_events, source="server")
     ids = [c.pk for c, _ in conversations_and_events]
-    unverified = Utterance.objects.filter(conversation_id__in=ids, verified=False).values("conversation_id").distinct().count()
+    unverified = Utterance.objects.filter(
+        conversation_id__in=ids, verified=False, status=Utterance.Status.COMPLETED
+    ).values("conversation_id").distinct().count()
     return lost, duplicated, unverified
 
 
@@ -452,7 +459,7 @@ def main():
                             print(f"{tag} conversations with a wrong transcript or usage: {wrong}")
                             if both:
                                 print(f"{tag} server stream: lost events: {s_lost}, duplicated: {s_dup}")
-                                print(f"{tag} conversations with a line not verified: {unverified}")
+                                print(f"{tag} conversations with a completed line not verified: {unverified}")
                             if processes:
                                 busy = ", ".join(f"{100 * s / cpu.wall:.0f}" for s in cpu.servers)
                                 print(f"{tag} daphne CPU, % of one core, per process: {busy}")
