@@ -25,6 +25,11 @@ ports (no proxy in between), and the throughput of each count is compared with t
         --redis-url redis://127.0.0.1:6379/4            # PostgreSQL (a fresh database) + Redis
     python bench/socket_load.py --servers 1 2 ...        # 1 daphne process, then 2, in one run
     python bench/socket_load.py --server-url ws://127.0.0.1:8001 --database-url … # servers you run
+    python bench/socket_load.py --streams browser both   # also with the witness's stream journaled
+
+With `--streams browser both`, each N is measured twice in the same run: the page's stream only,
+then with each event also journaled as the server's witness journals it (bench/both_streams_asgi.py,
+which the daphne processes then serve), side by side.
 
 See bench/README.md.
 """
@@ -66,6 +71,11 @@ def parse_args():
         "--server-url", action="append", default=[],
         help="use running servers instead (repeatable; needs --database-url of their database, used as it is, "
         "and their SECRET_KEY in the environment)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--streams", nargs="+", choices=("browser", "both"), default=["browser"],
+        help="browser: the page's stream only; both: each event also journaled as the witness journals it "
+        "(bench/both_streams_asgi.py); several are measured in turn, e.g. --streams browser both",
     )  # fmt: skip
     parser.add_argument("--skip-baseline", action="store_true", help="no direct-ORM baseline")
     parser.add_argument("--keep", action="store_true", help="keep the fresh database and the server logs")
@@ -133,7 +143,8 @@ def servers(args, count: int, workdir: Path):
     started = []
     try:
         for i in range(count):
-            started.append(LiveServer(os.environ.copy(), log=workdir / f"daphne-{count}-{i}.log"))
+            app = "bench.both_streams_asgi:application" if "both" in args.streams else "voiceproject.asgi:application"
+            started.append(LiveServer(os.environ.copy(), log=workdir / f"daphne-{count}-{i}.log", app=app))
             started[-1].start()
         yield [server.ws_url for server in started], [server.process for server in started]
     finally:
@@ -263,7 +274,7 @@ class CpuUsage:
         self.cores = self._psutil.cpu_count()
 
 
-async def run_sockets(urls, sockets, window: int, rate: float, cpu: CpuUsage):
+async def run_sockets(urls, sockets, window: int, rate: float, cpu: CpuUsage, both: bool = False):
     import aiohttp
 
     latencies: list[float] = []
@@ -277,7 +288,7 @@ async def run_sockets(urls, sockets, window: int, rate: float, cpu: CpuUsage):
             origin = "http://" + base.split("://", 1)[1]
             async with gate:
                 ws = await session.ws_connect(
-                    f"{base}/ws/conversations/{conversation.uuid}/",
+                    f"{base}/ws/conversations/{conversation.uuid}/" + ("?both=1" if both else ""),
                     headers={"Cookie": f"sessionid={cookie}", "Origin": origin},
                     max_msg_size=0, heartbeat=None,
                 )  # fmt: skip
@@ -312,6 +323,14 @@ async def run_sockets(urls, sockets, window: int, rate: float, cpu: CpuUsage):
 
         with cpu:  # the steady state only: not the handshakes, nor the resends and closes
             await asyncio.gather(*(drive(ws, texts) for ws, texts in zip(opened, frames)))
+            if both:  # and until the second stream is stored too (its writes do not hold the acks)
+                from asgiref.sync import sync_to_async
+
+                expected = sum(len(texts) for texts in frames)
+                ids = [conversation.pk for _, conversation, _ in sockets]
+                deadline = time.perf_counter() + 120
+                while await sync_to_async(server_rows)(ids) < expected and time.perf_counter() < deadline:
+                    await asyncio.sleep(0.02)
         elapsed = cpu.wall
 
         async def resend(ws, texts):
@@ -325,8 +344,19 @@ async def run_sockets(urls, sockets, window: int, rate: float, cpu: CpuUsage):
     return elapsed, latencies
 
 
-def verify(conversations_and_events) -> tuple[int, int, int]:
-    """(lost events, duplicated events, conversations whose transcript or usage is off)."""
+def server_rows(ids) -> int:
+    from django.db import connection
+
+    from conversations.models import Event
+
+    count = Event.objects.filter(conversation_id__in=ids, source="server").count()
+    connection.close()
+    return count
+
+
+def verify(conversations_and_events, source: str = "browser") -> tuple[int, int, int]:
+    """(lost events, duplicated events, conversations whose transcript or usage is off), of one
+    stream; the transcript and usage checked are the conversation's (both streams folded)."""
     from django.db.models import Count, Max, Min
     from django.utils import timezone
 
@@ -336,8 +366,8 @@ def verify(conversations_and_events) -> tuple[int, int, int]:
     ids = [c.pk for c, _ in conversations_and_events]
     stats = {
         row["conversation_id"]: row
-        for row in Event.objects.filter(conversation_id__in=ids).values("conversation_id")
-        .annotate(n=Count("id"), distinct=Count("seq", distinct=True), lo=Min("seq"), hi=Max("seq"))
+        for row in Event.objects.filter(conversation_id__in=ids, source=source).values("conversation_id")
+        .annotate(n=Count("id"), distinct=Count("payload__event_id", distinct=True), lo=Min("seq"), hi=Max("seq"))
     }  # fmt: skip
     lost = duplicated = wrong = 0
     for conversation, events in conversations_and_events:
@@ -355,6 +385,19 @@ def verify(conversations_and_events) -> tuple[int, int, int]:
         ):
             wrong += 1
     return lost, duplicated, wrong
+
+
+def verify_server_stream(conversations_and_events) -> tuple[int, int, int]:
+    """Of the witness-like stream: (lost events, duplicated events, conversations with a completed
+    line that is not verified; a socket's last turn may be cut short, its line still pending)."""
+    from conversations.models import Utterance
+
+    lost, duplicated, _ = verify(conversations_and_events, source="server")
+    ids = [c.pk for c, _ in conversations_and_events]
+    unverified = Utterance.objects.filter(
+        conversation_id__in=ids, verified=False, status=Utterance.Status.COMPLETED
+    ).values("conversation_id").distinct().count()
+    return lost, duplicated, unverified
 
 
 def percentile(values, q):
@@ -383,42 +426,59 @@ def main():
                           f"{len(urls)} server process(es), {args.events} events per socket, window {args.window}"
                           + (f", {args.rate}/s per socket" if args.rate else ""), flush=True)  # fmt: skip
                     for n in counts:
-                        tag = f"[{len(urls)} server{'s' if len(urls) > 1 else ''}, {n} sockets]"
-                        label = f"{servers_count}s{n}x{secrets.token_hex(2)}"
-                        sockets, direct = prepare(n, args.events, label)
-                        connection.close()
-                        cpu = CpuUsage(processes)
-                        elapsed, latencies = asyncio.run(run_sockets(urls, sockets, args.window, args.rate, cpu))
-                        socket_rate = rates[servers_count, n] = n * args.events / elapsed
-                        lost, duplicated, wrong = verify([(conv, events) for _, conv, events in sockets])
-                        print(f"{tag} events persisted/s via sockets: {socket_rate:.0f}", flush=True)
-                        # The baseline does not depend on the servers: once per N.
-                        if not args.skip_baseline and servers_count == server_counts[0]:
-                            direct_rate = run_direct(direct)
-                            d_lost, d_dup, d_wrong = verify(direct)
-                            assert (d_lost, d_dup, d_wrong) == (0, 0, 0), "the baseline itself lost or doubled rows"
-                            print(f"{tag} events persisted/s direct ORM (1 transaction/event): {direct_rate:.0f}")
-                            print(f"{tag} ratio sockets/direct: {socket_rate / direct_rate:.2f}")
-                        print(f"{tag} ack p50 ms: {statistics.median(latencies) * 1000:.1f}")
-                        print(f"{tag} ack p99 ms: {percentile(latencies, 0.99) * 1000:.1f}")
-                        print(f"{tag} ack max ms: {max(latencies) * 1000:.1f}")
-                        print(f"{tag} lost events: {lost}")
-                        print(f"{tag} duplicated events: {duplicated}")
-                        print(f"{tag} conversations with a wrong transcript or usage: {wrong}")
-                        if processes:
-                            busy = ", ".join(f"{100 * s / cpu.wall:.0f}" for s in cpu.servers)
-                            print(f"{tag} daphne CPU, % of one core, per process: {busy}")
-                            print(f"{tag} daphne CPU ms per event: {1000 * sum(cpu.servers) / (n * args.events):.2f}")
-                        print(f"{tag} load generator CPU, % of one core: {100 * cpu.generator / cpu.wall:.0f}")
-                        print(f"{tag} machine CPU busy, % of {cpu.cores} cores: "
-                              f"{100 * cpu.machine / cpu.wall / cpu.cores:.0f}", flush=True)  # fmt: skip
-                        connection.close()
-                        if lost or duplicated or wrong:
-                            sys.exit(1)
+                        direct_rate = None
+                        for streams in args.streams:
+                            both = streams == "both"
+                            kind = ", both streams" if both else ", browser only" if len(args.streams) > 1 else ""
+                            tag = f"[{len(urls)} server{'s' if len(urls) > 1 else ''}, {n} sockets{kind}]"
+                            label = f"{servers_count}s{n}{streams[0]}x{secrets.token_hex(2)}"
+                            sockets, direct = prepare(n, args.events, label)
+                            connection.close()
+                            cpu = CpuUsage(processes)
+                            elapsed, latencies = asyncio.run(
+                                run_sockets(urls, sockets, args.window, args.rate, cpu, both=both)
+                            )
+                            socket_rate = rates[servers_count, n, streams] = n * args.events / elapsed
+                            pairs = [(conv, events) for _, conv, events in sockets]
+                            lost, duplicated, wrong = verify(pairs)
+                            s_lost, s_dup, unverified = verify_server_stream(pairs) if both else (0, 0, 0)
+                            print(f"{tag} events persisted/s via sockets: {socket_rate:.0f}", flush=True)
+                            # The baseline does not depend on the servers nor the streams: once per N.
+                            if not args.skip_baseline and servers_count == server_counts[0] and direct_rate is None:
+                                direct_rate = run_direct(direct)
+                                d_lost, d_dup, d_wrong = verify(direct)
+                                assert (d_lost, d_dup, d_wrong) == (0, 0, 0), "the baseline itself lost or doubled rows"
+                                print(f"{tag} events persisted/s direct ORM (1 transaction/event): {direct_rate:.0f}")
+                            if direct_rate:
+                                print(f"{tag} ratio sockets/direct: {socket_rate / direct_rate:.2f}")
+                            print(f"{tag} ack p50 ms: {statistics.median(latencies) * 1000:.1f}")
+                            print(f"{tag} ack p99 ms: {percentile(latencies, 0.99) * 1000:.1f}")
+                            print(f"{tag} ack max ms: {max(latencies) * 1000:.1f}")
+                            print(f"{tag} lost events: {lost}")
+                            print(f"{tag} duplicated events: {duplicated}")
+                            print(f"{tag} conversations with a wrong transcript or usage: {wrong}")
+                            if both:
+                                print(f"{tag} server stream: lost events: {s_lost}, duplicated: {s_dup}")
+                                print(f"{tag} conversations with a completed line not verified: {unverified}")
+                            if processes:
+                                busy = ", ".join(f"{100 * s / cpu.wall:.0f}" for s in cpu.servers)
+                                print(f"{tag} daphne CPU, % of one core, per process: {busy}")
+                                print(f"{tag} daphne CPU ms per socket event: {1000 * sum(cpu.servers) / (n * args.events):.2f}")
+                            print(f"{tag} load generator CPU, % of one core: {100 * cpu.generator / cpu.wall:.0f}")
+                            print(f"{tag} machine CPU busy, % of {cpu.cores} cores: "
+                                  f"{100 * cpu.machine / cpu.wall / cpu.cores:.0f}", flush=True)  # fmt: skip
+                            connection.close()
+                            if lost or duplicated or wrong or s_lost or s_dup or unverified:
+                                sys.exit(1)
+                        if len(args.streams) > 1 and "browser" in args.streams and "both" in args.streams:
+                            ratio = rates[servers_count, n, "both"] / rates[servers_count, n, "browser"]
+                            print(f"[{n} sockets] throughput, both streams / browser only: {ratio:.2f}", flush=True)
             for servers_count in server_counts[1:]:
                 for n in counts:
-                    ratio = rates[servers_count, n] / rates[server_counts[0], n]
-                    print(f"[{n} sockets] throughput, {servers_count} server processes / {server_counts[0]}: {ratio:.2f}")
+                    for streams in args.streams:
+                        ratio = rates[servers_count, n, streams] / rates[server_counts[0], n, streams]
+                        print(f"[{n} sockets, {streams}] throughput, {servers_count} server processes / "
+                              f"{server_counts[0]}: {ratio:.2f}")  # fmt: skip
     finally:
         if args.keep:
             print(f"# kept {workdir}", file=sys.stderr)

@@ -521,3 +521,39 @@ def test_requests_list_attaches_and_hangups(standin):
         ("POST", f"/v1/realtime/calls/{call_id}/hangup", ""),
     ]
     assert listed[-2]["headers"]["Authorization"] == f"Bearer {DEFAULT_API_KEY}"
+
+
+class TestBareCalls:
+    """Calls without WebRTC, for benchmarks that need hundreds of calls (bench/witness.py)."""
+
+    def test_a_bare_call_plays_its_script_to_its_sideband_and_ends(self, standin):
+        script = [{"gate": "go"}, *scripts.assistant_turn("item_a", "resp_a", "Hello there."), {"close": "peer"}]
+        made = httpx.post(f"{standin.origin}/_standin/calls", json={"count": 2, "script": script}, timeout=5)
+        assert made.status_code == 201
+        first, second = made.json()["call_ids"]
+        assert first.startswith("rtc_") and first != second
+
+        async def scenario():
+            async with Sideband(standin.url, first, DEFAULT_API_KEY) as sideband:
+                released = await asyncio.to_thread(httpx.post, f"{standin.origin}/_standin/calls/release",
+                                                   json={"gate": "go", "call_ids": [first]})
+                assert released.json() == {"released": 1}
+                events = await sideband.events_until("response.done")
+                assert [e["type"] for e in events if e["type"].endswith(".done")][-1] == "response.done"
+                assert "session.created" not in [e["type"] for e in events]
+                assert await sideband.next_event() is None  # the script's close ends the call
+                assert sideband.close_code == 1000
+            # The other call waits at its gate; it is attachable and can be hung up like any call.
+            async with Sideband(standin.url, second, DEFAULT_API_KEY) as other:
+                assert (await asyncio.to_thread(hang_up, standin, second)).status_code == 200
+                assert await other.next_event() is None
+
+        run(scenario())
+        assert standin.calls.find(first).ended_by == "script"
+        assert standin.calls.find(second).ended_by == "hangup"
+        assert standin.calls.find(first).pc is None  # no WebRTC: no SDP, no media
+
+    def test_bad_requests_for_bare_calls_are_refused(self, standin):
+        refused = httpx.post(f"{standin.origin}/_standin/calls", json={"count": 0}, timeout=5)
+        assert refused.status_code == 400
+        assert standin.calls.calls == []

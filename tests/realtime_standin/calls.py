@@ -143,13 +143,15 @@ def _openai_error(status: int, message: str, code: str | None = None, kind: str 
 class Call:
     """One WebRTC session: the peer, its script, and what the browser sent on `oai-events`."""
 
-    def __init__(self, peer: "CallsPeer", call_id: str, session: dict, script: list[dict]):
+    def __init__(self, peer: "CallsPeer", call_id: str, session: dict, script: list[dict], *, media: bool = True):
         self.peer = peer
         self.id = call_id
         self.session = session
         self.script = script
         self.loop = peer.loop
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        # media=False: a bench call (CallsPeer.open_bare) with no peer connection; its events reach
+        # only the sidebands attached.
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[])) if media else None
         self.channel = None
         self.speaking = False
         self.audio_frames = 0  # microphone frames received from the browser
@@ -412,7 +414,8 @@ class Call:
             sideband.end()  # after the events already queued for it
         self._changed.set()
         self.speaking = False
-        await self.pc.close()
+        if self.pc is not None:
+            await self.pc.close()
         for task in list(self._tasks):
             if task is not asyncio.current_task():
                 task.cancel()
@@ -536,6 +539,19 @@ class CallsPeer:
             self._cond.notify_all()
         return web.Response(status=201, text=answer, content_type="application/sdp",
                             headers={"Location": f"{CALLS_PATH}/{call.id}"})
+
+    def open_bare(self, script: list[dict]) -> Call:
+        """A call without WebRTC (no SDP, no media), for benchmarks that need many calls: it plays
+        `script` at once (start it with a gate or a wait: events sent before a sideband attaches
+        reach no one) and is found, attached to and hung up like any call. On the loop."""
+        self.loop = asyncio.get_running_loop()
+        call = Call(self, "rtc_" + secrets.token_hex(12), {"type": "realtime", "model": self.standin.models[0]},
+                    script, media=False)
+        with self._cond:
+            self.calls.append(call)
+            self._cond.notify_all()
+        call._spawn(call._play())
+        return call
 
     def find(self, call_id: str) -> Call | None:
         with self._cond:

@@ -15,7 +15,8 @@ Routes
 - Control, for tests and for a stand-in running in another process:
   `POST /_standin/fail` (the arguments of `fail_next` as JSON; routes "client_secrets", "calls",
   "sideband"), `GET /_standin/requests` (sideband attaches and hang-ups included),
-  `POST /_standin/reset`.
+  `POST /_standin/reset`; for benchmarks, `POST /_standin/calls` (`{"count", "script"}`: calls
+  without WebRTC, see `CallsPeer.open_bare`) and `POST /_standin/calls/release` (`{"gate"}`).
 
 `RealtimeStandIn` runs the server in a thread with its own event loop, so that synchronous
 tests (Django's test client, Playwright's sync API) can use it while it keeps serving.
@@ -178,6 +179,8 @@ class StandIn:
             web.post("/_standin/fail", self.control_fail),
             web.get("/_standin/requests", self.control_requests),
             web.post("/_standin/reset", self.control_reset),
+            web.post("/_standin/calls", self.control_calls),
+            web.post("/_standin/calls/release", self.control_release),
         ])
         return app
 
@@ -253,6 +256,29 @@ class StandIn:
 
     async def control_requests(self, request: web.Request) -> web.Response:
         return web.json_response([r.as_dict() for r in self._requests])
+
+    async def control_calls(self, request: web.Request) -> web.Response:
+        """`{"count": N, "script": [...]}`: N calls without WebRTC (CallsPeer.open_bare); their ids."""
+        try:
+            body = await request.json()
+            count, script = int(body.get("count", 1)), body.get("script", [])
+            if not isinstance(script, list) or not 1 <= count <= 10_000:
+                raise ValueError("count must be 1..10000 and script a list of steps")
+        except (ValueError, TypeError, AttributeError) as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        calls = [self.calls.open_bare(script) for _ in range(count)]
+        return web.json_response({"call_ids": [call.id for call in calls]}, status=201)
+
+    async def control_release(self, request: web.Request) -> web.Response:
+        """`{"gate": name}`, optionally `"call_ids": [...]`: open that gate of those calls (default: all)."""
+        body = await request.json()
+        wanted = set(body["call_ids"]) if body.get("call_ids") is not None else None
+        released = 0
+        for call in list(self.calls.calls):
+            if wanted is None or call.id in wanted:
+                await call._release(str(body["gate"]))
+                released += 1
+        return web.json_response({"released": released})
 
     async def control_reset(self, request: web.Request) -> web.Response:
         self.reset()

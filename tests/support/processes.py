@@ -50,8 +50,9 @@ def server_environment(**overrides: str) -> dict:
 class LiveServer:
     """daphne on a free port of 127.0.0.1, as another process; restartable. Its output goes to `log`."""
 
-    def __init__(self, env: dict, log: Path = ARTIFACTS / "daphne.log"):
+    def __init__(self, env: dict, log: Path = ARTIFACTS / "daphne.log", app: str = "voiceproject.asgi:application"):
         self.port = free_port()
+        self.app = app
         self.env = env
         self.log = log
         self.process: subprocess.Popen | None = None
@@ -69,7 +70,7 @@ class LiveServer:
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
-                 "voiceproject.asgi:application"],
+                 self.app],
                 cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
         deadline = time.monotonic() + 30
