@@ -3,6 +3,7 @@ The witnesses of one server process: a loop in the process's event loop that cla
 nobody witnesses (leases.py), runs one CallWitness per claimed call, and renews the leases.
 
     every scan_every seconds (or when woken: a call was just bound)   claim ≤ claim_per_scan calls
+    (at once again after a full batch, so a backlog is not paced at claim_per_scan a scan)
     every heartbeat_every seconds                                      renew the leases it holds;
         drop the witnesses whose lease another process took, end those whose conversation closed
 
@@ -34,6 +35,10 @@ log = logging.getLogger(__name__)
 
 def default_holder() -> str:
     return f"{socket.gethostname()[:60]}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+# Seconds before the next scan when the last one claimed a full batch.
+RESCAN_AFTER = 0.1
 
 
 class Supervisor:
@@ -112,19 +117,23 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         last_beat = loop.time()
         while True:
+            claimed = []
             try:
                 if self.witnesses and loop.time() - last_beat >= self.heartbeat_every:
                     last_beat = loop.time()
                     await self.heartbeat()
                 elif not self.witnesses:
                     last_beat = loop.time()
-                await self.scan()
+                claimed = await self.scan()
             except asyncio.CancelledError:
                 raise
             except Exception:  # e.g. the database is away for a moment: try again next round
                 log.exception("Witness supervisor round failed")
             self._wake.clear()
-            pause = min(self.scan_every, self.heartbeat_every) * random.uniform(0.8, 1.0)
+            # A full batch: more calls may be waiting (a take-over of a dead process's hundreds).
+            # Come back almost at once, leaving other processes a moment to claim their share.
+            full = len(claimed) >= self.claim_per_scan
+            pause = (RESCAN_AFTER if full else min(self.scan_every, self.heartbeat_every)) * random.uniform(0.8, 1.0)
             try:
                 async with asyncio.timeout(pause):
                     await self._wake.wait()
