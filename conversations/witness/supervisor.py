@@ -133,7 +133,8 @@ class Supervisor:
             # A full batch: more calls may be waiting (a take-over of a dead process's hundreds).
             # Come back almost at once, leaving other processes a moment to claim their share.
             full = len(claimed) >= self.claim_per_scan
-            pause = (RESCAN_AFTER if full else min(self.scan_every, self.heartbeat_every)) * random.uniform(0.8, 1.0)
+            pause = RESCAN_AFTER if full else min(self.scan_every, self.heartbeat_every)
+            pause *= random.uniform(0.8, 1.0)
             try:
                 async with asyncio.timeout(pause):
                     await self._wake.wait()
