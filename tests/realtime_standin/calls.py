@@ -179,8 +179,9 @@ class Call:
         with self._cond:
             return list(self._received)
 
-    def received_types(self) -> list[str]:
-        return [event.get("type") for event in self.received]
+    def received_types(self, source: str = "data_channel") -> list[str]:
+        """The types of the events the browser sent (or, with source="sideband", the witness)."""
+        return [event.get("type") for event in self.received_from(source)]
 
     def received_from(self, source: str) -> list[dict]:
         """The client events that came in on "data_channel" or on "sideband", in order."""
