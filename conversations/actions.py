@@ -29,6 +29,7 @@ from django.db.models import Q, QuerySet
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from conversations import budget
 from conversations.models import Conversation, DailyStorage, Event, ResponseUsage, Utterance
 from conversations.transcript import live
 
@@ -56,6 +57,7 @@ def _mark_ended(conversation: Conversation, at: datetime.datetime) -> bool:
     changed = Conversation.objects.filter(pk=conversation.pk, status=ACTIVE).update(status=ENDED, ended_at=at)
     if changed:
         conversation.status, conversation.ended_at = ENDED, at
+    budget.release(conversation.pk)  # its session is over: so is what it held of the budget
     return bool(changed)
 
 
@@ -95,6 +97,7 @@ def _end_idle(now, timeout, user, exclude) -> list[tuple]:
         idle.filter(uuid__in=[uuid for uuid, _ in found]).update(
             status=ENDED, ended_at=Coalesce("last_activity_at", "created_at")
         )
+        budget.release_ended([uuid for uuid, _ in found])
     return found
 
 

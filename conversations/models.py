@@ -7,8 +7,10 @@ derived from it by the reducer in `transcript/reducer.py`, so they can be rebuil
 """
 
 import uuid
+from decimal import Decimal
 
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.urls import reverse
 from django.utils import timezone
@@ -318,3 +320,55 @@ class RealtimeCall(models.Model):
 
     def __str__(self):
         return f"{self.call_id} ({self.source})"
+
+
+class BudgetOverride(models.Model):
+    """Staff's daily budget for one user, in place of the site's USER_DAILY_BUDGET_USD.
+
+    No row, or an empty amount: the site's budget. 0: no budget at all (as USER_DAILY_BUDGET_USD=0).
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="budget_override"
+    )
+    daily_usd = models.DecimalField(
+        "daily voice budget (USD)",
+        max_digits=9,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal(0))],
+        help_text="What this user may spend on voice sessions over any 24 hours, in US dollars. "
+        "Empty: the site's budget (USER_DAILY_BUDGET_USD). 0: no budget for this user.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "daily budget"
+
+    def __str__(self):
+        return f"Daily budget of {self.user}"
+
+
+class BudgetHold(models.Model):
+    """What a starting session holds of its user's daily budget (BUDGET_SESSION_RESERVE_USD) until
+    its call or conversation ends, or it lapses (`expires_at`) if nothing says so.
+
+    Written by the same transaction that checked the budget (conversations/budget.py), so that
+    sessions started at the same moment cannot together pass a budget only one of them fits.
+    `conversation` is null between the check and the recording of a new conversation.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, null=True, blank=True, related_name="budget_holds"
+    )
+    usd = models.DecimalField(max_digits=9, decimal_places=4)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "expires_at"], name="hold_user_expires")]
+
+    def __str__(self):
+        return f"{self.usd} USD held for {self.user_id} until {self.expires_at}"

@@ -31,8 +31,9 @@ def json_response(data, status=200, headers=None) -> JsonResponse:
     return response
 
 
-def error_response(status: int, code: str, message: str, headers=None) -> JsonResponse:
-    return json_response({"error": {"code": code, "message": message}}, status=status, headers=headers)
+def error_response(status: int, code: str, message: str, headers=None, **details) -> JsonResponse:
+    """The error envelope; `details` are extra fields of the error object (e.g. "budget")."""
+    return json_response({"error": {"code": code, "message": message, **details}}, status=status, headers=headers)
 
 
 def api_view(*methods: str):

@@ -211,6 +211,13 @@ _witness = env.str("REALTIME_WITNESS", default="true").strip().lower()
 if _witness not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
     raise ImproperlyConfigured(f"REALTIME_WITNESS must be true or false, not {_witness!r}.")
 REALTIME_WITNESS = _witness in ("true", "1", "yes", "on")
+# The daily spending budget per user (conversations/budget.py): USD over the last 24 hours, at list
+# prices, from the usage the server trusts; 0 = no budget. Staff can set another per user in the
+# admin. A starting session holds BUDGET_SESSION_RESERVE_USD of it until it ends, so that sessions
+# started at once cannot together overrun it. Read as text: conversations/checks.py refuses a bad
+# value at start with a clear message.
+USER_DAILY_BUDGET_USD = env.str("USER_DAILY_BUDGET_USD", default="5")
+BUDGET_SESSION_RESERVE_USD = env.str("BUDGET_SESSION_RESERVE_USD", default="0.50")
 if REALTIME_MODEL not in REALTIME_MODELS:
     raise ImproperlyConfigured(
         f"REALTIME_MODEL={REALTIME_MODEL!r} is not in REALTIME_MODELS ({', '.join(REALTIME_MODELS)})."

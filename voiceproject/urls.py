@@ -12,6 +12,7 @@ urlpatterns = [
     path("conversations/", include("conversations.urls")),
     path("api/realtime/sessions", realtime_views.realtime_sessions, name="api_realtime_sessions"),
     path("api/realtime/calls", realtime_views.realtime_calls, name="api_realtime_calls"),
+    path("api/realtime/budget", realtime_views.realtime_budget, name="api_realtime_budget"),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
 ]

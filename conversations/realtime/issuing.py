@@ -15,7 +15,8 @@ A server-made call is then recorded with its id (calls.py): the server knows it 
 
 Every refusal is a typed error whose str() is the message for a person: NotConfigured,
 RateLimited (with its verdict and retry_after), LimitsUnavailable, ConversationNotFound,
-UpstreamError, UpstreamTimeout, EphemeralKeysDisabled. The view maps the types to HTTP statuses and codes.
+BudgetExhausted (budget.py: with its standing and retry_after), UpstreamError, UpstreamTimeout,
+EphemeralKeysDisabled. The view maps the types to HTTP statuses and codes.
 
 The order is deliberate: charge the limits, find the conversation to continue, mint the key,
 record. So a failed mint leaves nothing behind — a new conversation is created only once OpenAI
@@ -26,6 +27,11 @@ upstream call. A key minted for a request that then fails to record just expires
 (REALTIME_KEY_TTL). Everything that reaches OpenAI — or could, such as a request for an unknown
 conversation — is counted before the upstream call, failed mints included, so that retrying a
 failing upstream is throttled too.
+
+The daily budget comes last in aadmit(): its check holds part of the budget for the session
+(budget.hold()), so nothing that can refuse may come after it but the upstream call, and a failed
+upstream call (or a cancelled request) gives the hold back at once (budget.drop()). A request the
+budget refuses has been counted by the rate limits, so asking again and again is throttled too.
 """
 
 import logging
@@ -37,19 +43,16 @@ from django.db.models import F
 
 from accounts import languages, preferences
 from accounts.models import Preferences
-from conversations import access
+from conversations import access, budget
 from conversations.models import Conversation
 from conversations.realtime import calls, upstream
+from conversations.realtime.errors import IssuingError
 from voiceproject import ratelimit
 
 log = logging.getLogger(__name__)
 
 
 # --- what can go wrong --------------------------------------------------------------------------
-
-
-class IssuingError(Exception):
-    """A session was refused; str(error) is for the person who asked."""
 
 
 class RateLimited(IssuingError):
@@ -81,6 +84,7 @@ class ConversationNotFound(IssuingError):
 NotConfigured = upstream.NotConfigured
 UpstreamError = upstream.UpstreamError
 UpstreamTimeout = upstream.UpstreamTimeout
+BudgetExhausted = budget.BudgetExhausted
 
 
 @dataclass(frozen=True)
@@ -185,6 +189,7 @@ class Admitted:
     user: object
     plan: SessionPlan
     conversation: Conversation | None = None
+    hold: int | None = None  # the budget held for the session (budget.hold()), if the user has a budget
 
 
 @dataclass(frozen=True)
@@ -198,7 +203,8 @@ async def aadmit(user, address: str, wanted: SessionRequest) -> Admitted:
     """
     The checks before any upstream call, cheapest first: the server can reach OpenAI at all,
     the limits allow one more session (counted now), the conversation to continue is the
-    caller's. Raises NotConfigured, RateLimited, LimitsUnavailable or ConversationNotFound.
+    caller's, the daily budget has room for it (held now: see the module's docstring). Raises
+    NotConfigured, RateLimited, LimitsUnavailable, ConversationNotFound or BudgetExhausted.
     """
     if not upstream.is_configured():
         raise NotConfigured()
@@ -218,7 +224,17 @@ async def aadmit(user, address: str, wanted: SessionRequest) -> Admitted:
             raise ConversationNotFound() from None
     settled = wanted.voice and wanted.turn_detection and wanted.language is not None
     choices = None if settled else await preferences.afor_user(user)
-    return Admitted(user=user, plan=plan_session(wanted, conversation, choices), conversation=conversation)
+    plan = plan_session(wanted, conversation, choices)
+    hold = await budget.ahold(user.pk, conversation_id=conversation.pk if conversation else None)
+    return Admitted(user=user, plan=plan, conversation=conversation, hold=hold)
+
+
+async def _adrop_hold(admitted: Admitted) -> None:
+    """Give back the budget held for a session that did not start; it lapses anyway if this fails."""
+    try:
+        await budget.adrop(admitted.hold)
+    except Exception:  # never hide the failure that brought us here
+        log.exception("Could not release the budget hold %s", admitted.hold)
 
 
 async def arecord(admitted: Admitted) -> Conversation:
@@ -227,6 +243,8 @@ async def arecord(admitted: Admitted) -> Conversation:
         conversation = await arecord_session(admitted.user, admitted.plan, admitted.conversation)
     except Conversation.DoesNotExist:
         raise ConversationNotFound() from None
+    if admitted.conversation is None:  # its hold now ends with it
+        await budget.aattach(admitted.hold, conversation.pk)
     log.info(
         "Realtime session recorded: user %s, conversation %s, segment %s",
         admitted.user.pk, conversation.uuid, conversation.segments,
@@ -247,10 +265,15 @@ async def aissue_key(user, address: str, wanted: SessionRequest) -> IssuedKey:
         raise EphemeralKeysDisabled()
     admitted = await aadmit(user, address, wanted)
     plan = admitted.plan
-    secret = await upstream.create_client_secret(
-        model=plan.model, voice=plan.voice, turn_detection=plan.turn_detection, language=plan.language
-    )
-    return IssuedKey(conversation=await arecord(admitted), plan=plan, secret=secret)
+    try:
+        secret = await upstream.create_client_secret(
+            model=plan.model, voice=plan.voice, turn_detection=plan.turn_detection, language=plan.language
+        )
+        conversation = await arecord(admitted)
+    except BaseException:  # CancelledError too: the client hung up mid-mint
+        await _adrop_hold(admitted)
+        raise
+    return IssuedKey(conversation=conversation, plan=plan, secret=secret)
 
 
 async def astart_call(user, address: str, wanted: SessionRequest, sdp: str) -> StartedCall:
@@ -264,8 +287,12 @@ async def astart_call(user, address: str, wanted: SessionRequest, sdp: str) -> S
     session = upstream.session_config(
         model=plan.model, voice=plan.voice, turn_detection=plan.turn_detection, language=plan.language
     )
-    call = await upstream.create_call(sdp, session, safety_id=upstream.safety_identifier(user.pk))
-    conversation = await arecord(admitted)
+    try:
+        call = await upstream.create_call(sdp, session, safety_id=upstream.safety_identifier(user.pk))
+        conversation = await arecord(admitted)
+    except BaseException:  # CancelledError too: the client hung up mid-call
+        await _adrop_hold(admitted)
+        raise
     try:
         await calls.abind(conversation.pk, call.call_id, calls.SERVER)
     except calls.CallTaken:

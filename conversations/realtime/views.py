@@ -21,6 +21,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts import languages, preferences
+from conversations import budget
 from conversations.history import selectors
 from conversations.realtime import issuing, upstream
 from voiceproject import ratelimit
@@ -151,6 +152,7 @@ REFUSALS = {
     issuing.EphemeralKeysDisabled: (403, "ephemeral_keys_disabled"),
     issuing.NotConfigured: (503, "not_configured"),
     issuing.RateLimited: (429, "rate_limited"),
+    issuing.BudgetExhausted: (429, "budget_exhausted"),
     issuing.LimitsUnavailable: (503, "unavailable"),
     issuing.ConversationNotFound: (404, "not_found"),
     issuing.UpstreamTimeout: (504, "upstream_timeout"),
@@ -163,7 +165,9 @@ def refusal_response(error: Exception):
     status, code = next(REFUSALS[kind] for kind in type(error).__mro__ if kind in REFUSALS)
     retry_after = getattr(error, "retry_after", None)
     headers = {"Retry-After": str(retry_after)} if retry_after else None
-    return error_response(status, code, str(error), headers=headers)
+    # A budget refusal says where the user stands, for the page's meter and its message.
+    details = {"budget": budget.as_json(error.standing)} if isinstance(error, issuing.BudgetExhausted) else {}
+    return error_response(status, code, str(error), headers=headers, **details)
 
 
 @api_view("POST")
@@ -192,6 +196,12 @@ async def realtime_calls(request):
     return json_response(call_body(started), status=201)
 
 
+@api_view("GET")
+async def realtime_budget(request):
+    """GET /api/realtime/budget: where the caller stands against their daily budget (the page's meter)."""
+    return json_response({"budget": budget.as_json(await budget.astanding(request.user.pk))})
+
+
 # --- the voice page -----------------------------------------------------------------------------
 
 
@@ -209,11 +219,16 @@ def chat(request):
         request,
         "conversations/chat.html",
         {
-            "voice_config": page_config(openai_configured, chosen),
+            "voice_config": {**page_config(openai_configured, chosen), **budget_config(request.user)},
             "openai_configured": openai_configured,
             "language_label": languages.label(chosen.language),
         },
     )
+
+
+def budget_config(user) -> dict:
+    """The page's budget meter: where the user stands now, and where to ask again."""
+    return {"budget": budget.as_json(budget.standing(user.pk)), "budgetUrl": reverse("api_realtime_budget")}
 
 
 def page_config(openai_configured: bool, chosen=None) -> dict:

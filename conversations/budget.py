@@ -1,0 +1,261 @@
+"""
+The daily spending budget of each user: what they may spend on voice sessions over the last 24
+hours (spend.WINDOW), and the check that refuses a new session once it is used.
+
+- The limit is USER_DAILY_BUDGET_USD (0 = no budget), or staff's BudgetOverride for the user (an
+  amount; 0 = no budget for that user; empty = the site's).
+- What counts is spend.spent(): the usage the server trusts, priced at list prices.
+- A session about to start holds BUDGET_SESSION_RESERVE_USD (a BudgetHold row) until its call or
+  conversation ends (release()), or it lapses after REALTIME_MAX_SESSION_SECONDS +
+  REALTIME_KEY_TTL if nothing says so. A session's spend only reaches the ledger as it happens, so
+  without holds ten tabs could start ten sessions on the last dollar of a budget.
+
+The check and the hold are one transaction (hold()): it locks the user's row (SELECT … FOR UPDATE
+on PostgreSQL; SQLite's IMMEDIATE transactions admit one writer at a time), then reads spend and
+live holds, then inserts the hold. Two processes racing for the last session of a budget are
+serialised by the lock, and the second sees the first's hold. The user's row is locked rather
+than a budget row because it always exists: there is nothing to create first, and no race in
+creating it.
+
+A session is admitted while spent + held + reserve <= limit (a reserve above the limit is cut to
+the limit, so a small budget still allows a session when nothing is spent). The witness hangs a
+live call up once spend alone reaches the limit (is_spent()).
+"""
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal, InvalidOperation
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+
+from conversations import spend
+from conversations.models import BudgetHold, BudgetOverride, Conversation
+from conversations.realtime.errors import IssuingError
+
+ZERO = Decimal(0)
+CENT = Decimal("0.01")
+
+
+# --- settings -------------------------------------------------------------------------------------
+
+
+def parse_usd(value) -> Decimal:
+    """A setting's amount of US dollars; ValueError (saying what is wrong) unless a finite number >= 0."""
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation:
+        amount = None
+    if amount is None or not amount.is_finite():
+        raise ValueError("is not a number")
+    if amount < 0:
+        raise ValueError("is negative")
+    return amount
+
+
+def site_limit() -> Decimal | None:
+    """USER_DAILY_BUDGET_USD, None for 0 (no budget)."""
+    return parse_usd(settings.USER_DAILY_BUDGET_USD) or None
+
+
+def session_reserve() -> Decimal:
+    return parse_usd(settings.BUDGET_SESSION_RESERVE_USD)
+
+
+def hold_lifetime() -> timedelta:
+    """How long a hold lasts when nothing releases it: the longest a session can run, plus its key's life."""
+    # REALTIME_MAX_SESSION_SECONDS is the session cap's setting (its default until it exists).
+    cap = getattr(settings, "REALTIME_MAX_SESSION_SECONDS", 1800)
+    return timedelta(seconds=int(cap) + settings.REALTIME_KEY_TTL)
+
+
+# --- where a user stands ------------------------------------------------------------------------------
+
+
+def limit_for(user_id: int) -> Decimal | None:
+    """The user's daily budget in USD, None when they have none (one query)."""
+    override = BudgetOverride.objects.filter(user_id=user_id).values_list("daily_usd", flat=True).first()
+    if override is None:  # no row, or "the site's"
+        return site_limit()
+    return override or None
+
+
+@dataclass(frozen=True)
+class Standing:
+    limit: Decimal | None  # None: no budget
+    spent: Decimal  # over the last 24 hours
+    unverified: Decimal  # the part of `spent` only the browser reported
+    held: Decimal  # by sessions that have not ended
+    frees_at: datetime | None = None  # when a session fits again (None: it fits now, or no budget)
+    reserve: Decimal = ZERO  # what a new session would hold
+
+    @property
+    def exhausted(self) -> bool:
+        """No new session fits."""
+        return self.limit is not None and self.spent + self.held + self.reserve > self.limit
+
+    @property
+    def spent_alone(self) -> bool:
+        """The spend itself leaves no room for a session (not only the sessions running now)."""
+        return self.limit is not None and self.spent + self.reserve > self.limit
+
+
+def _live_holds(user_id: int, now: datetime) -> list[tuple[Decimal, datetime]]:
+    return list(
+        BudgetHold.objects.filter(user_id=user_id, expires_at__gt=now)
+        .order_by("expires_at")
+        .values_list("usd", "expires_at")
+    )
+
+
+def _frees_at(limit, reserve, charges, holds, now) -> datetime | None:
+    """The first moment at which spend leaving the window and holds lapsing make room for `reserve`."""
+    over = sum((c.usd for c in charges), ZERO) + sum((usd for usd, _ in holds), ZERO) + reserve - limit
+    if over <= 0:
+        return None
+    leaving = sorted([(c.at + spend.WINDOW, c.usd) for c in charges] + [(at, usd) for usd, at in holds])
+    for at, usd in leaving:
+        over -= usd
+        if over <= 0:
+            return max(at, now)
+    return None  # unreachable: with nothing left, reserve <= limit fits
+
+
+def _standing(user_id: int, limit: Decimal | None, now: datetime) -> Standing:
+    spent = spend.spent(user_id, now=now)
+    if limit is None:
+        return Standing(None, spent.total, spent.unverified, ZERO)
+    holds = _live_holds(user_id, now)
+    reserve = min(session_reserve(), limit)
+    return Standing(
+        limit=limit,
+        spent=spent.total,
+        unverified=spent.unverified,
+        held=sum((usd for usd, _ in holds), ZERO),
+        frees_at=_frees_at(limit, reserve, spent.charges, holds, now),
+        reserve=reserve,
+    )
+
+
+def standing(user_id: int, *, now: datetime | None = None) -> Standing:
+    """Where `user_id` stands against their budget now."""
+    return _standing(user_id, limit_for(user_id), now or timezone.now())
+
+
+astanding = sync_to_async(standing)
+
+
+def is_spent(user_id: int) -> bool:
+    """Spend alone (holds not counted) has reached the budget: the witness hangs the call up."""
+    limit = limit_for(user_id)
+    return limit is not None and spend.spent(user_id).total >= limit
+
+
+def as_json(standing: Standing) -> dict:
+    """The page's and the API's view: amounts as decimal strings, frees_at in epoch seconds."""
+
+    def usd(amount, rounding=ROUND_HALF_UP):
+        return str(amount.quantize(CENT, rounding=rounding))
+
+    return {
+        "limit_usd": None if standing.limit is None else usd(standing.limit),
+        # Rounded up: a meter never shows room that the check would not give.
+        "spent_usd": usd(standing.spent, ROUND_CEILING),
+        "unverified_usd": usd(standing.unverified, ROUND_CEILING),
+        "held_usd": usd(standing.held, ROUND_CEILING),
+        "frees_at": None if standing.frees_at is None else math.ceil(standing.frees_at.timestamp()),
+    }
+
+
+# --- the refusal -----------------------------------------------------------------------------------
+
+
+def format_limit(limit: Decimal) -> str:
+    return f"${limit.quantize(CENT, rounding=ROUND_HALF_UP):,}"
+
+
+def frees_at_words(at: datetime) -> str:
+    """"14:20 UTC": the minute it frees up, rounded up (so "at 14:20" is never too early)."""
+    at = at.astimezone(UTC)
+    if at.second or at.microsecond:
+        at = at.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    return at.strftime("%H:%M UTC")
+
+
+def refusal_message(standing: Standing) -> str:
+    limit, when = format_limit(standing.limit), frees_at_words(standing.frees_at)
+    if standing.spent_alone:
+        return f"You have used today's voice budget ({limit}). It frees up at {when}."
+    return (
+        f"Your voice sessions running now hold the rest of today's voice budget ({limit}). "
+        f"End one, or wait until {when}."
+    )
+
+
+class BudgetExhausted(IssuingError):
+    """The user's daily budget leaves no room for another session."""
+
+    def __init__(self, standing: Standing, now: datetime):
+        self.standing = standing
+        # Seconds until a session fits again (the Retry-After header).
+        self.retry_after = max(1, math.ceil((standing.frees_at - now).total_seconds()))
+        super().__init__(refusal_message(standing))
+
+
+# --- holds ----------------------------------------------------------------------------------------
+
+
+def hold(user_id: int, *, conversation_id: int | None = None, now: datetime | None = None) -> int | None:
+    """
+    Check that one more session fits `user_id`'s budget and hold its reserve, in one atomic step.
+    Returns the hold's id (None: the user has no budget, nothing is held); raises BudgetExhausted.
+    """
+    limit = limit_for(user_id)
+    if limit is None:
+        return None
+    with transaction.atomic():
+        # Serialises this user's checks across processes (see the module's docstring).
+        list(get_user_model().objects.select_for_update().filter(pk=user_id).values_list("pk"))
+        now = now or timezone.now()
+        current = _standing(user_id, limit, now)
+        if current.exhausted:
+            raise BudgetExhausted(current, now)
+        BudgetHold.objects.filter(user_id=user_id, expires_at__lte=now).delete()  # lapsed ones
+        return BudgetHold.objects.create(
+            user_id=user_id, conversation_id=conversation_id, usd=current.reserve,
+            created_at=now, expires_at=now + hold_lifetime(),
+        ).pk  # fmt: skip
+
+
+def attach(hold_id: int | None, conversation_id: int) -> None:
+    """The session's conversation is recorded: its end (release()) now ends the hold."""
+    if hold_id is not None:
+        BudgetHold.objects.filter(pk=hold_id).update(conversation_id=conversation_id)
+
+
+def drop(hold_id: int | None) -> None:
+    """The session never started (the upstream call failed): give its reserve back at once."""
+    if hold_id is not None:
+        BudgetHold.objects.filter(pk=hold_id).delete()
+
+
+def release(conversation_id: int) -> None:
+    """The conversation's session ended (its call was hung up, or the conversation ended)."""
+    BudgetHold.objects.filter(conversation_id=conversation_id).delete()
+
+
+def release_ended(conversation_uuids) -> None:
+    """release() for those of these conversations that ended (the idle sweep)."""
+    BudgetHold.objects.filter(
+        conversation__uuid__in=list(conversation_uuids), conversation__status=Conversation.Status.ENDED
+    ).delete()
+
+
+ahold = sync_to_async(hold)
+aattach = sync_to_async(attach)
+adrop = sync_to_async(drop)
+arelease = sync_to_async(release)
