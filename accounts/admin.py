@@ -2,6 +2,8 @@ from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 
+from conversations.admin.budget import BudgetOverrideInline
+
 from .forms import PreferencesForm, ThrottledAdminAuthenticationForm
 from .models import Preferences
 
@@ -33,4 +35,5 @@ else:
 
 @admin.register(User)
 class PreferencesUserAdmin(user_admin):
-    inlines = (*user_admin.inlines, PreferencesInline)
+    # The daily budget is the conversations app's (conversations/budget.py), set here beside the user.
+    inlines = (*user_admin.inlines, PreferencesInline, BudgetOverrideInline)

@@ -17,10 +17,12 @@ from asgiref.sync import async_to_sync
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from conversations import actions, budget, checks
 from conversations.models import BudgetHold, BudgetOverride, Conversation, ResponseUsage, Source
+from tests.support.admin import change_form_data
 from tests.support.api import post_session
 from tests.support.factories import make_conversation, make_user, signed_in
 
@@ -365,3 +367,67 @@ class TestSettingsChecks:
         settings.USER_DAILY_BUDGET_USD = "five dollars"
         with pytest.raises(SystemCheckError, match="USER_DAILY_BUDGET_USD='five dollars' is not a number"):
             call_command("check")
+
+
+# --- staff: the budget on the user's page, the usage page --------------------------------------------
+
+
+@pytest.mark.django_db
+class TestAdmin:
+    def change_url(self, user):
+        return f"/admin/auth/user/{user.pk}/change/"
+
+    def post_budget(self, staff_client, user, amount):
+        data = change_form_data(staff_client.get(self.change_url(user)))
+        data.update({"budget_override-TOTAL_FORMS": "1", "budget_override-0-user": str(user.pk),
+                     "budget_override-0-daily_usd": amount})  # fmt: skip
+        return staff_client.post(self.change_url(user), data)
+
+    def test_the_user_page_shows_it_with_the_sites_budget(self, staff_client, alice, settings):
+        html = staff_client.get(self.change_url(alice)).content.decode()
+        assert 'name="budget_override-0-daily_usd"' in html
+        assert "Empty: the site's budget (USER_DAILY_BUDGET_USD, now $5.00 per 24 hours)" in html
+        assert "0: no budget for this user" in html
+
+    def test_staff_lift_the_limit_on_the_users_page(self, staff_client, alice, realtime_standin):
+        spend(alice, "7.00")
+        assert refusal(post_session(signed_in(alice)))
+        response = self.post_budget(staff_client, alice, "0")
+        assert response.status_code == 302, response.context["inline_admin_formsets"][-1].formset.errors
+        assert BudgetOverride.objects.get(user=alice).daily_usd == 0
+        assert post_session(signed_in(alice)).status_code == 201
+
+    def test_a_negative_budget_is_refused(self, staff_client, alice):
+        response = self.post_budget(staff_client, alice, "-3")
+        assert response.status_code == 200
+        assert "Ensure this value is greater than or equal to 0" in response.content.decode()
+        assert not BudgetOverride.objects.exists()
+
+    def test_the_usage_page_puts_users_over_and_near_their_budget_first(self, staff_client, settings):
+        users = {name: make_user(name) for name in ("amy", "ben", "cat", "dan", "eve")}
+        spend(users["amy"], "1.00")
+        spend(users["ben"], "5.20")  # over
+        spend(users["cat"], "4.16")  # near: 83 %
+        spend(users["dan"], "3.00", ago=timedelta(hours=25))  # outside the window: not listed
+        BudgetOverride.objects.create(user=users["eve"], daily_usd=0)
+        spend(users["eve"], "9.00")  # no budget
+        response = staff_client.get("/admin/conversations/conversation/usage/")
+        rows = response.context["budgets"]
+        assert [(r.username, r.state, r.percent) for r in rows] == [
+            ("ben", "over", 104), ("cat", "near", 83), ("eve", "", None), ("amy", "", 20),
+        ]  # fmt: skip
+        html = response.content.decode()
+        assert "<strong>Over budget</strong>" in html and "Near budget (80 % or more)" in html
+        assert html.index(">ben<") < html.index(">cat<") < html.index(">amy<")
+
+    def test_the_usage_page_costs_the_same_queries_for_more_users(self, staff_client):
+        def queries():
+            with CaptureQueriesContext(connection) as captured:
+                assert staff_client.get("/admin/conversations/conversation/usage/").status_code == 200
+            return len(captured)
+
+        spend(make_user("amy"), "1.00")
+        few = queries()
+        for n in range(8):
+            spend(make_user(f"user{n}"), "4.50")
+        assert queries() == few

@@ -17,6 +17,7 @@ from accounts import languages
 from accounts.models import Preferences
 from conversations.export import formats
 from conversations.models import Conversation
+from tests.support.admin import change_form_data
 from tests.support.api import error_of, post_session
 from tests.support.factories import make_conversation, make_full_conversation, make_user, signed_in
 from tests.test_server_calls import OFFER, openai, parts, post_call, server_mode  # noqa: F401 (fixtures)
@@ -322,22 +323,7 @@ class TestAdminInline:
         assert not Preferences.objects.exists()
 
     def form_data(self, staff_client, user, **preferences):
-        response = staff_client.get(self.change_url(user))
-        form = response.context["adminform"].form
-        data = {}
-        for name, field in form.fields.items():
-            value = form.initial.get(name, field.initial)
-            if name in ("password",) or value is None:
-                continue
-            if name == "date_joined" or name == "last_login":
-                data[f"{name}_0"], data[f"{name}_1"] = value.strftime("%Y-%m-%d"), value.strftime("%H:%M:%S")
-            elif isinstance(value, bool):
-                if value:
-                    data[name] = "on"
-            elif isinstance(value, list):
-                data[name] = [getattr(v, "pk", v) for v in value]
-            else:
-                data[name] = value
+        data = change_form_data(staff_client.get(self.change_url(user)))
         data.update({
             "preferences-TOTAL_FORMS": "1", "preferences-INITIAL_FORMS": "0",
             "preferences-MIN_NUM_FORMS": "0", "preferences-MAX_NUM_FORMS": "1",

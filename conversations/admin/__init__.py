@@ -440,7 +440,8 @@ class ConversationAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/conversations/live.html", context)
 
     def usage_view(self, request):
-        """Tokens and estimated cost per user and per day, over a date range (default: 30 days)."""
+        """Tokens and estimated cost per user and per day, over a date range (default: 30 days), and
+        each user's spend over the last 24 hours against their daily budget."""
         if not self.has_view_permission(request):
             raise PermissionDenied
         form = DateRangeForm(request.GET or DateRangeForm.last_days(30))
@@ -455,6 +456,8 @@ class ConversationAdmin(admin.ModelAdmin):
             "per_user": per_user,
             "per_day": per_day,
             "user_total": usage.total(per_user),
+            # Always the last 24 hours, whatever the range: what the budgets count.
+            "budgets": usage.budget_rows(),
             "changelist_url": reverse("admin:conversations_conversation_changelist"),
         }
         return TemplateResponse(request, "admin/conversations/usage.html", context)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 
-from django.db.models import Count, DurationField, ExpressionWrapper, F, Sum
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
 from django.db.models.functions import TruncDate
 
 from conversations.history import pricing
@@ -89,3 +89,53 @@ def total(rows: list[UsageRow]) -> UsageRow:
         result.cost += row.cost
         result.unpriced += row.unpriced
     return result
+
+
+# --- daily budgets (conversations/budget.py) ----------------------------------------------------------
+
+NEAR_BUDGET = Decimal("0.8")  # a user at 80 % of their budget or more is "near" it
+
+
+@dataclass
+class BudgetRow:
+    username: str
+    user_id: int
+    standing: object  # budget.Standing
+
+    @property
+    def share(self) -> Decimal | None:
+        """Spent / budget (None without a budget)."""
+        limit = self.standing.limit
+        return None if limit is None else self.standing.spent / limit
+
+    @property
+    def percent(self) -> int | None:
+        return None if self.share is None else int(self.share * 100)
+
+    @property
+    def state(self) -> str:
+        """"over", "near" or "" (under, or no budget)."""
+        if self.share is None:
+            return ""
+        return "over" if self.share >= 1 else "near" if self.share >= NEAR_BUDGET else ""
+
+
+def budget_rows(*, now=None) -> list[BudgetRow]:
+    """
+    Everyone who spent anything over the last 24 hours against their budget: over it first, then
+    near it, then by spend. A fixed number of queries however many users (budget.standings()).
+    """
+    from django.contrib.auth import get_user_model
+    from django.utils import timezone
+
+    from conversations import budget, spend
+
+    now = now or timezone.now()
+    # Spend is recorded as a conversation goes on: those active in the window hold all of it.
+    since = now - spend.WINDOW
+    active = Conversation.objects.filter(Q(last_activity_at__gt=since) | Q(created_at__gt=since)).values("user_id")
+    names = dict(get_user_model().objects.filter(pk__in=active).values_list("pk", "username"))
+    standings = budget.standings(names, now=now)
+    rows = [BudgetRow(names[user_id], user_id, s) for user_id, s in standings.items() if s.spent > 0]
+    order = {"over": 0, "near": 1, "": 2}
+    return sorted(rows, key=lambda row: (order[row.state], -row.standing.spent, row.username))
