@@ -1,6 +1,7 @@
 // The voice page. Start → microphone → key → call → live; lost (connection, time cap) →
 // Continue: a new key and call, same conversation.
 
+import { BudgetMeter } from "./budget.js";
 import * as openai from "./connection.js";
 import { Controls } from "./controls.js";
 import { VoiceFailure, classifyOpenAIError, describeFailure } from "./failures.js";
@@ -26,6 +27,8 @@ const session = {
 };
 
 const ui = new Controls({ start, stop, resume, mute, interrupt, send, mode: changeMode, pushStart, pushEnd });
+const budget = new BudgetMeter($("budget-meter"), config.budgetUrl);
+budget.show(config.budget);
 const deliveries = new Deliveries((summary) => ui.setSaveState(summary), frameRefused);
 
 if (!config.openaiConfigured) ui.blockStart(true);
@@ -115,6 +118,7 @@ function stop() {
   ui.setStatus(ended ? "Session ended. The conversation is saved in your history; press Start for a new one." : "Stopped. Press Start when you are ready.");
   forgetConversation();
   ui.focusMain();
+  budget.refreshSoon();
 }
 
 function newConversation() {
@@ -166,6 +170,7 @@ function failed(failure, attempt) {
   if (!(failure instanceof VoiceFailure)) console.error(failure);
   closeCall();
   const described = describeFailure(failure);
+  budget.show(failure?.details?.budget); // a budget refusal says where the user stands
   const canResume = session.wentLive;
   if (!canResume) releaseMicrophone();
   ui.setPhase(canResume ? "lost" : "idle");
@@ -221,6 +226,7 @@ function received(event) {
       break;
     case "response.done":
       session.responding = false;
+      budget.refreshSoon();
       idleStatus();
       break;
     case "output_audio_buffer.started":

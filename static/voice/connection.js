@@ -27,8 +27,8 @@ async function postJson(apiUrl, csrfToken, body, complete) {
   const data = await response.json().catch(() => null);
   const { status } = response;
   if (!response.ok) {
-    const { code, message } = data?.error || {};
-    throw new VoiceFailure("api", { status, code, message, retryAfter: parseRetryAfter(response.headers.get("Retry-After")) });
+    const { code, message, budget } = data?.error || {};
+    throw new VoiceFailure("api", { status, code, message, budget, retryAfter: parseRetryAfter(response.headers.get("Retry-After")) });
   }
   if (!complete(data)) throw new VoiceFailure("api", { status, message: "The server's answer was incomplete." });
   return data;

@@ -1,6 +1,8 @@
 // What can go wrong, and what the page says (node-tested): { title, message, retry: Start may
 // work (the default), resume: Continue may work, … }.
 
+import { budgetMessage } from "./budget.js";
+
 export class VoiceFailure extends Error {
   name = "VoiceFailure";
 
@@ -40,14 +42,17 @@ const MIC = {
 };
 const lost = (title, message) => () => ({ title, message: `${message} Press Continue to carry on this conversation in a new session.`, resume: true });
 
-function apiFailure({ status, code, message, retryAfter }) {
+function apiFailure({ status, code, message, retryAfter, budget }) {
   if (status === 503 || code === "not_configured") {
     return { title: "Voice conversations are not set up on this server.", message: "It has no OpenAI API key (OPENAI_API_KEY), so no session can be started. Your history is still available.", retry: false };
+  }
+  if (code === "budget_exhausted") {
+    return { title: "Today's voice budget is used", message: budgetMessage(message, budget), retryAfter };
   }
   if (status === 429) {
     // The server's message names the limit and how long to wait.
     const wait = retryAfter != null ? `Try again in ${formatWait(retryAfter)}.` : "Try again later.";
-    return { title: code === "budget_exhausted" ? "Daily budget spent" : "Too many sessions", message: message || `You have started too many sessions for now. ${wait}`, retryAfter };
+    return { title: "Too many sessions", message: message || `You have started too many sessions for now. ${wait}`, retryAfter };
   }
   if (status === 504 || code === "upstream_timeout") {
     return { title: "OpenAI did not answer", message: `OpenAI took too long to start a session. ${AGAIN}` };
