@@ -8,7 +8,10 @@ Runs on both legs (SQLite + in-memory, PostgreSQL + Redis).
 """
 
 import json
+import subprocess
+import sys
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -25,6 +28,7 @@ from conversations.models import BudgetHold, BudgetOverride, Conversation, Respo
 from tests.support.admin import change_form_data
 from tests.support.api import post_session
 from tests.support.factories import make_conversation, make_user, signed_in
+from tests.support.processes import ROOT, server_environment
 
 CALLS_URL = "/api/realtime/calls"
 BUDGET_URL = "/api/realtime/budget"
@@ -431,3 +435,41 @@ class TestAdmin:
         for n in range(8):
             spend(make_user(f"user{n}"), "4.50")
         assert queries() == few
+
+
+CONTENDER = """
+import sys, time, django
+django.setup()
+from django.db import connection
+from conversations import budget
+connection.ensure_connection()  # connected before the start, so that both start alike
+start = float(sys.argv[1])
+while time.time() < start:
+    time.sleep(0.0005)
+try:
+    print("held", budget.hold(int(sys.argv[2])))
+except budget.BudgetExhausted as refusal:
+    print("refused", refusal.retry_after)
+"""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_processes_racing_for_the_last_session_let_exactly_one_through(settings):
+    """Two server processes (here: two interpreters on the test database) check and hold at the
+    same instant for a budget that only one more session fits."""
+    alice = make_user("alice")
+    spend(alice, "4.50")
+    environment = server_environment(USER_DAILY_BUDGET_USD="5", BUDGET_SESSION_RESERVE_USD="0.50")
+    start = time.time() + 4  # both interpreters are up and connected by then
+    contenders = [
+        subprocess.Popen([sys.executable, "-c", CONTENDER, str(start), str(alice.pk)], cwd=ROOT, env=environment,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]  # fmt: skip
+    outcomes = []
+    for contender in contenders:
+        out, err = contender.communicate(timeout=60)
+        assert contender.returncode == 0, err
+        outcomes.append(out.split()[0])
+    assert sorted(outcomes) == ["held", "refused"]
+    assert BudgetHold.objects.filter(user=alice).count() == 1
