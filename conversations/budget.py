@@ -130,8 +130,9 @@ def _frees_at(limit, reserve, charges, holds, now) -> datetime | None:
     return None  # unreachable: with nothing left, reserve <= limit fits
 
 
-def _standing(user_id: int, limit: Decimal | None, now: datetime) -> Standing:
-    holds = [] if limit is None else _live_holds(user_id, now)
+def _standing(user_id: int, limit: Decimal | None, now: datetime, holds=None) -> Standing:
+    if holds is None:
+        holds = [] if limit is None else _live_holds(user_id, now)
     return _make(limit, spend.spent(user_id, now=now), holds, now)
 
 
@@ -242,10 +243,14 @@ def hold(user_id: int, *, conversation_id: int | None = None, now: datetime | No
         # Serialises this user's checks across processes (see the module's docstring).
         list(get_user_model().objects.select_for_update().filter(pk=user_id).values_list("pk"))
         now = now or timezone.now()
-        current = _standing(user_id, limit, now)
+        holds = list(BudgetHold.objects.filter(user_id=user_id).values_list("pk", "usd", "expires_at"))
+        live = [(usd, expires_at) for _, usd, expires_at in holds if expires_at > now]
+        current = _standing(user_id, limit, now, live)
         if current.exhausted:
             raise BudgetExhausted(current, now)
-        BudgetHold.objects.filter(user_id=user_id, expires_at__lte=now).delete()  # lapsed ones
+        lapsed = [pk for pk, _, expires_at in holds if expires_at <= now]
+        if lapsed:  # rows nothing released (a process died): they count no more, and go now
+            BudgetHold.objects.filter(pk__in=lapsed).delete()
         return BudgetHold.objects.create(
             user_id=user_id, conversation_id=conversation_id, usd=current.reserve,
             created_at=now, expires_at=now + hold_lifetime(),

@@ -226,6 +226,15 @@ class TestHolds:
         later = timezone.now() + budget.hold_lifetime() + timedelta(seconds=1)
         assert not budget.standing(alice.pk, now=later).exhausted
 
+    def test_lapsed_holds_make_room_and_are_cleared_by_the_next_check(self):
+        alice = make_user("alice")
+        budget.hold(alice.pk), budget.hold(alice.pk)
+        with pytest.raises(budget.BudgetExhausted):
+            budget.hold(alice.pk)
+        later = timezone.now() + budget.hold_lifetime() + timedelta(seconds=1)
+        kept = budget.hold(alice.pk, now=later)
+        assert list(BudgetHold.objects.values_list("pk", flat=True)) == [kept]
+
     def test_a_continued_conversation_holds_again_and_its_end_releases_all(self, realtime_standin):
         alice = make_user("alice")
         client = signed_in(alice)
