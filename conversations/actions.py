@@ -210,6 +210,7 @@ def delete_conversations(queryset: QuerySet, *, batch_size: int = DEFAULT_BATCH_
             for model in CHILDREN:
                 counts.update(model.objects.filter(conversation_id__in=ids).delete()[1])
             counts.update(Conversation.objects.filter(pk__in=ids).delete()[1])
+            budget.release_uuids([uuid for _, uuid, _ in rows])  # a deleted conversation's session is over
             _announce([(uuid, live.deleted_message(uuid)) for _, uuid, status in rows if status == ACTIVE])
         last_pk = ids[-1]
 

@@ -231,10 +231,11 @@ class BudgetExhausted(IssuingError):
 # --- holds ----------------------------------------------------------------------------------------
 
 
-def hold(user_id: int, *, conversation_id: int | None = None, now: datetime | None = None) -> int | None:
+def hold(user_id: int, conversation_uuid, *, now: datetime | None = None) -> int | None:
     """
-    Check that one more session fits `user_id`'s budget and hold its reserve, in one atomic step.
-    Returns the hold's id (None: the user has no budget, nothing is held); raises BudgetExhausted.
+    Check that one more session fits `user_id`'s budget and hold its reserve for the session of
+    conversation `conversation_uuid` (new or continued), in one atomic step. Returns the hold's id
+    (None: the user has no budget, nothing is held); raises BudgetExhausted.
     """
     limit = limit_for(user_id)
     if limit is None:
@@ -252,15 +253,9 @@ def hold(user_id: int, *, conversation_id: int | None = None, now: datetime | No
         if lapsed:  # rows nothing released (a process died): they count no more, and go now
             BudgetHold.objects.filter(pk__in=lapsed).delete()
         return BudgetHold.objects.create(
-            user_id=user_id, conversation_id=conversation_id, usd=current.reserve,
+            user_id=user_id, conversation_uuid=conversation_uuid, usd=current.reserve,
             created_at=now, expires_at=now + hold_lifetime(),
         ).pk  # fmt: skip
-
-
-def attach(hold_id: int | None, conversation_id: int) -> None:
-    """The session's conversation is recorded: its end (release()) now ends the hold."""
-    if hold_id is not None:
-        BudgetHold.objects.filter(pk=hold_id).update(conversation_id=conversation_id)
 
 
 def drop(hold_id: int | None) -> None:
@@ -271,17 +266,22 @@ def drop(hold_id: int | None) -> None:
 
 def release(conversation_id: int) -> None:
     """The conversation's session ended (its call was hung up, or the conversation ended)."""
-    BudgetHold.objects.filter(conversation_id=conversation_id).delete()
+    BudgetHold.objects.filter(
+        conversation_uuid__in=Conversation.objects.filter(pk=conversation_id).values("uuid")
+    ).delete()
+
+
+def release_uuids(conversation_uuids) -> None:
+    """release() by the conversations' public ids."""
+    BudgetHold.objects.filter(conversation_uuid__in=list(conversation_uuids)).delete()
 
 
 def release_ended(conversation_uuids) -> None:
     """release() for those of these conversations that ended (the idle sweep)."""
-    BudgetHold.objects.filter(
-        conversation__uuid__in=list(conversation_uuids), conversation__status=Conversation.Status.ENDED
-    ).delete()
+    ended = Conversation.objects.filter(uuid__in=list(conversation_uuids), status=Conversation.Status.ENDED)
+    BudgetHold.objects.filter(conversation_uuid__in=ended.values("uuid")).delete()
 
 
 ahold = sync_to_async(hold)
-aattach = sync_to_async(attach)
 adrop = sync_to_async(drop)
 arelease = sync_to_async(release)

@@ -356,13 +356,13 @@ class BudgetHold(models.Model):
 
     Written by the same transaction that checked the budget (conversations/budget.py), so that
     sessions started at the same moment cannot together pass a budget only one of them fits.
-    `conversation` is null between the check and the recording of a new conversation.
+    `conversation_uuid` names the session's conversation, decided before the check: a new
+    conversation is created with it only once OpenAI has answered (realtime/issuing.py), so there
+    is nothing to link the hold to afterwards.
     """
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
-    conversation = models.ForeignKey(
-        Conversation, on_delete=models.CASCADE, null=True, blank=True, related_name="budget_holds"
-    )
+    conversation_uuid = models.UUIDField(db_index=True)
     usd = models.DecimalField(max_digits=9, decimal_places=4)
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField()

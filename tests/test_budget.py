@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -228,11 +229,11 @@ class TestHolds:
 
     def test_lapsed_holds_make_room_and_are_cleared_by_the_next_check(self):
         alice = make_user("alice")
-        budget.hold(alice.pk), budget.hold(alice.pk)
+        budget.hold(alice.pk, uuid.uuid4()), budget.hold(alice.pk, uuid.uuid4())
         with pytest.raises(budget.BudgetExhausted):
-            budget.hold(alice.pk)
+            budget.hold(alice.pk, uuid.uuid4())
         later = timezone.now() + budget.hold_lifetime() + timedelta(seconds=1)
-        kept = budget.hold(alice.pk, now=later)
+        kept = budget.hold(alice.pk, uuid.uuid4(), now=later)
         assert list(BudgetHold.objects.values_list("pk", flat=True)) == [kept]
 
     def test_a_continued_conversation_holds_again_and_its_end_releases_all(self, realtime_standin):
@@ -241,7 +242,7 @@ class TestHolds:
         conversation = post_session(client).json()["conversation"]["id"]
         assert post_session(client, {"conversation": conversation}).status_code == 201
         assert refusal(post_session(client))
-        assert BudgetHold.objects.filter(conversation__uuid=conversation).count() == 2
+        assert BudgetHold.objects.filter(conversation_uuid=conversation).count() == 2
         actions.end_idle_conversations(now=timezone.now() + timedelta(hours=2), timeout=60)
         assert not BudgetHold.objects.exists()
         assert post_session(client).status_code == 201
@@ -260,6 +261,15 @@ class TestHolds:
         realtime_standin.fail_next(500, route="calls")
         assert post_call(signed_in(make_user("alice"))).status_code == 502
         assert not BudgetHold.objects.exists()
+
+    def test_deleting_the_conversation_releases_its_hold(self, realtime_standin):
+        alice = make_user("alice")
+        client = signed_in(alice)
+        first = post_session(client).json()["conversation"]["id"]
+        post_session(client)
+        assert refusal(post_session(client))
+        actions.delete_conversations(Conversation.objects.filter(uuid=first))
+        assert post_session(client).status_code == 201
 
     def test_release_for_a_hung_up_call(self, realtime_standin):
         alice = make_user("alice")
@@ -282,7 +292,7 @@ def race(user_id, contenders):
     def contend():
         try:
             start.wait()
-            results.append(budget.hold(user_id))
+            results.append(budget.hold(user_id, uuid.uuid4()))
         except budget.BudgetExhausted:
             results.append("refused")
         finally:
@@ -348,8 +358,8 @@ class TestBudgetEndpoint:
     def test_is_spent_ignores_holds(self, settings):
         alice = make_user("alice")
         settings.USER_DAILY_BUDGET_USD = "1"
-        budget.hold(alice.pk)
-        budget.hold(alice.pk)
+        budget.hold(alice.pk, uuid.uuid4())
+        budget.hold(alice.pk, uuid.uuid4())
         assert not budget.is_spent(alice.pk)
         spend(alice, "1.00")
         assert budget.is_spent(alice.pk)
@@ -447,7 +457,7 @@ class TestAdmin:
 
 
 CONTENDER = """
-import sys, time, django
+import sys, time, uuid, django
 django.setup()
 from django.db import connection
 from conversations import budget
@@ -456,7 +466,7 @@ start = float(sys.argv[1])
 while time.time() < start:
     time.sleep(0.0005)
 try:
-    print("held", budget.hold(int(sys.argv[2])))
+    print("held", budget.hold(int(sys.argv[2]), uuid.uuid4()))
 except budget.BudgetExhausted as refusal:
     print("refused", refusal.retry_after)
 """

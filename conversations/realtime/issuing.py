@@ -32,6 +32,8 @@ The daily budget comes last in aadmit(): its check holds part of the budget for 
 (budget.hold()), so nothing that can refuse may come after it but the upstream call, and a failed
 upstream call (or a cancelled request) gives the hold back at once (budget.drop()). A request the
 budget refuses has been counted by the rate limits, so asking again and again is throttled too.
+The hold names the conversation by its public id, chosen before the check for a new one, which
+is then created with it: no second write to link the two.
 """
 
 import logging
@@ -189,6 +191,9 @@ class Admitted:
     user: object
     plan: SessionPlan
     conversation: Conversation | None = None
+    # The public id of the conversation: the continued one's, or the new one's, chosen now so that
+    # the budget's hold can name it before it exists.
+    public_id: uuid.UUID | None = None
     hold: int | None = None  # the budget held for the session (budget.hold()), if the user has a budget
 
 
@@ -225,8 +230,9 @@ async def aadmit(user, address: str, wanted: SessionRequest) -> Admitted:
     settled = wanted.voice and wanted.turn_detection and wanted.language is not None
     choices = None if settled else await preferences.afor_user(user)
     plan = plan_session(wanted, conversation, choices)
-    hold = await budget.ahold(user.pk, conversation_id=conversation.pk if conversation else None)
-    return Admitted(user=user, plan=plan, conversation=conversation, hold=hold)
+    public_id = conversation.uuid if conversation else uuid.uuid4()
+    hold = await budget.ahold(user.pk, public_id)
+    return Admitted(user=user, plan=plan, conversation=conversation, public_id=public_id, hold=hold)
 
 
 async def _adrop_hold(admitted: Admitted) -> None:
@@ -240,11 +246,9 @@ async def _adrop_hold(admitted: Admitted) -> None:
 async def arecord(admitted: Admitted) -> Conversation:
     """Record a session that went through upstream (ConversationNotFound: deleted meanwhile)."""
     try:
-        conversation = await arecord_session(admitted.user, admitted.plan, admitted.conversation)
+        conversation = await arecord_session(admitted.user, admitted.plan, admitted.conversation, public_id=admitted.public_id)
     except Conversation.DoesNotExist:
         raise ConversationNotFound() from None
-    if admitted.conversation is None:  # its hold now ends with it
-        await budget.aattach(admitted.hold, conversation.pk)
     log.info(
         "Realtime session recorded: user %s, conversation %s, segment %s",
         admitted.user.pk, conversation.uuid, conversation.segments,
@@ -302,13 +306,17 @@ async def astart_call(user, address: str, wanted: SessionRequest, sdp: str) -> S
     return StartedCall(conversation=conversation, plan=plan, call=call)
 
 
-async def arecord_session(user, plan: SessionPlan, conversation: Conversation | None = None) -> Conversation:
+async def arecord_session(
+    user, plan: SessionPlan, conversation: Conversation | None = None, *, public_id: uuid.UUID | None = None
+) -> Conversation:
     """
-    Record a session that has its key: a new conversation, or one more segment of `conversation`
-    (which becomes active again if it had ended). One query either way.
+    Record a session that has its key: a new conversation (with the uuid `public_id`, if given),
+    or one more segment of `conversation` (which becomes active again if it had ended). One query
+    either way.
     """
     if conversation is None:
         return await Conversation.objects.acreate(
+            **({"uuid": public_id} if public_id else {}),
             user=user,
             model=plan.model,
             voice=plan.voice,
