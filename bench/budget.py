@@ -101,7 +101,8 @@ async def run(args) -> None:
           f"({args.recent} in the last 24 hours: ${args.spent:.2f})")  # fmt: skip
     print(f"no budget (USER_DAILY_BUDGET_USD=0), median per key: {ms(statistics.median(off)):.2f} ms")
     print(f"with the budget check and hold, median per key: {ms(statistics.median(on)):.2f} ms")
-    print(f"budget check, added per key (difference of medians): {ms(statistics.median(on) - statistics.median(off)):.2f} ms")
+    added = ms(statistics.median(on) - statistics.median(off))
+    print(f"budget check, added per key (difference of medians): {added:.2f} ms")
     print(f"with / without, ratio of medians: {statistics.median(on) / statistics.median(off):.2f}")
     print(f"of which spend.spent() alone (read and price 24 hours of usage), median: "
           f"{ms(statistics.median(args.ledger)):.2f} ms")
@@ -114,7 +115,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--per-day", type=int, default=10, help="conversations a day (default %(default)s)")
-    parser.add_argument("--responses", type=int, default=15, help="responses per conversation (default %(default)s)")
+    parser.add_argument("--responses", type=int, default=15, help="responses a conversation (default %(default)s)")
     parser.add_argument("--database-url", help="a PostgreSQL server to create a throw-away database on")
     args = parser.parse_args()
 
@@ -157,7 +158,7 @@ def main() -> None:
                 started = time.perf_counter()
                 spend.spent(args.user_id)
                 args.ledger.append(time.perf_counter() - started)
-            args.limit = "5"  # the default budget, which the history stays under: every key is checked and held
+            args.limit = "5"  # the default budget; the history stays under it: every key is checked, held
             asyncio.run(run(args))
         finally:
             for child in reversed(children):
@@ -168,7 +169,8 @@ def main() -> None:
 
                 connections.close_all()
                 with psycopg.connect(admin_url, autocommit=True) as admin:
-                    admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")  # asgiref's thread keeps one
+                    # FORCE: asgiref's thread still holds a connection to it.
+                    admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 if __name__ == "__main__":

@@ -164,11 +164,12 @@ def standings(user_ids: Iterable[int], *, now: datetime | None = None) -> dict[i
     spent = spend.spent_by_user(ids, now=now)
     overrides = dict(BudgetOverride.objects.filter(user_id__in=ids).values_list("user_id", "daily_usd"))
     holds = defaultdict(list)
-    for user_id, usd, expires_at in BudgetHold.objects.filter(user_id__in=ids, expires_at__gt=now).values_list(
-        "user_id", "usd", "expires_at"
-    ):
+    live = BudgetHold.objects.filter(user_id__in=ids, expires_at__gt=now)
+    for user_id, usd, expires_at in live.values_list("user_id", "usd", "expires_at"):
         holds[user_id].append((usd, expires_at))
-    return {user_id: _make(_limit(overrides.get(user_id)), spent[user_id], holds[user_id], now) for user_id in ids}
+    return {
+        user_id: _make(_limit(overrides.get(user_id)), spent[user_id], holds[user_id], now) for user_id in ids
+    }
 
 
 def is_spent(user_id: int) -> bool:

@@ -52,7 +52,9 @@ def _rows(since: datetime, **user_filter):
     return (
         ResponseUsage.objects.filter(created_at__gt=since, **user_filter)
         .order_by("created_at", "pk")
-        .values("conversation__user_id", "conversation__model", "created_at", "source", *TokenUsage.USAGE_FIELDS)
+        .values(
+            "conversation__user_id", "conversation__model", "created_at", "source", *TokenUsage.USAGE_FIELDS
+        )
     )
 
 

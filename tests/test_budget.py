@@ -351,7 +351,8 @@ class TestBudgetEndpoint:
     def test_the_voice_page_has_it(self, alice_client, alice):
         spend(alice, "2.00")
         response = alice_client.get("/chat/")
-        config = json.loads(response.content.split(b'id="voice-config" type="application/json">')[1].split(b"<")[0])
+        script = response.content.split(b'id="voice-config" type="application/json">')[1]
+        config = json.loads(script.split(b"<")[0])
         assert config["budget"]["spent_usd"] == "2.00" and config["budget"]["limit_usd"] == "5.00"
         assert config["budgetUrl"] == BUDGET_URL
 

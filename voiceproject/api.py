@@ -33,7 +33,8 @@ def json_response(data, status=200, headers=None) -> JsonResponse:
 
 def error_response(status: int, code: str, message: str, headers=None, **details) -> JsonResponse:
     """The error envelope; `details` are extra fields of the error object (e.g. "budget")."""
-    return json_response({"error": {"code": code, "message": message, **details}}, status=status, headers=headers)
+    body = {"error": {"code": code, "message": message, **details}}
+    return json_response(body, status=status, headers=headers)
 
 
 def api_view(*methods: str):

@@ -133,7 +133,8 @@ def budget_rows(*, now=None) -> list[BudgetRow]:
     now = now or timezone.now()
     # Spend is recorded as a conversation goes on: those active in the window hold all of it.
     since = now - spend.WINDOW
-    active = Conversation.objects.filter(Q(last_activity_at__gt=since) | Q(created_at__gt=since)).values("user_id")
+    active = Conversation.objects.filter(Q(last_activity_at__gt=since) | Q(created_at__gt=since))
+    active = active.values("user_id")
     names = dict(get_user_model().objects.filter(pk__in=active).values_list("pk", "username"))
     standings = budget.standings(names, now=now)
     rows = [BudgetRow(names[user_id], user_id, s) for user_id, s in standings.items() if s.spent > 0]

@@ -246,7 +246,9 @@ async def _adrop_hold(admitted: Admitted) -> None:
 async def arecord(admitted: Admitted) -> Conversation:
     """Record a session that went through upstream (ConversationNotFound: deleted meanwhile)."""
     try:
-        conversation = await arecord_session(admitted.user, admitted.plan, admitted.conversation, public_id=admitted.public_id)
+        conversation = await arecord_session(
+            admitted.user, admitted.plan, admitted.conversation, public_id=admitted.public_id
+        )
     except Conversation.DoesNotExist:
         raise ConversationNotFound() from None
     log.info(

@@ -18,7 +18,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 ZONE = "Asia/Kolkata"  # UTC+5:30: a time copied from the server's UTC message would be wrong
 
 
-def test_the_meter_and_the_budget_refusal(browser, browser_context_args, user, daphne_server, standin, artifacts):
+def test_the_meter_and_the_budget_refusal(
+    browser, browser_context_args, user, daphne_server, standin, artifacts
+):  # fmt: skip
     context = browser.new_context(**browser_context_args, timezone_id=ZONE)
     try:
         sign_in(context, user, daphne_server.url)
