@@ -7,7 +7,7 @@ hours (spend.WINDOW), and the check that refuses a new session once it is used.
 - What counts is spend.spent(): the usage the server trusts, priced at list prices.
 - A session about to start holds BUDGET_SESSION_RESERVE_USD (a BudgetHold row) until its call or
   conversation ends (release()), or it lapses after REALTIME_MAX_SESSION_SECONDS +
-  REALTIME_KEY_TTL if nothing says so. A session's spend only reaches the ledger as it happens, so
+  REALTIME_KEY_TTL if nothing says so. A conversation holds once: continuing it takes its hold over. A session's spend only reaches the ledger as it happens, so
   without holds ten tabs could start ten sessions on the last dollar of a budget.
 
 The check and the hold are one transaction (hold()): it locks the user's row (SELECT … FOR UPDATE
@@ -245,14 +245,19 @@ def hold(user_id: int, conversation_uuid, *, now: datetime | None = None) -> int
         # Serialises this user's checks across processes (see the module's docstring).
         list(get_user_model().objects.select_for_update().filter(pk=user_id).values_list("pk"))
         now = now or timezone.now()
-        holds = list(BudgetHold.objects.filter(user_id=user_id).values_list("pk", "usd", "expires_at"))
-        live = [(usd, expires_at) for _, usd, expires_at in holds if expires_at > now]
+        holds = list(
+            BudgetHold.objects.filter(user_id=user_id).values_list("pk", "usd", "expires_at", "conversation_uuid")
+        )
+        # Lapsed holds (nothing released them: a process died) count no more. A conversation runs
+        # one session at a time, so continuing it (after a lost connection, say) takes over its
+        # hold instead of adding a second one.
+        gone = {pk for pk, _, expires_at, of in holds if expires_at <= now or of == conversation_uuid}
+        live = [(usd, expires_at) for pk, usd, expires_at, _ in holds if pk not in gone]
         current = _standing(user_id, limit, now, live)
         if current.exhausted:
             raise BudgetExhausted(current, now)
-        lapsed = [pk for pk, _, expires_at in holds if expires_at <= now]
-        if lapsed:  # rows nothing released (a process died): they count no more, and go now
-            BudgetHold.objects.filter(pk__in=lapsed).delete()
+        if gone:
+            BudgetHold.objects.filter(pk__in=gone).delete()
         return BudgetHold.objects.create(
             user_id=user_id, conversation_uuid=conversation_uuid, usd=current.reserve,
             created_at=now, expires_at=now + hold_lifetime(),

@@ -236,13 +236,25 @@ class TestHolds:
         kept = budget.hold(alice.pk, uuid.uuid4(), now=later)
         assert list(BudgetHold.objects.values_list("pk", flat=True)) == [kept]
 
-    def test_a_continued_conversation_holds_again_and_its_end_releases_all(self, realtime_standin):
+    def test_continuing_a_conversation_takes_over_its_hold(self, realtime_standin, settings):
+        """After a lost connection the page continues the conversation in a new session: that
+        session holds in place of the lost one, not beside it."""
+        settings.KEY_RATE_LIMIT_PER_USER = "100/minute"
         alice = make_user("alice")
         client = signed_in(alice)
         conversation = post_session(client).json()["conversation"]["id"]
-        assert post_session(client, {"conversation": conversation}).status_code == 201
+        assert post_session(client).status_code == 201  # another conversation: the budget is held in full
         assert refusal(post_session(client))
-        assert BudgetHold.objects.filter(conversation_uuid=conversation).count() == 2
+        for _ in range(3):
+            assert post_session(client, {"conversation": conversation}).status_code == 201
+        assert BudgetHold.objects.filter(conversation_uuid=conversation).count() == 1
+        assert BudgetHold.objects.count() == 2
+
+    def test_the_idle_sweep_releases_the_holds_of_what_it_ends(self, realtime_standin):
+        alice = make_user("alice")
+        client = signed_in(alice)
+        post_session(client), post_session(client)
+        assert refusal(post_session(client))
         actions.end_idle_conversations(now=timezone.now() + timedelta(hours=2), timeout=60)
         assert not BudgetHold.objects.exists()
         assert post_session(client).status_code == 201
