@@ -7,8 +7,9 @@ hours (spend.WINDOW), and the check that refuses a new session once it is used.
 - What counts is spend.spent(): the usage the server trusts, priced at list prices.
 - A session about to start holds BUDGET_SESSION_RESERVE_USD (a BudgetHold row) until its call or
   conversation ends (release()), or it lapses after REALTIME_MAX_SESSION_SECONDS +
-  REALTIME_KEY_TTL if nothing says so. A conversation holds once: continuing it takes its hold over. A session's spend only reaches the ledger as it happens, so
-  without holds ten tabs could start ten sessions on the last dollar of a budget.
+  REALTIME_KEY_TTL if nothing says so. A session's spend only reaches the ledger as it happens, so
+  without holds ten tabs could start ten sessions on the last dollar of a budget. A conversation
+  holds once: continuing it takes its hold over.
 
 The check and the hold are one transaction (hold()): it locks the user's row (SELECT … FOR UPDATE
 on PostgreSQL; SQLite's IMMEDIATE transactions admit one writer at a time), then reads spend and
