@@ -102,12 +102,17 @@ class Standing:
     @property
     def exhausted(self) -> bool:
         """No new session fits."""
-        return self.limit is not None and self.spent + self.held + self.reserve > self.limit
+        return self.limit is not None and not _fits(self.limit, self.reserve, self.spent, self.held)
 
     @property
     def spent_alone(self) -> bool:
         """The spend itself leaves no room for a session (not only the sessions running now)."""
-        return self.limit is not None and self.spent + self.reserve > self.limit
+        return self.limit is not None and not _fits(self.limit, self.reserve, self.spent, ZERO)
+
+
+def _fits(limit: Decimal, reserve: Decimal, spent: Decimal, held: Decimal) -> bool:
+    """A new session fits: the budget is not spent, and its reserve fits beside the running sessions'."""
+    return spent < limit and spent + held + reserve <= limit
 
 
 def _live_holds(user_id: int, now: datetime) -> list[tuple[Decimal, datetime]]:
@@ -119,16 +124,19 @@ def _live_holds(user_id: int, now: datetime) -> list[tuple[Decimal, datetime]]:
 
 
 def _frees_at(limit, reserve, charges, holds, now) -> datetime | None:
-    """The first moment at which spend leaving the window and holds lapsing make room for `reserve`."""
-    over = sum((c.usd for c in charges), ZERO) + sum((usd for usd, _ in holds), ZERO) + reserve - limit
-    if over <= 0:
+    """The first moment at which spend leaving the window and holds lapsing make room for a session."""
+    spent, held = sum((c.usd for c in charges), ZERO), sum((usd for usd, _ in holds), ZERO)
+    if _fits(limit, reserve, spent, held):
         return None
-    leaving = sorted([(c.at + spend.WINDOW, c.usd) for c in charges] + [(at, usd) for usd, at in holds])
-    for at, usd in leaving:
-        over -= usd
-        if over <= 0:
+    # (when, spend that leaves the window then, hold that lapses then)
+    leaving = sorted(
+        [(c.at + spend.WINDOW, c.usd, ZERO) for c in charges] + [(at, ZERO, usd) for usd, at in holds]
+    )
+    for at, spend_leaving, hold_lapsing in leaving:
+        spent, held = spent - spend_leaving, held - hold_lapsing
+        if _fits(limit, reserve, spent, held):
             return max(at, now)
-    return None  # unreachable: with nothing left, reserve <= limit fits
+    return None  # unreachable: with nothing left, a reserve cut to the limit fits
 
 
 def _standing(user_id: int, limit: Decimal | None, now: datetime, holds=None) -> Standing:
@@ -246,9 +254,8 @@ def hold(user_id: int, conversation_uuid, *, now: datetime | None = None) -> int
         # Serialises this user's checks across processes (see the module's docstring).
         list(get_user_model().objects.select_for_update().filter(pk=user_id).values_list("pk"))
         now = now or timezone.now()
-        holds = list(
-            BudgetHold.objects.filter(user_id=user_id).values_list("pk", "usd", "expires_at", "conversation_uuid")
-        )
+        fields = ("pk", "usd", "expires_at", "conversation_uuid")
+        holds = list(BudgetHold.objects.filter(user_id=user_id).values_list(*fields))
         # Lapsed holds (nothing released them: a process died) count no more. A conversation runs
         # one session at a time, so continuing it (after a lost connection, say) takes over its
         # hold instead of adding a second one.

@@ -143,6 +143,16 @@ class TestOverBudget:
         assert budget.standing(alice.pk, now=now + timedelta(hours=23)).exhausted
         assert not budget.standing(alice.pk, now=now + timedelta(hours=24, seconds=1)).exhausted
 
+    def test_a_spent_budget_is_refused_even_without_a_reserve(self, realtime_standin, settings):
+        settings.BUDGET_SESSION_RESERVE_USD = "0"
+        alice = make_user("alice")
+        spend(alice, "4.992", ago=timedelta(hours=2))  # whole tokens: exactly $5.00 with the next
+        assert post_session(signed_in(alice)).status_code == 201
+        spend(alice, "0.008", ago=timedelta(hours=1))
+        response = post_session(signed_in(alice))
+        assert refusal(response)["message"].startswith("You have used today's voice budget ($5.00).")
+        assert 22 * 3600 - 60 <= int(response["Retry-After"]) <= 22 * 3600  # when the $4.992 leaves
+
     def test_no_budget_site_wide(self, realtime_standin, settings):
         settings.USER_DAILY_BUDGET_USD = "0"
         alice = make_user("alice")
