@@ -29,7 +29,7 @@ export class BudgetMeter {
     const spent = Number(budget.spent_usd) || 0;
     const meter = element.querySelector("meter");
     Object.assign(meter, { max: limit, value: Math.min(spent, limit), low: limit * 0.8, high: limit * 0.8, optimum: 0 });
-    element.querySelector("span").textContent = `$${budget.spent_usd} of $${budget.limit_usd} today`;
+    element.querySelector("span").textContent = `Voice budget today: $${budget.spent_usd} of $${budget.limit_usd}`;
     const unverified = Number(budget.unverified_usd) > 0 ? `; $${budget.unverified_usd} of it as reported by this browser` : "";
     element.title = `Your voice spend over the last 24 hours, at list prices${unverified}`;
   }

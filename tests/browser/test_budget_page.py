@@ -28,14 +28,14 @@ def test_the_meter_and_the_budget_refusal(
         page.goto(daphne_server.url + "/chat/")
         meter = page.locator("#budget-meter")
         expect(meter).to_be_visible()
-        expect(meter).to_contain_text("$0.00 of $5.00 today")
+        expect(meter).to_contain_text("Voice budget today: $0.00 of $5.00")
 
         # A session: its responses' usage reaches the meter after each response.done.
         standin.calls.script_next(scripts.conversation(1))
         start(page)
         standin.calls.wait_for_call().wait_finished()
         expect_lines(page, 2)
-        expect(meter).to_contain_text("$0.01 of $5.00 today")
+        expect(meter).to_contain_text("Voice budget today: $0.01 of $5.00")
         page.get_by_role("button", name="Stop").click()
         expect_phase(page, "ended")
 
@@ -55,7 +55,7 @@ def test_the_meter_and_the_budget_refusal(
         )
         expect(alert).not_to_contain_text("UTC")
         expect(alert).not_to_contain_text("budget_exhausted")
-        expect(meter).to_contain_text("$5.01 of $5.00 today")
+        expect(meter).to_contain_text("Voice budget today: $5.01 of $5.00")
         expect(page.get_by_role("button", name="Start")).to_be_disabled()
         page.screenshot(path=str(artifacts / "error-429-budget-exhausted.png"))
         assert len(standin.issued) == issued  # refused before OpenAI

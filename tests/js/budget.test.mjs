@@ -44,7 +44,7 @@ test("the meter shows the spend against the budget, and hides without a budget",
   assert.equal(element.hidden, false);
   assert.equal(element.meter.value, 1.25);
   assert.equal(element.meter.max, 5);
-  assert.equal(element.label.textContent, "$1.25 of $5.00 today");
+  assert.equal(element.label.textContent, "Voice budget today: $1.25 of $5.00");
   assert.match(element.title, /\$0\.10 of it as reported by this browser/);
   view.show({ ...BUDGET, limit_usd: null });
   assert.equal(element.hidden, true);
@@ -59,5 +59,5 @@ test("refresh asks the server and shows its answer", async () => {
   } finally {
     globalThis.fetch = realFetch;
   }
-  assert.equal(element.label.textContent, "$2.00 of $5.00 today");
+  assert.equal(element.label.textContent, "Voice budget today: $2.00 of $5.00");
 });
