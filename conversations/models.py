@@ -2,8 +2,9 @@
 The stored side of a voice conversation.
 
 The event journal (`Event`) is the source of truth: every accepted socket frame, raw. The
-transcript (`Utterance`) and the usage (`ResponseUsage`, and the totals on `Conversation`) are
-derived from it by the reducer in `transcript/reducer.py`, so they can be rebuilt at any time.
+transcript (`Utterance`) and the usage (`ResponseUsage`, `TranscriptionUsage`, and the totals on
+`Conversation`) are derived from it by the reducer in `transcript/reducer.py`, so they can be
+rebuilt at any time.
 """
 
 import uuid
@@ -78,7 +79,7 @@ class Conversation(TokenUsage):
     started_at = models.DateTimeField(null=True, blank=True, help_text="First event received.")
     last_activity_at = models.DateTimeField(null=True, blank=True, help_text="Last event received.")
     ended_at = models.DateTimeField(null=True, blank=True)
-    # Input transcription is billed apart from the responses.
+    # Input transcription is billed apart from the responses: the sum of its TranscriptionUsage rows.
     transcription_tokens = models.PositiveIntegerField(default=0)
     conflicts = models.PositiveIntegerField(
         default=0,
@@ -255,6 +256,44 @@ class ResponseUsage(TokenUsage):
 
     def __str__(self):
         return f"{self.response_id}: {self.total_tokens} tokens"
+
+
+class TranscriptionUsage(models.Model):
+    """The usage of one user item's input transcription, recorded once per item_id.
+
+    As OpenAI reports it on `conversation.item.input_audio_transcription.completed.usage`: tokens
+    (`{"type": "tokens", …}`: the gpt-4o-*-transcribe models) or seconds of audio
+    (`{"type": "duration", "seconds": …}`: whisper-1). Billed apart from the responses, at the
+    transcription model's prices (`history/pricing.py`).
+    """
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="transcriptions")
+    item_id = models.CharField(max_length=100)
+    input_tokens = models.PositiveIntegerField(default=0)
+    input_text_tokens = models.PositiveIntegerField(default=0)
+    input_audio_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    # Duration-billed models report seconds of audio, not tokens.
+    seconds = models.DecimalField(max_digits=12, decimal_places=3, default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    # Whose completion this is: the witness's replaces the browser's, never the other way round.
+    source = models.CharField(max_length=8, choices=Source.choices, default=Source.BROWSER)
+
+    COUNT_FIELDS = ("input_tokens", "input_text_tokens", "input_audio_tokens", "output_tokens")
+    USAGE_FIELDS = (*COUNT_FIELDS, "seconds")
+
+    class Meta:
+        ordering = ["conversation", "created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["conversation", "item_id"], name="transcription_unique_item"),
+        ]
+
+    def __str__(self):
+        return f"{self.item_id}: {self.total_tokens} tokens"
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
 
 
 class DailyStorage(models.Model):
