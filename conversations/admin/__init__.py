@@ -39,7 +39,7 @@ from conversations.admin.filters import (
 from conversations.export import downloads, formats
 from conversations.history import pricing, selectors, usage
 from conversations.history.forms import DateRangeForm
-from conversations.models import Conversation, Event, RealtimeCall, ResponseUsage, Utterance
+from conversations.models import Conversation, Event, RealtimeCall, ResponseUsage, TranscriptionUsage, Utterance
 from conversations.templatetags import history_format
 from conversations.templatetags.history_format import clock, tokens
 
@@ -355,7 +355,7 @@ class ConversationAdmin(admin.ModelAdmin):
             "conversations": counts[Conversation._meta.label],
             "transcript lines": counts[Utterance._meta.label],
             "journal events": counts[Event._meta.label],
-            "usage records": counts[ResponseUsage._meta.label],
+            "usage records": counts[ResponseUsage._meta.label] + counts[TranscriptionUsage._meta.label],
         }
         perms_needed = set() if self.has_delete_permission(request) else {"conversation"}
         return summary, model_count, perms_needed, []

@@ -10,6 +10,7 @@ NOUNS = {
     "conversations.Utterance": "utterance",
     "conversations.Event": "journal event",
     "conversations.ResponseUsage": "response usage record",
+    "conversations.TranscriptionUsage": "transcription usage record",
 }
 
 
