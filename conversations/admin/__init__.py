@@ -211,8 +211,10 @@ class ConversationAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request).select_related("user", "reviewed_by")
-        return selectors.with_first_line(
-            selectors.with_witness(selectors.with_verified(selectors.with_turns(selectors.with_duration(queryset))))
+        return selectors.with_transcription_usage(
+            selectors.with_first_line(
+                selectors.with_witness(selectors.with_verified(selectors.with_turns(selectors.with_duration(queryset))))
+            )
         )
 
     # --- Columns and read-only fields ---------------------------------------------------------
@@ -281,7 +283,7 @@ class ConversationAdmin(admin.ModelAdmin):
 
     @admin.display(description="est. cost")
     def cost_display(self, conversation):
-        cost = pricing.estimate_cost(conversation, conversation.model)
+        cost = pricing.conversation_cost(conversation, conversation, prefix=selectors.TRANSCRIPTION_PREFIX)
         return pricing.format_usd(cost) if cost is not None else "—"
 
     @admin.display(description="review")

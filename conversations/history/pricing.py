@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass, fields
 from decimal import ROUND_HALF_UP, Decimal
 
+from django.conf import settings
+
 MILLION = Decimal(1_000_000)
 
 
@@ -139,26 +141,37 @@ def transcription_price_for(model: str) -> TranscriptionPrice:
     return known or DEAREST_TRANSCRIPTION
 
 
-def transcription_cost(usage, model: str) -> Decimal:
+def transcription_cost(usage, model: str | None = None, *, prefix: str = "") -> Decimal:
     """
-    The estimated cost in USD of one input transcription's usage (anything with the
-    `TranscriptionUsage` fields: a row, or an aggregate of rows) under `model`'s prices.
+    The estimated cost in USD of input transcription usage (anything with the
+    `TranscriptionUsage` fields, or those fields named with `prefix`: a row, or sums of rows)
+    under `model`'s prices (default: REALTIME_TRANSCRIPTION_MODEL, the model every session is
+    started with; the usage events do not name it).
 
     Input tokens the details do not account for are priced as audio: what is transcribed is
     audio, and a budget must not be under-counted.
     """
-    price = transcription_price_for(model)
+    price = transcription_price_for(settings.REALTIME_TRANSCRIPTION_MODEL if model is None else model)
 
     def rate(name: str) -> Decimal:  # a shape the model is not billed by: the dearest known rate
         value = getattr(price, name)
         return value if value is not None else getattr(DEAREST_TRANSCRIPTION, name)
 
-    text_in = _count(usage, "input_text_tokens")
-    audio_in = _count(usage, "input_audio_tokens")
-    audio_in += max(_count(usage, "input_tokens") - text_in - audio_in, 0)
-    tokens = text_in * rate("text_in") + audio_in * rate("audio_in") + _count(usage, "output_tokens") * rate("text_out")
-    minutes = Decimal(_value(usage, "seconds")) / SECONDS_PER_MINUTE
+    text_in = _count(usage, prefix + "input_text_tokens")
+    audio_in = _count(usage, prefix + "input_audio_tokens")
+    audio_in += max(_count(usage, prefix + "input_tokens") - text_in - audio_in, 0)
+    text_out = _count(usage, prefix + "output_tokens")
+    tokens = text_in * rate("text_in") + audio_in * rate("audio_in") + text_out * rate("text_out")
+    minutes = Decimal(_value(usage, prefix + "seconds")) / SECONDS_PER_MINUTE
     return tokens / MILLION + minutes * rate("per_minute")
+
+
+def conversation_cost(conversation, transcription, *, prefix: str = "") -> Decimal | None:
+    """A conversation's estimated cost: its responses (its `TokenUsage` totals) at its model's
+    prices plus its input transcription (`transcription`: the sums of its `TranscriptionUsage`
+    fields, see `transcription_cost`); None when its model has no price."""
+    cost = estimate_cost(conversation, conversation.model)
+    return None if cost is None else cost + transcription_cost(transcription, prefix=prefix)
 
 
 def format_usd(amount: Decimal | None) -> str:

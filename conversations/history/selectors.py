@@ -12,6 +12,7 @@ from datetime import date, datetime, time, timedelta
 
 from django.db.models import (
     Count,
+    DecimalField,
     DurationField,
     Exists,
     ExpressionWrapper,
@@ -20,11 +21,12 @@ from django.db.models import (
     Q,
     QuerySet,
     Subquery,
+    Sum,
 )
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from conversations.models import Conversation, Event, RealtimeCall, Source, Utterance
+from conversations.models import Conversation, Event, RealtimeCall, Source, TranscriptionUsage, Utterance
 
 
 def owned_by(user) -> QuerySet[Conversation]:
@@ -82,6 +84,31 @@ def with_witness(conversations: QuerySet[Conversation]) -> QuerySet[Conversation
         call_count=_count(calls),
         calls_attached=_count(calls.filter(witness_state=RealtimeCall.WitnessState.ATTACHED)),
         witness_state=Subquery(latest),
+    )
+
+
+TRANSCRIPTION_PREFIX = "transcription_usage_"
+
+
+def transcription_sums() -> dict:
+    """Aggregates of the `TranscriptionUsage` fields, for `.aggregate()` or grouped `.annotate()`
+    (what `pricing.transcription_cost` prices)."""
+    return {name: Sum(name) for name in TranscriptionUsage.USAGE_FIELDS}
+
+
+def with_transcription_usage(conversations: QuerySet[Conversation]) -> QuerySet[Conversation]:
+    """Annotate the sums of its input transcription usage, named with TRANSCRIPTION_PREFIX (for
+    `pricing.conversation_cost`): one correlated subquery per field on the usage's conversation
+    index, per row."""
+    rows = TranscriptionUsage.objects.filter(conversation=OuterRef("pk")).order_by().values("conversation")
+    return conversations.annotate(
+        **{
+            TRANSCRIPTION_PREFIX + name: Subquery(
+                rows.annotate(total=Sum(name)).values("total"),
+                output_field=DecimalField() if name == "seconds" else None,
+            )
+            for name in TranscriptionUsage.USAGE_FIELDS
+        }
     )
 
 

@@ -72,7 +72,9 @@ def conversation_detail(request, conversation):
         {
             "conversation": conversation,
             "utterances": selectors.transcript(conversation),
-            "cost": pricing.estimate_cost(conversation, conversation.model),
+            "cost": pricing.conversation_cost(
+                conversation, conversation.transcriptions.aggregate(**selectors.transcription_sums())
+            ),
             "labels": selectors.transcript_labels(),
             "download_formats": downloads.menu(),
             "live_url": selectors.live_path(conversation),
