@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 from django.utils import timezone
 
 from conversations import actions, spend
@@ -16,7 +17,7 @@ from conversations.models import Conversation, ResponseUsage, TranscriptionUsage
 from conversations.transcript import journal
 from conversations.transcript.frames import Frame
 from tests.support.events import response_done, transcribed, user_audio
-from tests.support.factories import make_conversation
+from tests.support.factories import make_conversation, signed_in
 
 pytestmark = pytest.mark.django_db
 
@@ -208,3 +209,29 @@ def test_the_queries_do_not_grow_with_users_conversations_or_charges(alice, bob)
     with CaptureQueriesContext(connection) as none:
         assert spend.spent_by_user([]) == {}
     assert len(none) == 0
+
+
+# --- the estimated costs staff and users see include transcription ----------------------------------
+
+
+@pytest.fixture
+def talk_with_transcription(alice):
+    conversation = make_conversation(alice, model=MODEL)
+    journal.append_frames(conversation.pk, frames([user_audio("u1"), transcription("u1", 10**6, 10**6),
+                                                   response_done("r1", input_tokens=10**6, output_tokens=0)]))  # fmt: skip
+    return conversation  # $4 of response, $3 + $5 of transcription
+
+
+def test_the_history_page_cost_includes_transcription(talk_with_transcription, alice):
+    response = signed_in(alice).get(talk_with_transcription.get_absolute_url())
+    assert response.context["cost"] == 12
+    assert "$12.00" in response.content.decode()
+
+
+def test_the_admin_list_and_usage_view_costs_include_transcription(talk_with_transcription, reviewer):
+    client = signed_in(reviewer)
+    response = client.get(reverse("admin:conversations_conversation_changelist"))
+    assert "$12.00" in response.content.decode()
+    response = client.get(reverse("admin:conversations_conversation_usage"))
+    assert [row.cost for row in response.context["per_user"]] == [12]
+    assert [row.cost for row in response.context["per_day"]] == [12]
