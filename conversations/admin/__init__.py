@@ -315,9 +315,15 @@ class ConversationAdmin(admin.ModelAdmin):
             reverse("admin:conversations_conversation_changelist")
             + f"?user__id__exact={conversation.user_id}"
         )
+        transcriptions = (
+            reverse("admin:conversations_transcriptionusage_changelist")
+            + f"?conversation__id__exact={conversation.pk}"
+        )
         return format_html(
-            '<a href="{}">usage per response</a> · <a href="{}">all conversations of {}</a>',
+            '<a href="{}">usage per response</a> · <a href="{}">per transcription</a> · '
+            '<a href="{}">all conversations of {}</a>',
             usages,
+            transcriptions,
             others,
             conversation.user.get_username(),
         )
@@ -512,5 +518,13 @@ class EventAdmin(ReadOnlyMixin, admin.ModelAdmin):
 @admin.register(ResponseUsage)
 class ResponseUsageAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ("response_id", "conversation", "status", "source", "input_tokens", "output_tokens", "created_at")
+    list_select_related = ("conversation",)
+    show_full_result_count = False
+
+
+@admin.register(TranscriptionUsage)
+class TranscriptionUsageAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ("item_id", "conversation", "source", "input_tokens", "output_tokens", "seconds", "created_at")
+    list_filter = ("source",)
     list_select_related = ("conversation",)
     show_full_result_count = False
