@@ -531,8 +531,8 @@ def partial(full: TranscriptState, events) -> TranscriptState:
         responses |= r
     utterances = {k: u for k, u in full.utterances.items() if k in items}
     responses |= {u.response_id for u in utterances.values() if u.response_id}
-    transcribed_items = {i for e in events if e.get("type") == reducer.TRANSCRIPTION_COMPLETED
-                   for i in reducer.referenced_ids(e)[0]}  # fmt: skip
+    completions = [e for e in events if isinstance(e, dict) and e.get("type") == reducer.TRANSCRIPTION_COMPLETED]
+    transcribed_items = {i for e in completions for i in reducer.referenced_ids(e)[0]}
     return TranscriptState(
         utterances=utterances,
         responses={r: s for r, s in full.responses.items() if r in responses},
