@@ -107,6 +107,8 @@ class Conversation(TokenUsage):
         ordering = ["-created_at"]
         indexes = [
             models.Index(fields=["user", "-created_at"], name="conv_user_created"),
+            # A user's conversations active lately: what they spent (conversations/spend.py).
+            models.Index(fields=["user", "last_activity_at"], name="conv_user_activity"),
             models.Index(fields=["status", "last_activity_at"], name="conv_status_activity"),
             models.Index(fields=["created_at"], name="conv_created"),
             # The admin's filters and review queues, newest first (history_indexes migration).

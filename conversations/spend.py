@@ -13,7 +13,8 @@ knows) but marked, so that staff and the page can tell.
 
 Models not in the price table are priced at the dearest known rates, never at 0: a budget is
 never under-counted. Every function costs two queries (one per kind of usage), whatever the
-number of users, conversations or charges.
+number of users, conversations or charges; and they look only at the conversations active in
+the window.
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ from decimal import Decimal
 
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 
 from conversations.history import pricing
-from conversations.models import ResponseUsage, Source, TokenUsage, TranscriptionUsage
+from conversations.models import Conversation, ResponseUsage, Source, TokenUsage, TranscriptionUsage
 
 WINDOW = timedelta(hours=24)
 
@@ -56,16 +58,22 @@ def _charges(user_ids: list[int], since: datetime, until: datetime | None) -> di
     found: dict[int, list[Charge]] = {uid: [] for uid in user_ids}
     if not user_ids:
         return found
-    window = {"conversation__user_id__in": user_ids, "created_at__gte": since}
+    # Usage is written with its conversation's activity (the journal stamps last_activity_at in
+    # the same transaction; a rebuild sets it to the last event's time), so only conversations
+    # active since then can hold charges: the (user, last_activity_at) index finds them, and a
+    # user's older conversations, however many, cost nothing. (No activity recorded: looked at
+    # too. The user is named in both branches so that each is one index range.)
+    active = Q(user_id__in=user_ids, last_activity_at__gte=since) | Q(user_id__in=user_ids, last_activity_at=None)
+    window = Q(conversation__in=Conversation.objects.filter(active).values("pk"), created_at__gte=since)
     if until is not None:
-        window["created_at__lte"] = until
-    responses = ResponseUsage.objects.filter(**window).order_by().values(
+        window &= Q(created_at__lte=until)
+    responses = ResponseUsage.objects.filter(window).order_by().values(
         "conversation__user_id", "conversation__model", "created_at", "source", *TokenUsage.USAGE_FIELDS
     )
     for row in responses:
         usd = pricing.estimate_cost(row, row["conversation__model"], unknown_at_dearest=True)
         found[row["conversation__user_id"]].append(Charge(row["created_at"], usd, row["source"] == Source.SERVER))
-    transcriptions = TranscriptionUsage.objects.filter(**window).order_by().values(
+    transcriptions = TranscriptionUsage.objects.filter(window).order_by().values(
         "conversation__user_id", "created_at", "source", *TranscriptionUsage.USAGE_FIELDS
     )
     model = settings.REALTIME_TRANSCRIPTION_MODEL
