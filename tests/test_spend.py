@@ -235,3 +235,13 @@ def test_the_admin_list_and_usage_view_costs_include_transcription(talk_with_tra
     response = client.get(reverse("admin:conversations_conversation_usage"))
     assert [row.cost for row in response.context["per_user"]] == [12]
     assert [row.cost for row in response.context["per_day"]] == [12]
+
+
+def test_usage_of_a_conversation_without_recorded_activity_still_counts(alice):
+    # Usage is written with its conversation's activity; rows made some other way (an import of an
+    # old record, a test) on a conversation with none recorded are not missed.
+    conversation = make_conversation(alice, model=MODEL)
+    ResponseUsage.objects.create(conversation=conversation, response_id="r1", input_tokens=10**6, source="server")
+    TranscriptionUsage.objects.create(conversation=conversation, item_id="u1", output_tokens=10**6)
+    spent = spend.spent(alice.pk)
+    assert (spent.total, spent.unverified) == (Decimal(4 + 5), Decimal(5))
