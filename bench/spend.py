@@ -55,7 +55,9 @@ def populate(old: int):
     long_ago = now - timedelta(days=60)
     Conversation.objects.bulk_create(
         [
-            Conversation(user=user, model="gpt-realtime-2.1", voice="marin", created_at=at, last_activity_at=at)
+            Conversation(
+                user=user, model="gpt-realtime-2.1", voice="marin", created_at=at, last_activity_at=at
+            )
             for at in [long_ago] * old + [now] * 10
         ],
         batch_size=2000,
@@ -101,8 +103,17 @@ def measure(old: int, runs: int):
 
     def unpruned():  # the same two queries, without the activity prune
         window = Q(conversation__user_id__in=[user.pk], created_at__gte=since, created_at__lte=now)
-        list(ResponseUsage.objects.filter(window).order_by().values(
-            "conversation__user_id", "conversation__model", "created_at", "source", *TokenUsage.USAGE_FIELDS))
+        list(
+            ResponseUsage.objects.filter(window)
+            .order_by()
+            .values(
+                "conversation__user_id",
+                "conversation__model",
+                "created_at",
+                "source",
+                *TokenUsage.USAGE_FIELDS,
+            )
+        )
         list(TranscriptionUsage.objects.filter(window).order_by().values(
             "conversation__user_id", "created_at", "source", *TranscriptionUsage.USAGE_FIELDS))  # fmt: skip
 

@@ -63,23 +63,35 @@ def _charges(user_ids: list[int], since: datetime, until: datetime | None) -> di
     # active since then can hold charges: the (user, last_activity_at) index finds them, and a
     # user's older conversations, however many, cost nothing. (No activity recorded: looked at
     # too. The user is named in both branches so that each is one index range.)
-    active = Q(user_id__in=user_ids, last_activity_at__gte=since) | Q(user_id__in=user_ids, last_activity_at=None)
+    active = Q(user_id__in=user_ids, last_activity_at__gte=since) | Q(
+        user_id__in=user_ids, last_activity_at=None
+    )
     window = Q(conversation__in=Conversation.objects.filter(active).values("pk"), created_at__gte=since)
     if until is not None:
         window &= Q(created_at__lte=until)
-    responses = ResponseUsage.objects.filter(window).order_by().values(
-        "conversation__user_id", "conversation__model", "created_at", "source", *TokenUsage.USAGE_FIELDS
+    responses = (
+        ResponseUsage.objects.filter(window)
+        .order_by()
+        .values(
+            "conversation__user_id", "conversation__model", "created_at", "source", *TokenUsage.USAGE_FIELDS
+        )
     )
     for row in responses:
         usd = pricing.estimate_cost(row, row["conversation__model"], unknown_at_dearest=True)
-        found[row["conversation__user_id"]].append(Charge(row["created_at"], usd, row["source"] == Source.SERVER))
-    transcriptions = TranscriptionUsage.objects.filter(window).order_by().values(
-        "conversation__user_id", "created_at", "source", *TranscriptionUsage.USAGE_FIELDS
+        found[row["conversation__user_id"]].append(
+            Charge(row["created_at"], usd, row["source"] == Source.SERVER)
+        )
+    transcriptions = (
+        TranscriptionUsage.objects.filter(window)
+        .order_by()
+        .values("conversation__user_id", "created_at", "source", *TranscriptionUsage.USAGE_FIELDS)
     )
     model = settings.REALTIME_TRANSCRIPTION_MODEL
     for row in transcriptions:
         usd = pricing.transcription_cost(row, model)
-        found[row["conversation__user_id"]].append(Charge(row["created_at"], usd, row["source"] == Source.SERVER))
+        found[row["conversation__user_id"]].append(
+            Charge(row["created_at"], usd, row["source"] == Source.SERVER)
+        )
     for user_charges in found.values():
         user_charges.sort(key=lambda charge: charge.at)
     return found

@@ -77,14 +77,16 @@ def test_transcription_is_priced_per_model_and_kind_of_token():
 
 def test_unknown_transcription_models_cost_the_dearest_known_never_zero():
     tokens = {"input_tokens": 1_000_000, "input_audio_tokens": 1_000_000, "output_tokens": 1_000_000}
-    assert pricing.transcription_cost(tokens, "gpt-transcribe-next") == 16 == pricing.transcription_cost(
-        tokens, "gpt-4o-transcribe"
+    assert (
+        pricing.transcription_cost(tokens, "gpt-transcribe-next")
+        == 16
+        == pricing.transcription_cost(tokens, "gpt-4o-transcribe")
     )
     assert pricing.transcription_cost({"seconds": 600}, "some-new-model") == Decimal("0.06")
 
 
 def test_duration_billed_transcription_and_tokens_without_details():
-    assert pricing.transcription_cost({"seconds": Decimal("30")}, "whisper-1") == Decimal("0.003")
+    assert pricing.transcription_cost({"seconds": Decimal(30)}, "whisper-1") == Decimal("0.003")
     # Input tokens without details are priced as audio (what is transcribed is audio).
     assert pricing.transcription_cost({"input_tokens": 1_000_000}, "gpt-4o-mini-transcribe") == 3
     # A shape the model is not billed by is priced at the dearest rate, not 0.

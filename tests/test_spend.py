@@ -131,8 +131,16 @@ def test_deleting_a_conversation_deletes_its_transcription_usage(alice):
 
 def test_witness_usage_is_verified_and_replaces_the_browsers_for_both_kinds(alice):
     conversation = make_conversation(alice, model=MODEL)
-    forged = [user_audio("u1"), transcription("u1", 1, 1), response_done("r1", input_tokens=1, output_tokens=1)]
-    witnessed = [user_audio("u1"), transcription("u1", 200, 20), response_done("r1", input_tokens=1000, output_tokens=500)]
+    forged = [
+        user_audio("u1"),
+        transcription("u1", 1, 1),
+        response_done("r1", input_tokens=1, output_tokens=1),
+    ]
+    witnessed = [
+        user_audio("u1"),
+        transcription("u1", 200, 20),
+        response_done("r1", input_tokens=1000, output_tokens=500),
+    ]
     journal.append_frames(conversation.pk, frames(forged))
     journal.append_frames(conversation.pk, frames(witnessed, "server"))
     spent = spend.spent(alice.pk)
@@ -143,7 +151,9 @@ def test_witness_usage_is_verified_and_replaces_the_browsers_for_both_kinds(alic
 
 def test_browser_only_usage_counts_but_is_unverified(alice):
     witnessed = make_conversation(alice, model=MODEL)
-    journal.append_frames(witnessed.pk, frames([response_done("r1", input_tokens=100, output_tokens=100)], "server"))
+    journal.append_frames(
+        witnessed.pk, frames([response_done("r1", input_tokens=100, output_tokens=100)], "server")
+    )
     browser_only = make_conversation(alice, model=MODEL)
     journal.append_frames(browser_only.pk, frames([user_audio("u1"), transcription("u1", 300, 30),
                                                    response_done("r2", input_tokens=10, output_tokens=10)]))  # fmt: skip
@@ -165,7 +175,9 @@ def test_the_window_is_the_last_24_hours_oldest_first(alice, bob):
         age(model, edge, spend.WINDOW, now)  # exactly 24 hours old: still in it
         age(model, recent, timedelta(minutes=5), now)
     make_conversation(bob, model=MODEL)  # someone else's spend is not alice's
-    journal.append_frames(Conversation.objects.get(user=bob).pk, frames([response_done("rb", input_tokens=10**6)]))
+    journal.append_frames(
+        Conversation.objects.get(user=bob).pk, frames([response_done("rb", input_tokens=10**6)])
+    )
 
     spent = spend.spent(alice.pk, now=now)
     each = response_usd(100, 100) + transcription_usd(100, 10)
@@ -176,7 +188,9 @@ def test_the_window_is_the_last_24_hours_oldest_first(alice, bob):
     assert len(spend.charges(alice.pk, since=now - spend.WINDOW - timedelta(seconds=2))) == 6
     # As of an hour ago: the two older ones, not what was recorded after then.
     earlier = spend.spent(alice.pk, now=now - timedelta(hours=1))
-    assert [c.at for c in earlier.charges] == [now - spend.WINDOW - timedelta(seconds=1)] * 2 + [now - spend.WINDOW] * 2
+    assert [c.at for c in earlier.charges] == [now - spend.WINDOW - timedelta(seconds=1)] * 2 + [
+        now - spend.WINDOW
+    ] * 2
 
 
 def test_transcription_and_unknown_models_are_never_free(alice, settings):
@@ -189,7 +203,9 @@ def test_transcription_and_unknown_models_are_never_free(alice, settings):
     # The unknown realtime model at the dearest known rates (text in $4, audio out $64), and the
     # unknown transcription model at the dearest known transcription rates (audio $6, text out $10).
     assert known == spend.spent(alice.pk).total == Decimal(4 + 64 + 6 + 10)
-    assert pricing.estimate_cost({"input_tokens": 5}, "gpt-realtime-from-the-future") is None  # history: no estimate
+    assert (
+        pricing.estimate_cost({"input_tokens": 5}, "gpt-realtime-from-the-future") is None
+    )  # history: no estimate
 
 
 def test_the_queries_do_not_grow_with_users_conversations_or_charges(alice, bob):
@@ -241,7 +257,9 @@ def test_usage_of_a_conversation_without_recorded_activity_still_counts(alice):
     # Usage is written with its conversation's activity; rows made some other way (an import of an
     # old record, a test) on a conversation with none recorded are not missed.
     conversation = make_conversation(alice, model=MODEL)
-    ResponseUsage.objects.create(conversation=conversation, response_id="r1", input_tokens=10**6, source="server")
+    ResponseUsage.objects.create(
+        conversation=conversation, response_id="r1", input_tokens=10**6, source="server"
+    )
     TranscriptionUsage.objects.create(conversation=conversation, item_id="u1", output_tokens=10**6)
     spent = spend.spent(alice.pk)
     assert (spent.total, spent.unverified) == (Decimal(4 + 5), Decimal(5))

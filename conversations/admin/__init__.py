@@ -39,7 +39,14 @@ from conversations.admin.filters import (
 from conversations.export import downloads, formats
 from conversations.history import pricing, selectors, usage
 from conversations.history.forms import DateRangeForm
-from conversations.models import Conversation, Event, RealtimeCall, ResponseUsage, TranscriptionUsage, Utterance
+from conversations.models import (
+    Conversation,
+    Event,
+    RealtimeCall,
+    ResponseUsage,
+    TranscriptionUsage,
+    Utterance,
+)
 from conversations.templatetags import history_format
 from conversations.templatetags.history_format import clock, tokens
 
@@ -213,7 +220,9 @@ class ConversationAdmin(admin.ModelAdmin):
         queryset = super().get_queryset(request).select_related("user", "reviewed_by")
         return selectors.with_transcription_usage(
             selectors.with_first_line(
-                selectors.with_witness(selectors.with_verified(selectors.with_turns(selectors.with_duration(queryset))))
+                selectors.with_witness(
+                    selectors.with_verified(selectors.with_turns(selectors.with_duration(queryset)))
+                )
             )
         )
 
@@ -524,7 +533,15 @@ class ResponseUsageAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 @admin.register(TranscriptionUsage)
 class TranscriptionUsageAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    list_display = ("item_id", "conversation", "source", "input_tokens", "output_tokens", "seconds", "created_at")
+    list_display = (
+        "item_id",
+        "conversation",
+        "source",
+        "input_tokens",
+        "output_tokens",
+        "seconds",
+        "created_at",
+    )
     list_filter = ("source",)
     list_select_related = ("conversation",)
     show_full_result_count = False

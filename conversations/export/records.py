@@ -3,11 +3,12 @@ The record: what one exported conversation is, in both directions.
 
 A record is a JSON-ready dict per conversation: a `schema` version, the public id, the owner's
 username, metadata, usage totals, the staff review (in backups and staff exports only), the usage
-of each response and of each item's input transcription, the utterances in conversation order and, when asked for, the raw journal.
-The field tables below are the one list of what is exported; `make_record()` builds a record
-from column values (`queries.iter_records()` reads them from a queryset), `parse_record()`
-checks one read back from a file and builds its unsaved rows (`restore.py` writes them).
-Bump `SCHEMA` when the record's shape changes.
+of each response and of each item's input transcription, the utterances in conversation order
+and, when asked for, the raw journal. The field tables below are the one list of what is
+exported; `make_record()` builds a record from column values (`queries.iter_records()` reads them
+from a queryset), `parse_record()` checks one read back from a file and builds its unsaved rows
+(`restore.py` writes them). Bump `SCHEMA` when the record's shape changes (a list added later
+that older records lack, like `transcriptions`, imports as empty: `LISTS_ADDED_LATER`).
 
 Records are built from column values rather than from model instances: building a model
 instance per utterance made the export three times slower (see bench/README.md).
@@ -96,7 +97,9 @@ USAGE_TOTALS = Fields(Conversation, TokenUsage.USAGE_FIELDS + ("transcription_to
 REVIEW = Fields(Conversation, ("reviewed", "reviewed_at", "flagged", "review_note"))
 UTTERANCE = Fields(Utterance, Utterance.FIELDS)
 RESPONSE = Fields(ResponseUsage, ("response_id", "status", "created_at") + TokenUsage.USAGE_FIELDS + ("source",))
-TRANSCRIPTION = Fields(TranscriptionUsage, ("item_id", "created_at", "source") + TranscriptionUsage.USAGE_FIELDS)
+TRANSCRIPTION = Fields(
+    TranscriptionUsage, ("item_id", "created_at", "source") + TranscriptionUsage.USAGE_FIELDS
+)
 # In the journal's order (storage order: the two streams interleaved as they were folded).
 EVENT = Fields(Event, ("seq", "type", "payload", "received_at", "source"))
 

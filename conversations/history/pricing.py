@@ -119,7 +119,9 @@ class TranscriptionPrice:
 
 
 def _transcription_price(text_in, audio_in, text_out, per_minute=None) -> TranscriptionPrice:
-    return TranscriptionPrice(*(None if v is None else Decimal(v) for v in (text_in, audio_in, text_out, per_minute)))
+    return TranscriptionPrice(
+        *(None if v is None else Decimal(v) for v in (text_in, audio_in, text_out, per_minute))
+    )
 
 
 # OpenAI's public price list (https://openai.com/api/pricing/, "Transcription and speech"),

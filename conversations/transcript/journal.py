@@ -410,7 +410,9 @@ def _append_locked(merged: dict[int, list[Frame]]) -> dict[int, AppendResult]:
         create_usages,
     )
     for part in _chunks(replaced_transcriptions):  # the same for a transcription's usage
-        TranscriptionUsage.objects.filter(_pairs(TranscriptionUsage, ("conversation", "item_id"), part)).delete()
+        TranscriptionUsage.objects.filter(
+            _pairs(TranscriptionUsage, ("conversation", "item_id"), part)
+        ).delete()
     _insert(TranscriptionUsage, ["conversation", *TRANSCRIPTION_FIELDS], create_transcriptions)
     _update_rows(Conversation, update_conversations)
     _update_rows(DailyStorage, [(pk, {"bytes": used}) for pk, used, counted in days.values() if counted])
@@ -595,7 +597,9 @@ def rebuild(conversation: Conversation) -> RebuildResult:
         current_usages = {r.response_id: r for r in ResponseUsage.objects.filter(conversation=conversation)}
         current_transcriptions = {
             values["item_id"]: transcription_record(values)
-            for values in TranscriptionUsage.objects.filter(conversation=conversation).values(*TRANSCRIPTION_FIELDS)
+            for values in TranscriptionUsage.objects.filter(conversation=conversation).values(
+                *TRANSCRIPTION_FIELDS
+            )
         }
         if not count:
             if current_utterances or current_usages or current_transcriptions:
@@ -620,7 +624,9 @@ def rebuild(conversation: Conversation) -> RebuildResult:
                  "started_at": None, "last_activity_at": None}  # fmt: skip
         derived = {**start, **roll_up(start, changes), "started_at": state.started_at,
                    "last_activity_at": state.last_activity_at}  # fmt: skip
-        result = RebuildResult("rebuilt", count, len(state.utterances), len(usages), len(state.transcriptions))
+        result = RebuildResult(
+            "rebuilt", count, len(state.utterances), len(usages), len(state.transcriptions)
+        )
 
         same_utterances = {i: to_state(u) for i, u in current_utterances.items()} == state.utterances
         same_usages = {i: _usage_key(r) for i, r in current_usages.items()} == {
@@ -642,7 +648,9 @@ def rebuild(conversation: Conversation) -> RebuildResult:
         if not same_transcriptions:
             TranscriptionUsage.objects.filter(conversation=conversation).delete()
             TranscriptionUsage.objects.bulk_create(
-                TranscriptionUsage(conversation=conversation, **dict(zip(TRANSCRIPTION_FIELDS, transcription_values(r))))
+                TranscriptionUsage(
+                    conversation=conversation, **dict(zip(TRANSCRIPTION_FIELDS, transcription_values(r)))
+                )
                 for r in state.transcriptions.values()
             )
         if conversation.reviewed:
@@ -659,8 +667,8 @@ def _usage_key(r: ResponseUsage):
 
 def transcription_values(record: TranscriptionRecord) -> tuple:
     """A record as the values of `TRANSCRIPTION_FIELDS`."""
-    return (record.item_id, record.created_at, record.source, *(record.counts[n] for n in TranscriptionUsage.COUNT_FIELDS),
-            record.seconds)  # fmt: skip
+    counts = (record.counts[n] for n in TranscriptionUsage.COUNT_FIELDS)
+    return (record.item_id, record.created_at, record.source, *counts, record.seconds)
 
 
 def transcription_record(values: dict) -> TranscriptionRecord:

@@ -304,15 +304,17 @@ def transcription_usage(usage) -> tuple[dict[str, int], Decimal]:
         details = _dict(usage.get("input_token_details"))
         output = _count(usage.get("output_tokens"))
         # A total without the split (never seen, but cheap to honour) counts as input.
+        total_input = max(_count(usage.get("total_tokens")) - output, 0)
         counts |= {
-            "input_tokens": _count(usage.get("input_tokens")) or max(_count(usage.get("total_tokens")) - output, 0),
+            "input_tokens": _count(usage.get("input_tokens")) or total_input,
             "input_text_tokens": _count(details.get("text_tokens")),
             "input_audio_tokens": _count(details.get("audio_tokens")),
             "output_tokens": output,
         }
     elif kind == "duration":
         value = usage.get("seconds")
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if number and math.isfinite(value) and value > 0:
             seconds = min(Decimal(str(value)).quantize(MILLISECOND), MAX_SECONDS)
     return counts, seconds
 
