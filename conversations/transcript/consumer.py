@@ -246,6 +246,11 @@ class TranscriptConsumer(AsyncWebsocketConsumer):
             f"in {verdict.retry_after} s.",
         }  # fmt: skip
 
+    async def tell(self, frame: dict):
+        """A frame from the server for this conversation's page (sockets.tell_conversation), e.g.
+        `call_ended` when the server hung the call up."""
+        await self._send(frame)
+
     async def revoke(self):
         """The session ended or the password changed (sockets.Registry.revoke)."""
         await self._close(CLOSE_NOT_AUTHENTICATED)
