@@ -41,7 +41,7 @@ from .sideband import SidebandEndpoint
 DEFAULT_API_KEY = "sk-standin-local-development-key"
 
 FAILURE_KINDS = ("error", "slow", "garbage", "incomplete", "disconnect")
-ROUTES = ("client_secrets", "calls", "sideband")
+ROUTES = ("client_secrets", "calls", "sideband", "hangup")
 # What OpenAI says for these statuses (the 401 quotes the key masked, as OpenAI's does).
 DEFAULT_ERRORS = {
     400: ("invalid_request_error", None, "Invalid request."),
