@@ -32,7 +32,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
-from conversations import actions, budget
+from conversations import actions, budget, caps
 from conversations.models import Conversation, RealtimeCall
 from conversations.realtime import upstream
 from conversations.transcript import sockets
@@ -92,15 +92,10 @@ def record(call_pk: int, *, attempts: int, done: bool, error: str = "") -> None:
         )
 
 
-def cap_words(seconds: int) -> str:
-    """1800 -> "30-minute", 90 -> "90-second"."""
-    return f"{seconds // 60}-minute" if seconds % 60 == 0 else f"{seconds}-second"
-
-
 def message(reason: str, user_id: int) -> dict:
     """The `call_ended` frame for the page (docs/socket.md)."""
     if reason == SESSION_CAP:
-        words = f"This session reached its {cap_words(settings.REALTIME_MAX_SESSION_SECONDS)} limit."
+        words = f"This session reached its {caps.cap_words()} limit."
         return {"type": "call_ended", "reason": str(reason), "message": words}
     standing = budget.standing(user_id)
     limit = f" (${standing.limit:.2f})" if standing.limit is not None else ""
