@@ -316,9 +316,10 @@ function interrupt() {
   ui.setStatus("Interrupted.");
 }
 
-// The server ended the call (`call_ended`), or the page's timer did at the cap.
+// The server ended the call (`call_ended`), or the page's timer did at the cap. Not while a new
+// session is starting: the frame is about the call it replaces.
 function callEnded(frame) {
-  if (!["live", "starting", "lost"].includes(ui.phase)) return;
+  if (ui.phase !== "live" && ui.phase !== "lost") return;
   session.attempt += 1;
   closeCall();
   const end = describeEnd(frame);
