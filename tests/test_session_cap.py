@@ -77,3 +77,15 @@ def test_the_page_follows_the_setting(settings, realtime_standin):
     settings.REALTIME_MAX_SESSION_SECONDS = 60
     assert (page_config(True)["warnBeforeSeconds"], page_config(True)["sessionGraceSeconds"]) == (30, 0)
     json.dumps(page_config(True))
+
+
+def test_a_bad_cap_in_the_environment_stops_manage_py_check():
+    from tests.test_settings import run_python
+
+    result = run_python(
+        "from django.core.management import execute_from_command_line; "
+        "execute_from_command_line(['manage.py', 'check'])",
+        SECRET_KEY="x" * 50, REALTIME_MAX_SESSION_SECONDS="forever",
+    )
+    assert result.returncode != 0
+    assert "REALTIME_MAX_SESSION_SECONDS='forever' is not a number of seconds between 1 and 3600" in result.stderr
