@@ -168,7 +168,7 @@ function failed(failure, attempt) {
   if (!(failure instanceof VoiceFailure)) console.error(failure);
   closeCall();
   const described = describeFailure(failure);
-  const canResume = session.wentLive;
+  const canResume = session.wentLive && described.resume !== false;
   if (!canResume) releaseMicrophone();
   ui.setPhase(canResume ? "lost" : "idle");
   ui.showAlert({ ...described, resume: canResume && described.retry });

@@ -48,3 +48,10 @@ test("the socket hands call_ended to the page", () => {
   ws.message({ type: "call_ended", reason: "session_cap", message: "m" });
   assert.deepEqual(ended, [{ type: "call_ended", reason: "session_cap", message: "m" }]);
 });
+
+test("a conversation refused for the cap is not offered Continue", async () => {
+  const { VoiceFailure, describeFailure } = await import("../../static/voice/failures.js");
+  const message = "This conversation has reached its 30-minute limit. Start a new conversation to go on talking.";
+  const refused = describeFailure(new VoiceFailure("api", { status: 409, code: "session_limit_reached", message }));
+  assert.deepEqual(refused, { retry: true, title: "Session time limit reached", message, resume: false });
+});
