@@ -47,7 +47,9 @@ def spent(user_id, *, now=None) -> Decimal:
     rows = ResponseUsage.objects.filter(conversation__user_id=user_id, created_at__gte=since).values(
         "conversation__model", *FIELDS
     )
-    return sum((pricing.estimate_cost(row, row["conversation__model"]) or Decimal(0) for row in rows), Decimal(0))
+    return sum(
+        (pricing.estimate_cost(row, row["conversation__model"]) or Decimal(0) for row in rows), Decimal(0)
+    )
 
 
 def standing(user_id, *, now=None) -> Standing:

@@ -38,7 +38,8 @@ def conversation(alice):
 
 def hangups(standin, call_id=None):
     return [
-        r for r in standin.requests
+        r
+        for r in standin.requests
         if r.method == "POST" and r.path.endswith("/hangup") and (call_id is None or f"/{call_id}/" in r.path)
     ]
 
@@ -56,7 +57,9 @@ def status(conversation):
 @db
 def age(call_id, seconds):
     """Make a recorded call look `seconds` old."""
-    RealtimeCall.objects.filter(call_id=call_id).update(created_at=timezone.now() - timedelta(seconds=seconds))
+    RealtimeCall.objects.filter(call_id=call_id).update(
+        created_at=timezone.now() - timedelta(seconds=seconds)
+    )
 
 
 async def claimed(call_id):
@@ -67,6 +70,7 @@ async def claimed(call_id):
 async def ended_by_hangup(call):
     async def check():
         return call.ended_by == "hangup"
+
     await eventually(check)
 
 
@@ -89,7 +93,9 @@ async def test_upstream_hangup_ends_the_call_and_a_404_is_done(realtime_standin)
 # --- the session cap --------------------------------------------------------------------------------
 
 
-async def test_a_call_past_the_cap_is_hung_up_and_its_page_told_why(realtime_standin, alice, conversation, settings):
+async def test_a_call_past_the_cap_is_hung_up_and_its_page_told_why(
+    realtime_standin, alice, conversation, settings
+):
     settings.REALTIME_MAX_SESSION_SECONDS = 60
     async with live_call(realtime_standin) as (_browser, call):
         await record(conversation, call.id)
@@ -103,7 +109,11 @@ async def test_a_call_past_the_cap_is_hung_up_and_its_page_told_why(realtime_sta
         await age(call.id, 61)
         await ended_by_hangup(call)
         frame = await page.receive()
-        assert frame == {"type": "call_ended", "reason": "session_cap", "message": "This session reached its 1-minute limit."}
+        assert frame == {
+            "type": "call_ended",
+            "reason": "session_cap",
+            "message": "This session reached its 1-minute limit.",
+        }
         done = await eventually(lambda: claimed(call.id))
         assert done.hangup_reason == "session_cap" and done.hangup_attempts == 1 and done.hangup_error == ""
         assert await status(conversation) == "ended"
@@ -215,7 +225,9 @@ async def test_openai_down_is_logged_and_nothing_crashes(conversation, settings,
     assert "sk-test" not in caplog.text
 
 
-async def test_an_older_call_is_hung_up_without_ending_the_conversation(realtime_standin, alice, conversation):
+async def test_an_older_call_is_hung_up_without_ending_the_conversation(
+    realtime_standin, alice, conversation
+):
     """The page continued in a new call (a lost connection): the old one's hang-up leaves it talking."""
     old = await record(conversation, "rtc_old")
     await db(RealtimeCall.objects.filter(pk=old.pk).update)(created_at=timezone.now() - timedelta(seconds=5))
@@ -230,7 +242,9 @@ async def test_an_older_call_is_hung_up_without_ending_the_conversation(realtime
 # --- the budget ---------------------------------------------------------------------------------------
 
 
-async def test_the_witness_hangs_up_when_the_budget_is_crossed(realtime_standin, alice, conversation, settings):
+async def test_the_witness_hangs_up_when_the_budget_is_crossed(
+    realtime_standin, alice, conversation, settings
+):
     settings.USER_DAILY_BUDGET_USD = "0.00001"  # one response's usage crosses it
     async with live_call(realtime_standin) as (_browser, call):
         await record(conversation, call.id)

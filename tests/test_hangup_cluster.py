@@ -14,7 +14,12 @@ from django.conf import settings
 
 from conversations.models import RealtimeCall
 from tests.realtime_standin.clients import BrowserPeer
-from tests.support.processes import ARTIFACTS, LiveServer, server_environment, wait_for_server_sessions_to_close
+from tests.support.processes import (
+    ARTIFACTS,
+    LiveServer,
+    server_environment,
+    wait_for_server_sessions_to_close,
+)
 from tests.test_cluster import log_in, mint, receive
 from tests.test_witness_cluster import until
 
@@ -54,7 +59,9 @@ def hangups(standin, call_id):
     return [r for r in standin.requests if r.path.endswith(f"/{call_id}/hangup")]
 
 
-async def test_one_process_hangs_up_and_every_socket_of_the_page_hears_why(two_servers, alice, realtime_standin):
+async def test_one_process_hangs_up_and_every_socket_of_the_page_hears_why(
+    two_servers, alice, realtime_standin
+):
     a, b = two_servers
     cookies = await log_in(a, "alice")
     minted = (await mint(a, cookies)).json()

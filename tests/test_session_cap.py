@@ -32,11 +32,15 @@ def client(alice):
 
 def started(user, seconds_ago):
     conversation = make_conversation(user)
-    Conversation.objects.filter(pk=conversation.pk).update(created_at=timezone.now() - timedelta(seconds=seconds_ago))
+    Conversation.objects.filter(pk=conversation.pk).update(
+        created_at=timezone.now() - timedelta(seconds=seconds_ago)
+    )
     return conversation
 
 
-def test_without_a_witness_a_conversation_past_the_cap_gets_no_new_session(client, alice, realtime_standin, settings):
+def test_without_a_witness_a_conversation_past_the_cap_gets_no_new_session(
+    client, alice, realtime_standin, settings
+):
     settings.REALTIME_WITNESS = False
     old = started(alice, 61)
     response = post_session(client, {"conversation": str(old.uuid)})
@@ -72,7 +76,11 @@ def test_server_made_calls_are_refused_the_same_way(client, alice, realtime_stan
 def test_the_page_follows_the_setting(settings, realtime_standin):
     settings.REALTIME_MAX_SESSION_SECONDS = 1800
     config = page_config(True)
-    assert (config["sessionLimitSeconds"], config["warnBeforeSeconds"], config["sessionGraceSeconds"]) == (1800, 120, 10)
+    assert (config["sessionLimitSeconds"], config["warnBeforeSeconds"], config["sessionGraceSeconds"]) == (
+        1800,
+        120,
+        10,
+    )
     settings.REALTIME_WITNESS = False  # no server hangs up: the page ends the session at the cap itself
     settings.REALTIME_MAX_SESSION_SECONDS = 60
     assert (page_config(True)["warnBeforeSeconds"], page_config(True)["sessionGraceSeconds"]) == (30, 0)
@@ -85,7 +93,11 @@ def test_a_bad_cap_in_the_environment_stops_manage_py_check():
     result = run_python(
         "from django.core.management import execute_from_command_line; "
         "execute_from_command_line(['manage.py', 'check'])",
-        SECRET_KEY="x" * 50, REALTIME_MAX_SESSION_SECONDS="forever",
+        SECRET_KEY="x" * 50,
+        REALTIME_MAX_SESSION_SECONDS="forever",
     )
     assert result.returncode != 0
-    assert "REALTIME_MAX_SESSION_SECONDS='forever' is not a number of seconds between 1 and 3600" in result.stderr
+    assert (
+        "REALTIME_MAX_SESSION_SECONDS='forever' is not a number of seconds between 1 and 3600"
+        in result.stderr
+    )

@@ -62,14 +62,16 @@ class Target:
 def claim(call_pk: int, reason: str) -> Target | None:
     """Take the hang-up of a live call for this process; None when another has it (or it ended)."""
     now = timezone.now()
-    won = RealtimeCall.objects.filter(pk=call_pk, hangup_requested_at__isnull=True, ended_at__isnull=True).update(
-        hangup_reason=reason, hangup_requested_at=now
-    )
+    won = RealtimeCall.objects.filter(
+        pk=call_pk, hangup_requested_at__isnull=True, ended_at__isnull=True
+    ).update(hangup_reason=reason, hangup_requested_at=now)
     if not won:
         return None
     row = (
         RealtimeCall.objects.filter(pk=call_pk)
-        .values_list("call_id", "conversation_id", "conversation__uuid", "conversation__user_id", "created_at")
+        .values_list(
+            "call_id", "conversation_id", "conversation__uuid", "conversation__user_id", "created_at"
+        )
         .first()
     )
     if row is None:  # deleted with its conversation meanwhile
@@ -123,7 +125,9 @@ async def request(call_pk: int, reason: str, *, attempts: int = ATTEMPTS, backof
             break
         except (upstream.RealtimeError, ValueError) as exc:
             error = str(exc)
-            log.warning("Hang-up of call %s failed (try %s of %s): %s", target.call_id, tries, attempts, error)
+            log.warning(
+                "Hang-up of call %s failed (try %s of %s): %s", target.call_id, tries, attempts, error
+            )
         except Exception as exc:  # never into the supervisor's loop
             error = f"{type(exc).__name__}"
             log.exception("Hang-up of call %s failed (try %s of %s)", target.call_id, tries, attempts)

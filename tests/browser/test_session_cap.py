@@ -20,8 +20,12 @@ CAP = 8
 
 @pytest.fixture(scope="module")
 def _capped_server(django_db_setup, django_db_blocker, _realtime_standin_server):
-    yield from _live_server(_realtime_standin_server, django_db_blocker, log="daphne-capped.log",
-                            REALTIME_MAX_SESSION_SECONDS=str(CAP))
+    yield from _live_server(
+        _realtime_standin_server,
+        django_db_blocker,
+        log="daphne-capped.log",
+        REALTIME_MAX_SESSION_SECONDS=str(CAP),
+    )
 
 
 @pytest.fixture
@@ -64,8 +68,13 @@ def test_the_cap_hang_up_says_why_and_continue_keeps_the_conversation(capped_pag
 
 @pytest.fixture(scope="module")
 def _unwitnessed_server(django_db_setup, django_db_blocker, _realtime_standin_server):
-    yield from _live_server(_realtime_standin_server, django_db_blocker, log="daphne-unwitnessed.log",
-                            REALTIME_MAX_SESSION_SECONDS=str(CAP), REALTIME_WITNESS="false")
+    yield from _live_server(
+        _realtime_standin_server,
+        django_db_blocker,
+        log="daphne-unwitnessed.log",
+        REALTIME_MAX_SESSION_SECONDS=str(CAP),
+        REALTIME_WITNESS="false",
+    )
 
 
 @pytest.fixture
@@ -76,7 +85,9 @@ def unwitnessed_page(_unwitnessed_server, transactional_db, _realtime_standin_se
             yield opened, user
 
 
-def test_without_a_witness_the_page_ends_the_session_and_the_server_refuses_to_continue(unwitnessed_page, standin):
+def test_without_a_witness_the_page_ends_the_session_and_the_server_refuses_to_continue(
+    unwitnessed_page, standin
+):
     page, user = unwitnessed_page
     standin.calls.script_next(scripts.conversation(1))
     start(page)
@@ -92,7 +103,8 @@ def test_without_a_witness_the_page_ends_the_session_and_the_server_refuses_to_c
     # The conversation began more than the cap ago and no call of it could be hung up: refused.
     page.get_by_role("button", name="Continue this conversation").click()
     expect(page.locator("#voice-alert-message")).to_have_text(
-        "This conversation has reached its 8-second limit. Start a new conversation to go on talking.")
+        "This conversation has reached its 8-second limit. Start a new conversation to go on talking."
+    )
     expect_phase(page, "idle")
     assert standin.calls.calls == [first]  # no second call
 
