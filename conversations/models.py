@@ -330,9 +330,12 @@ class RealtimeCall(models.Model):
         ordering = ["conversation", "created_at"]
         indexes = [
             models.Index(fields=["ended_at", "witness_lease_until"], name="call_witness_scan"),
-            # The session-cap sweep: live calls not yet hung up, oldest first (a small partial index).
+            # The session-cap sweep: live calls not yet hung up, oldest first. Partial (live calls
+            # only: small); its first two columns are the ones the sweep tests for NULL, so SQLite
+            # sees two equalities and a range and reads it alone (with an index on created_at only
+            # it took call_witness_scan and sorted); PostgreSQL scans it too (bench/hangup_sweep.py).
             models.Index(
-                fields=["created_at"],
+                fields=["ended_at", "hangup_requested_at", "created_at"],
                 condition=models.Q(ended_at__isnull=True, hangup_requested_at__isnull=True),
                 name="call_cap_sweep",
             ),
