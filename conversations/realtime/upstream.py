@@ -305,9 +305,16 @@ def _timeout() -> httpx.Timeout:
 
 
 async def _post(
-    what: str, url: str, *, client: httpx.AsyncClient | None, doing: str = "start a session", **request
+    what: str,
+    url: str,
+    *,
+    client: httpx.AsyncClient | None,
+    doing: str = "start a session",
+    unlogged: tuple[int, ...] = (),
+    **request,
 ) -> httpx.Response:
-    """POST to OpenAI with the real key: its 2xx answer, or the typed error (logged, key-free)."""
+    """POST to OpenAI with the real key: its 2xx answer, or the typed error (logged, key-free,
+    except for the statuses in `unlogged`, which the caller expects)."""
     if not is_configured():
         raise NotConfigured()
     client = client or http_client()
@@ -324,6 +331,8 @@ async def _post(
         raise UpstreamError(None, "OpenAI could not be reached. Please try again.") from None
     if not response.is_success:
         error = _error_from_response(response, doing)
+        if error.status in unlogged:
+            raise error
         log.warning("OpenAI %s failed: HTTP %s %s: %s", what, error.status, error.code or "", error)
         raise error
     return response
@@ -387,7 +396,7 @@ async def hangup(call_id: str, *, client: httpx.AsyncClient | None = None) -> No
     if valid_call_id(call_id) is None:
         raise ValueError(f"Not a call id: {call_id!r}")
     try:
-        await _post("hangup", hangup_url(call_id), client=client, doing="end the call")
+        await _post("hangup", hangup_url(call_id), client=client, doing="end the call", unlogged=(404,))
     except UpstreamError as error:
         if error.status != 404:
             raise
