@@ -353,9 +353,40 @@ class RealtimeCall(models.Model):
     )
     ended_at = models.DateTimeField(null=True, blank=True, help_text="When the witness saw the call end.")
 
+    # The server's hang-up (conversations/witness/hangup.py): why, when it was claimed (by exactly
+    # one process: a conditional UPDATE on hangup_requested_at), when OpenAI confirmed it, how many
+    # tries it took and the last error when every try failed.
+    class HangupReason(models.TextChoices):
+        NONE = "", "—"
+        SESSION_CAP = "session_cap", "Session length cap"
+        BUDGET = "budget", "Daily budget spent"
+
+    hangup_reason = models.CharField(max_length=16, choices=HangupReason.choices, blank=True, default="")
+    hangup_requested_at = models.DateTimeField(null=True, blank=True)
+    hung_up_at = models.DateTimeField(null=True, blank=True, help_text="When OpenAI confirmed the hang-up.")
+    hangup_attempts = models.PositiveSmallIntegerField(default=0)
+    hangup_error = models.CharField(max_length=500, blank=True, default="")
+
     class Meta:
         ordering = ["conversation", "created_at"]
-        indexes = [models.Index(fields=["ended_at", "witness_lease_until"], name="call_witness_scan")]
+        indexes = [
+            models.Index(fields=["ended_at", "witness_lease_until"], name="call_witness_scan"),
+            # The session-cap sweep: live calls not yet hung up, oldest first. Partial (live calls
+            # only: small); its first two columns are the ones the sweep tests for NULL, so SQLite
+            # sees two equalities and a range and reads it alone (with an index on created_at only
+            # it took call_witness_scan and sorted); PostgreSQL scans it too (bench/hangup_sweep.py).
+            models.Index(
+                fields=["ended_at", "hangup_requested_at", "created_at"],
+                condition=models.Q(ended_at__isnull=True, hangup_requested_at__isnull=True),
+                name="call_cap_sweep",
+            ),
+            # The staff usage page: the latest calls the server hung up.
+            models.Index(
+                fields=["hangup_requested_at"],
+                condition=models.Q(hangup_requested_at__isnull=False),
+                name="call_hung_up",
+            ),
+        ]
 
     def __str__(self):
         return f"{self.call_id} ({self.source})"

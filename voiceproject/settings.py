@@ -211,6 +211,13 @@ _witness = env.str("REALTIME_WITNESS", default="true").strip().lower()
 if _witness not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
     raise ImproperlyConfigured(f"REALTIME_WITNESS must be true or false, not {_witness!r}.")
 REALTIME_WITNESS = _witness in ("true", "1", "yes", "on")
+# The longest a call may run: the server hangs up a call older than this (witness/hangup.py) and
+# refuses to start another session of a conversation whose last one ran past it unseen. OpenAI's
+# own maximum is 60 minutes. Read as text and checked by conversations/checks.py (1..3600), so
+# a bad value stops start-up with a clear message instead of a traceback.
+REALTIME_MAX_SESSION_SECONDS = env.str("REALTIME_MAX_SESSION_SECONDS", default="1800").strip()
+if REALTIME_MAX_SESSION_SECONDS.isdigit():
+    REALTIME_MAX_SESSION_SECONDS = int(REALTIME_MAX_SESSION_SECONDS)
 if REALTIME_MODEL not in REALTIME_MODELS:
     raise ImproperlyConfigured(
         f"REALTIME_MODEL={REALTIME_MODEL!r} is not in REALTIME_MODELS ({', '.join(REALTIME_MODELS)})."

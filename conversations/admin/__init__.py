@@ -472,6 +472,8 @@ class ConversationAdmin(admin.ModelAdmin):
             "per_user": per_user,
             "per_day": per_day,
             "user_total": usage.total(per_user),
+            "hung_up": usage.hung_up_calls(),
+            "hung_up_shown": usage.HUNG_UP_SHOWN,
             "changelist_url": reverse("admin:conversations_conversation_changelist"),
         }
         return TemplateResponse(request, "admin/conversations/usage.html", context)

@@ -15,7 +15,7 @@ from django.db.models import Count, DurationField, ExpressionWrapper, F, Sum
 from django.db.models.functions import TruncDate
 
 from conversations.history import pricing, selectors
-from conversations.models import Conversation, TranscriptionUsage
+from conversations.models import Conversation, RealtimeCall, TranscriptionUsage
 
 TOKEN_FIELDS = Conversation.USAGE_FIELDS + ("transcription_tokens",)
 
@@ -106,3 +106,20 @@ def total(rows: list[UsageRow]) -> UsageRow:
         result.cost += row.cost
         result.unpriced += row.unpriced
     return result
+
+
+HUNG_UP_SHOWN = 50
+
+
+def hung_up_calls(limit: int = HUNG_UP_SHOWN) -> list[RealtimeCall]:
+    """The calls the server hung up (session cap, budget), latest first: one query on the
+    partial index `call_hung_up`, bounded however many there are."""
+    return list(
+        RealtimeCall.objects.filter(hangup_requested_at__isnull=False)
+        .select_related("conversation__user")
+        .only(
+            "call_id", "hangup_reason", "hangup_requested_at", "hung_up_at", "hangup_attempts", "hangup_error",
+            "created_at", "conversation__uuid", "conversation__title", "conversation__user__username",
+        )
+        .order_by("-hangup_requested_at")[:limit]
+    )

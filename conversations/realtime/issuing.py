@@ -15,6 +15,7 @@ A server-made call is then recorded with its id (calls.py): the server knows it 
 
 Every refusal is a typed error whose str() is the message for a person: NotConfigured,
 RateLimited (with its verdict and retry_after), LimitsUnavailable, ConversationNotFound,
+SessionLimitReached (continuing a conversation past the session cap that no witness watched: caps.py),
 UpstreamError, UpstreamTimeout, EphemeralKeysDisabled. The view maps the types to HTTP statuses and codes.
 
 The order is deliberate: charge the limits, find the conversation to continue, mint the key,
@@ -32,12 +33,13 @@ import logging
 import uuid
 from dataclasses import dataclass
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db.models import F
 
 from accounts import languages, preferences
 from accounts.models import Preferences
-from conversations import access
+from conversations import access, caps
 from conversations.models import Conversation
 from conversations.realtime import calls, upstream
 from voiceproject import ratelimit
@@ -75,6 +77,16 @@ class EphemeralKeysDisabled(IssuingError):
 class ConversationNotFound(IssuingError):
     def __init__(self):
         super().__init__("You have no conversation with that id.")
+
+
+class SessionLimitReached(IssuingError):
+    """The conversation ran past REALTIME_MAX_SESSION_SECONDS where the server could not end its
+    calls (no witness): it gets no more sessions (caps.py)."""
+
+    def __init__(self):
+        super().__init__(
+            f"This conversation has reached its {caps.cap_words()} limit. Start a new conversation to go on talking."
+        )
 
 
 # The upstream client's own, raised as they are.
@@ -198,7 +210,8 @@ async def aadmit(user, address: str, wanted: SessionRequest) -> Admitted:
     """
     The checks before any upstream call, cheapest first: the server can reach OpenAI at all,
     the limits allow one more session (counted now), the conversation to continue is the
-    caller's. Raises NotConfigured, RateLimited, LimitsUnavailable or ConversationNotFound.
+    caller's and may have another session (caps.py). Raises NotConfigured, RateLimited,
+    LimitsUnavailable, ConversationNotFound or SessionLimitReached.
     """
     if not upstream.is_configured():
         raise NotConfigured()
@@ -216,6 +229,8 @@ async def aadmit(user, address: str, wanted: SessionRequest) -> Admitted:
             conversation = await access.aget_conversation(user, wanted.conversation)
         except access.NoAccess:
             raise ConversationNotFound() from None
+        if await sync_to_async(caps.unwatched_past_cap)(conversation):
+            raise SessionLimitReached()
     settled = wanted.voice and wanted.turn_detection and wanted.language is not None
     choices = None if settled else await preferences.afor_user(user)
     return Admitted(user=user, plan=plan_session(wanted, conversation, choices), conversation=conversation)
