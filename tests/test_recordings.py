@@ -524,3 +524,35 @@ def test_bad_recording_settings_stop_start_up(settings, changes, error_id):
     for name, value in changes.items():
         setattr(settings, name, value)
     assert error_id in [error.id for error in recording_settings(None)]
+
+
+# --- The session's segment: the recording's number -----------------------------------------------
+@pytest.mark.django_db(transaction=True)
+def test_sessions_started_at_once_each_get_their_own_segment(alice):
+    """Two keys for one conversation at the same moment (two tabs): each page must record its own
+    recording, so each answer carries a different segment."""
+    from asgiref.sync import async_to_sync
+
+    from conversations.realtime import issuing
+
+    talk = make_conversation(alice, segments=1, status="ended", ended_at=timezone.now())
+    plan = issuing.SessionPlan(model="gpt-realtime-2.1", voice="cedar", turn_detection="server_vad", language="de")
+    barrier = threading.Barrier(3)
+    segments = []
+
+    def continue_it():
+        try:
+            stale = Conversation.objects.get(pk=talk.pk)  # each loaded segments=1
+            barrier.wait()
+            segments.append(async_to_sync(issuing.arecord_session)(alice, plan, stale).segments)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=continue_it) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(segments) == [2, 3, 4]
+    talk.refresh_from_db()
+    assert (talk.segments, talk.voice, talk.language, talk.status, talk.ended_at) == (4, "cedar", "de", "active", None)
