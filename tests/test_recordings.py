@@ -596,3 +596,8 @@ def test_sessions_started_at_once_each_get_their_own_segment(alice):
     assert sorted(segments) == [2, 3, 4]
     talk.refresh_from_db()
     assert (talk.segments, talk.voice, talk.language, talk.status, talk.ended_at) == (4, "cedar", "de", "active", None)
+
+
+def test_the_delete_page_says_the_recording_goes_too(alice_client, recorded):
+    page = alice_client.get(reverse("conversations:delete", args=[recorded.uuid])).content.decode()
+    assert "its event journal, its recording and its usage records are deleted" in page
