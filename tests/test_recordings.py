@@ -601,3 +601,10 @@ def test_sessions_started_at_once_each_get_their_own_segment(alice):
 def test_the_delete_page_says_the_recording_goes_too(alice_client, recorded):
     page = alice_client.get(reverse("conversations:delete", args=[recorded.uuid])).content.decode()
     assert "its event journal, its recording and its usage records are deleted" in page
+
+
+def test_a_missing_chunk_file_stops_the_answer_short(alice_client, recorded, recordings_dir, caplog):
+    (recordings_dir / RecordingChunk.objects.get(index=1).name).unlink()
+    response = alice_client.get(play_url(recorded))
+    assert body(response) == TONE[0]  # what there is, in place: never other bytes at an offset
+    assert "is missing" in caplog.text

@@ -331,13 +331,19 @@ def read_range(chunks: list[tuple[str, int]], start: int, end: int) -> Iterator[
         if offset > end:
             return
         first, last = max(start - offset, 0), min(end - offset, size - 1)
-        with files.open(name, "rb") as handle:
+        try:
+            handle = files.open(name, "rb")
+        except OSError:
+            # Lost outside the application (clean_recordings reports it): the answer stops short,
+            # and the client sees a response shorter than its Content-Length, not other bytes.
+            log.error("Recording chunk %s is missing", name)
+            return
+        with handle:
             handle.seek(first)
             left = last - first + 1
             while left > 0:
                 block = handle.read(min(READ_BLOCK, left))
                 if not block:
-                    # The file is shorter than its row says: stop rather than send other bytes.
                     log.error("Recording chunk %s is shorter than recorded", name)
                     return
                 left -= len(block)
