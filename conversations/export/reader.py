@@ -27,7 +27,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import F, QuerySet
 
 from conversations.export import records
-from conversations.models import Conversation, Event, ResponseUsage, TranscriptionUsage, Utterance
+from conversations.models import Conversation, Event, Recording, ResponseUsage, TranscriptionUsage, Utterance
 
 DEFAULT_CHUNK_SIZE = 500
 # A conversation's journal holds every event received (hundreds, with payloads of kilobytes):
@@ -107,6 +107,7 @@ def iter_chunks(
         responses = _children(ResponseUsage, records.RESPONSE, ids, "created_at", "response_id")
         transcriptions = _children(TranscriptionUsage, records.TRANSCRIPTION, ids, "created_at", "item_id")
         events = _children(Event, records.EVENT, ids, "id") if include_events else {}
+        recordings = _children(Recording, records.RECORDING, ids, "segment")
         yield [
             records.make_record(
                 conversation,
@@ -115,6 +116,7 @@ def iter_chunks(
                 events.get(conversation["pk"], ()) if include_events else None,
                 include_review=include_review,
                 transcriptions=transcriptions.get(conversation["pk"], ()),
+                recordings=recordings.get(conversation["pk"], ()),
             )
             for conversation in conversations
         ]

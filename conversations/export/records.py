@@ -23,7 +23,15 @@ from functools import cached_property
 from django.core.exceptions import ValidationError
 from django.db import models
 
-from conversations.models import Conversation, Event, ResponseUsage, TokenUsage, TranscriptionUsage, Utterance
+from conversations.models import (
+    Conversation,
+    Event,
+    Recording,
+    ResponseUsage,
+    TokenUsage,
+    TranscriptionUsage,
+    Utterance,
+)
 
 SCHEMA = 1
 
@@ -100,6 +108,10 @@ RESPONSE = Fields(ResponseUsage, ("response_id", "status", "created_at") + Token
 TRANSCRIPTION = Fields(
     TranscriptionUsage, ("item_id", "created_at", "source") + TranscriptionUsage.USAGE_FIELDS
 )
+# The audio of each session, in session order: what there is, not the audio itself
+# (`export_sessions --include-recordings` writes the files beside the export). Not imported:
+# a restored conversation has no audio.
+RECORDING = Fields(Recording, ("segment", "mime_type", "bytes", "duration_ms", "started_at"))
 # In the journal's order (storage order: the two streams interleaved as they were folded).
 EVENT = Fields(Event, ("seq", "type", "payload", "received_at", "source"))
 
@@ -122,13 +134,15 @@ def make_record(
     *,
     include_review: bool = False,
     transcriptions: Iterable[Sequence] = (),
+    recordings: Iterable[Sequence] = (),
 ) -> dict:
     """
     One conversation as a record. `conversation` maps "uuid", "username", "reviewer" (a
     username or None) and the field names of CONVERSATION, USAGE_TOTALS and REVIEW to their
     values; the children are rows of values in the order of UTTERANCE's, RESPONSE's and EVENT's
     names (values after those are ignored), already in conversation order; so are
-    `transcriptions`, by TRANSCRIPTION's names. No "events" key when `events` is None.
+    `transcriptions` (TRANSCRIPTION's names) and `recordings` (RECORDING's names). No "events"
+    key when `events` is None.
     """
     record = {"schema": SCHEMA, "id": str(conversation["uuid"]), "user": conversation["username"]}
     record.update(CONVERSATION.pick(conversation))
@@ -139,6 +153,7 @@ def make_record(
     record["responses"] = [RESPONSE.to_json(row) for row in responses]
     record["transcriptions"] = [TRANSCRIPTION.to_json(row) for row in transcriptions]
     record["utterances"] = [UTTERANCE.to_json(row) for row in utterances]
+    record["recordings"] = [RECORDING.to_json(row) for row in recordings]
     if events is not None:
         record["events"] = [EVENT.to_json(row) for row in events]
     return record

@@ -78,6 +78,7 @@ def conversation_detail(request, conversation):
             "labels": selectors.transcript_labels(),
             "download_formats": downloads.menu(),
             "live_url": selectors.live_path(conversation),
+            "recordings": selectors.recordings_for(conversation),
         },
     )
 
@@ -98,7 +99,11 @@ def conversation_delete(request, conversation):
     return render(
         request,
         "conversations/confirm_delete.html",
-        {"conversation": conversation, "turns": conversation.utterances.count()},
+        {
+            "conversation": conversation,
+            "turns": conversation.utterances.count(),
+            "recordings": conversation.recordings.count(),
+        },
     )
 
 
