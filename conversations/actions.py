@@ -8,10 +8,10 @@ transaction commits (at once outside one): a rolled-back change is never announc
 Only active conversations are announced: a transcript page opens its live socket only while
 its conversation is active and stops at its end, so no one watches the others.
 
-Deleting goes in batches. A batch deletes the journal, the utterances and the usages of its
-conversations with one DELETE each (`conversation_id IN (…)`), then the conversations through
-Django's collector, which handles whatever else may point at a conversation and sweeps up a
-child row written meanwhile. No row is loaded to be deleted, so a conversation with 100 000
+Deleting goes in batches. A batch deletes the journal, the utterances and the usages (of the
+responses and of the transcriptions) of its conversations with one DELETE each
+(`conversation_id IN (…)`), then the conversations through Django's collector, which handles
+whatever else may point at a conversation and sweeps up a child row written meanwhile. No row is loaded to be deleted, so a conversation with 100 000
 events costs what one with ten does. Each batch is its own short transaction: under SQLite the
 live app's writers get their turn between batches instead of waiting for a whole purge.
 """
@@ -30,7 +30,17 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from conversations import budget
-from conversations.models import Conversation, DailyStorage, Event, ResponseUsage, Utterance
+from conversations.models import (
+    Conversation,
+    DailyStorage,
+    Event,
+    Recording,
+    RecordingChunk,
+    ResponseUsage,
+    TranscriptionUsage,
+    Utterance,
+)
+from conversations.recordings import store as recording_store
 from conversations.transcript import live
 
 ACTIVE, ENDED = Conversation.Status.ACTIVE, Conversation.Status.ENDED
@@ -172,8 +182,10 @@ def save_review(conversation: Conversation, reviewer, changed: Iterable[str]) ->
 
 DEFAULT_BATCH_SIZE = 500
 # What hangs off a conversation, deleted ahead of it.
-CHILDREN = (Event, Utterance, ResponseUsage)
-MODELS = (Conversation,) + CHILDREN
+CHILDREN = (Event, Utterance, ResponseUsage, TranscriptionUsage)
+# The recordings' rows go first too, and their files after the batch commits (recordings/store.py).
+RECORDING_MODELS = (Recording, RecordingChunk)
+MODELS = (Conversation,) + CHILDREN + RECORDING_MODELS
 
 
 def _empty_counts() -> Counter:
@@ -185,8 +197,9 @@ def count_conversations(queryset: QuerySet) -> Counter:
     counts = _empty_counts()
     counts[Conversation._meta.label] = queryset.count()
     ids = queryset.values("pk")
-    for model in CHILDREN:
+    for model in CHILDREN + (Recording,):
         counts[model._meta.label] = model.objects.filter(conversation__in=ids).count()
+    counts[RecordingChunk._meta.label] = RecordingChunk.objects.filter(recording__conversation__in=ids).count()
     return counts
 
 
@@ -207,6 +220,9 @@ def delete_conversations(queryset: QuerySet, *, batch_size: int = DEFAULT_BATCH_
             return counts
         ids = [pk for pk, _, _ in rows]
         with transaction.atomic():
+            # Their files are deleted once this batch commits; one that cannot be is left to
+            # `clean_recordings` (a row is never deleted after its file).
+            counts.update(recording_store.delete_rows(ids))
             for model in CHILDREN:
                 counts.update(model.objects.filter(conversation_id__in=ids).delete()[1])
             counts.update(Conversation.objects.filter(pk__in=ids).delete()[1])

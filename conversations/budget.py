@@ -71,9 +71,7 @@ def session_reserve() -> Decimal:
 
 def hold_lifetime() -> timedelta:
     """How long a hold lasts when nothing releases it: the longest a session can run, plus its key's life."""
-    # REALTIME_MAX_SESSION_SECONDS is the session cap's setting (its default until it exists).
-    cap = getattr(settings, "REALTIME_MAX_SESSION_SECONDS", 1800)
-    return timedelta(seconds=int(cap) + settings.REALTIME_KEY_TTL)
+    return timedelta(seconds=int(settings.REALTIME_MAX_SESSION_SECONDS) + settings.REALTIME_KEY_TTL)
 
 
 # --- where a user stands ------------------------------------------------------------------------------

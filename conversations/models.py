@@ -2,8 +2,9 @@
 The stored side of a voice conversation.
 
 The event journal (`Event`) is the source of truth: every accepted socket frame, raw. The
-transcript (`Utterance`) and the usage (`ResponseUsage`, and the totals on `Conversation`) are
-derived from it by the reducer in `transcript/reducer.py`, so they can be rebuilt at any time.
+transcript (`Utterance`) and the usage (`ResponseUsage`, `TranscriptionUsage`, and the totals on
+`Conversation`) are derived from it by the reducer in `transcript/reducer.py`, so they can be
+rebuilt at any time.
 """
 
 import uuid
@@ -80,7 +81,7 @@ class Conversation(TokenUsage):
     started_at = models.DateTimeField(null=True, blank=True, help_text="First event received.")
     last_activity_at = models.DateTimeField(null=True, blank=True, help_text="Last event received.")
     ended_at = models.DateTimeField(null=True, blank=True)
-    # Input transcription is billed apart from the responses.
+    # Input transcription is billed apart from the responses: the sum of its TranscriptionUsage rows.
     transcription_tokens = models.PositiveIntegerField(default=0)
     conflicts = models.PositiveIntegerField(
         default=0,
@@ -108,6 +109,8 @@ class Conversation(TokenUsage):
         ordering = ["-created_at"]
         indexes = [
             models.Index(fields=["user", "-created_at"], name="conv_user_created"),
+            # A user's conversations active lately: what they spent (conversations/spend.py).
+            models.Index(fields=["user", "last_activity_at"], name="conv_user_activity"),
             models.Index(fields=["status", "last_activity_at"], name="conv_status_activity"),
             models.Index(fields=["created_at"], name="conv_created"),
             # The admin's filters and review queues, newest first (history_indexes migration).
@@ -259,6 +262,44 @@ class ResponseUsage(TokenUsage):
         return f"{self.response_id}: {self.total_tokens} tokens"
 
 
+class TranscriptionUsage(models.Model):
+    """The usage of one user item's input transcription, recorded once per item_id.
+
+    As OpenAI reports it on `conversation.item.input_audio_transcription.completed.usage`: tokens
+    (`{"type": "tokens", …}`: the gpt-4o-*-transcribe models) or seconds of audio
+    (`{"type": "duration", "seconds": …}`: whisper-1). Billed apart from the responses, at the
+    transcription model's prices (`history/pricing.py`).
+    """
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="transcriptions")
+    item_id = models.CharField(max_length=100)
+    input_tokens = models.PositiveIntegerField(default=0)
+    input_text_tokens = models.PositiveIntegerField(default=0)
+    input_audio_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    # Duration-billed models report seconds of audio, not tokens.
+    seconds = models.DecimalField(max_digits=12, decimal_places=3, default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    # Whose completion this is: the witness's replaces the browser's, never the other way round.
+    source = models.CharField(max_length=8, choices=Source.choices, default=Source.BROWSER)
+
+    COUNT_FIELDS = ("input_tokens", "input_text_tokens", "input_audio_tokens", "output_tokens")
+    USAGE_FIELDS = (*COUNT_FIELDS, "seconds")
+
+    class Meta:
+        ordering = ["conversation", "created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["conversation", "item_id"], name="transcription_unique_item"),
+        ]
+
+    def __str__(self):
+        return f"{self.item_id}: {self.total_tokens} tokens"
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
 class DailyStorage(models.Model):
     """Bytes of frames journaled for one user on one (UTC) day: TRANSCRIPT_MAX_BYTES_PER_USER_PER_DAY.
 
@@ -314,9 +355,40 @@ class RealtimeCall(models.Model):
     )
     ended_at = models.DateTimeField(null=True, blank=True, help_text="When the witness saw the call end.")
 
+    # The server's hang-up (conversations/witness/hangup.py): why, when it was claimed (by exactly
+    # one process: a conditional UPDATE on hangup_requested_at), when OpenAI confirmed it, how many
+    # tries it took and the last error when every try failed.
+    class HangupReason(models.TextChoices):
+        NONE = "", "—"
+        SESSION_CAP = "session_cap", "Session length cap"
+        BUDGET = "budget", "Daily budget spent"
+
+    hangup_reason = models.CharField(max_length=16, choices=HangupReason.choices, blank=True, default="")
+    hangup_requested_at = models.DateTimeField(null=True, blank=True)
+    hung_up_at = models.DateTimeField(null=True, blank=True, help_text="When OpenAI confirmed the hang-up.")
+    hangup_attempts = models.PositiveSmallIntegerField(default=0)
+    hangup_error = models.CharField(max_length=500, blank=True, default="")
+
     class Meta:
         ordering = ["conversation", "created_at"]
-        indexes = [models.Index(fields=["ended_at", "witness_lease_until"], name="call_witness_scan")]
+        indexes = [
+            models.Index(fields=["ended_at", "witness_lease_until"], name="call_witness_scan"),
+            # The session-cap sweep: live calls not yet hung up, oldest first. Partial (live calls
+            # only: small); its first two columns are the ones the sweep tests for NULL, so SQLite
+            # sees two equalities and a range and reads it alone (with an index on created_at only
+            # it took call_witness_scan and sorted); PostgreSQL scans it too (bench/hangup_sweep.py).
+            models.Index(
+                fields=["ended_at", "hangup_requested_at", "created_at"],
+                condition=models.Q(ended_at__isnull=True, hangup_requested_at__isnull=True),
+                name="call_cap_sweep",
+            ),
+            # The staff usage page: the latest calls the server hung up.
+            models.Index(
+                fields=["hangup_requested_at"],
+                condition=models.Q(hangup_requested_at__isnull=False),
+                name="call_hung_up",
+            ),
+        ]
 
     def __str__(self):
         return f"{self.call_id} ({self.source})"
@@ -372,3 +444,56 @@ class BudgetHold(models.Model):
 
     def __str__(self):
         return f"{self.usd} USD held for {self.user_id} until {self.expires_at}"
+
+class Recording(models.Model):
+    """
+    The audio of one session (segment) of a conversation, both sides mixed, recorded by the
+    browser and uploaded in chunks (conversations/recordings/). The recording is its chunks'
+    files concatenated in index order: MediaRecorder's chunks join into one valid stream.
+    """
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="recordings")
+    # The conversation's session this is the audio of (1 = the first; Conversation.segments).
+    segment = models.PositiveIntegerField()
+    # The recorder's mimeType, as sent with chunk 0 (e.g. "audio/webm;codecs=opus").
+    mime_type = models.CharField(max_length=100)
+    chunks = models.PositiveIntegerField(default=0)
+    bytes = models.PositiveBigIntegerField(default=0)
+    # The audio covered so far, as the recorder counted it (the last chunk's cumulative duration).
+    duration_ms = models.PositiveBigIntegerField(default=0)
+    # Server clock: when chunk 0 arrived minus the audio it covered, so that a transcript line's
+    # place in the recording is line.created_at - started_at.
+    started_at = models.DateTimeField()
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["conversation", "segment"]
+        constraints = [
+            models.UniqueConstraint(fields=["conversation", "segment"], name="recording_unique_segment"),
+            models.CheckConstraint(condition=models.Q(segment__gte=1), name="recording_segment_positive"),
+        ]
+
+    def __str__(self):
+        return f"recording {self.segment} of {self.conversation_id} ({self.bytes} bytes)"
+
+
+class RecordingChunk(models.Model):
+    """One uploaded chunk of a recording: its file in STORAGES["recordings"] (`name`) and its digest."""
+
+    recording = models.ForeignKey(Recording, on_delete=models.CASCADE, related_name="chunk_files")
+    index = models.PositiveIntegerField()
+    # The storage name of its file: unique per upload attempt, so that two uploads of one index
+    # never write the same file (a storage may overwrite) and a refused one removes only its own.
+    name = models.CharField(max_length=255, unique=True)
+    bytes = models.PositiveIntegerField()
+    sha256 = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["recording", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["recording", "index"], name="recording_chunk_unique_index"),
+        ]
+
+    def __str__(self):
+        return f"chunk {self.index} ({self.bytes} bytes)"

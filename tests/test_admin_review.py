@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 from pytest_django.asserts import assertContains, assertNotContains
 
-from conversations.models import Conversation, Event, ResponseUsage, Utterance
+from conversations.models import Conversation, Event, ResponseUsage, TranscriptionUsage, Utterance
 from tests.support.factories import make_talk, make_user
 
 pytestmark = pytest.mark.django_db
@@ -276,9 +276,11 @@ class TestChangePage:
 
 
 class TestReadOnlyTranscripts:
-    @pytest.mark.parametrize("model", [Utterance, Event, ResponseUsage])
+    @pytest.mark.parametrize("model", [Utterance, Event, ResponseUsage, TranscriptionUsage])
     def test_no_add_change_or_delete(self, staff_client, talks, model):
         name = model._meta.model_name
+        if model is TranscriptionUsage:
+            TranscriptionUsage.objects.create(conversation=talks["weather"], item_id="item_0", input_tokens=5)
         row = model.objects.first()
         assert staff_client.get(reverse(f"admin:conversations_{name}_changelist")).status_code == 200
         assert staff_client.get(reverse(f"admin:conversations_{name}_add")).status_code == 403
@@ -303,7 +305,7 @@ class TestReadOnlyTranscripts:
         assertContains(response, "Journal events: 2")
         assert staff_client.post(url, {"post": "yes"}).status_code == 302
         assert not Conversation.objects.filter(pk=conversation.pk).exists()
-        for model in (Utterance, Event, ResponseUsage):
+        for model in (Utterance, Event, ResponseUsage, TranscriptionUsage):
             assert not model.objects.filter(conversation_id=conversation.pk).exists()
 
     def test_bulk_delete_action(self, staff_client, talks):

@@ -10,7 +10,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
 
-from conversations.models import Conversation, Event, ResponseUsage, Utterance
+from conversations.models import Conversation, Event, ResponseUsage, TranscriptionUsage, Utterance
 from tests.support.factories import T0, make_conversation, make_full_conversation, make_user
 from tests.support.processes import run_manage
 
@@ -37,7 +37,7 @@ def import_(path, **options):
 
 
 def counts():
-    return [m.objects.count() for m in (Conversation, Utterance, ResponseUsage, Event)]
+    return [m.objects.count() for m in (Conversation, Utterance, ResponseUsage, Event, TranscriptionUsage)]
 
 
 def wipe_and_recreate_users():
@@ -47,13 +47,17 @@ def wipe_and_recreate_users():
     get_user_model().objects.all().delete()
     for name, staff in names:
         make_user(name, is_staff=staff)
-    assert counts() == [0, 0, 0, 0]
+    assert counts() == [0, 0, 0, 0, 0]
 
 
 @pytest.fixture
 def data():
     alice, bob, staff = make_user("alice"), make_user("bob"), make_user("reviewer", is_staff=True)
-    make_full_conversation(alice, utterances=6, events=5)
+    talk = make_full_conversation(alice, utterances=6, events=5)
+    for n, (tokens, seconds) in enumerate([(170, "0"), (0, "12.345")]):  # token- and duration-billed
+        TranscriptionUsage.objects.create(conversation=talk, item_id=f"item_{talk.pk}_{2 * n}", input_tokens=tokens,
+                                          input_audio_tokens=tokens, seconds=seconds, source=["server", "browser"][n],
+                                          created_at=T0)  # fmt: skip
     make_full_conversation(
         bob,
         status="active",
@@ -83,7 +87,8 @@ def test_round_trip_export_import_export_is_identical(data, tmp_path, include_ev
     wipe_and_recreate_users()
     report = import_(first)
     expected_events = before[3] if include_events else 0
-    assert counts() == before[:3] + [expected_events]
+    assert counts() == before[:3] + [expected_events] + before[4:]
+    assert before[4] == 2
     assert report.startswith(
         f"Imported 4 conversations ({before[1]} utterances, {before[2]} response usage records"
     )
@@ -151,7 +156,7 @@ def test_dry_run_writes_nothing(data, tmp_path):
     backup = export_to(tmp_path / "backup.jsonl")
     wipe_and_recreate_users()
     assert import_(backup, dry_run=True).startswith("Would import 4 conversations")
-    assert counts() == [0, 0, 0, 0]
+    assert counts() == [0, 0, 0, 0, 0]
 
 
 def test_an_empty_export_imports_nothing(tmp_path):
@@ -177,7 +182,7 @@ def refused(path, message):
         import_(path)
     assert message in str(error.value)
     assert str(error.value).endswith("Nothing was imported.")
-    assert counts() == [0, 0, 0, 0]
+    assert counts() == [0, 0, 0, 0, 0]
 
 
 def test_a_truncated_file_is_refused(backup):
@@ -316,3 +321,17 @@ def test_a_batch_the_database_refuses_stops_the_import_and_a_rerun_finishes_it(b
     assert Conversation.objects.count() == 2
     assert import_(backup).startswith("Imported 2 conversations")
     assert Conversation.objects.count() == 4
+
+
+def test_a_record_written_before_transcription_usage_imports_with_none(data, tmp_path):
+    backup = export_to(tmp_path / "backup.jsonl")
+    lines = [json.loads(line) for line in backup.read_text().splitlines()]
+    assert sorted(len(record["transcriptions"]) for record in lines) == [0, 0, 0, 2]
+    assert {row["seconds"] for record in lines for row in record["transcriptions"]} == {"0.000", "12.345"}
+    for record in lines:
+        del record["transcriptions"]
+    old = tmp_path / "old.jsonl"
+    old.write_text("".join(json.dumps(record) + "\n" for record in lines))
+    wipe_and_recreate_users()
+    import_(old)
+    assert Conversation.objects.count() == 4 and not TranscriptionUsage.objects.exists()

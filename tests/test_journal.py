@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conversations import actions
-from conversations.models import Conversation, Event, ResponseUsage, TokenUsage, Utterance
+from conversations.models import Conversation, Event, ResponseUsage, TokenUsage, TranscriptionUsage, Utterance
 from conversations.transcript import journal, live, reducer
 from conversations.transcript.frames import Frame
 from tests.support.events import (
@@ -52,8 +52,11 @@ def snapshot(conversation):
         for u in conversation.utterances.order_by("position")
     ]
     usages = list(conversation.usages.order_by("response_id").values_list("response_id", "status", *TokenUsage.USAGE_FIELDS))
+    transcriptions = list(
+        conversation.transcriptions.order_by("item_id").values_list("item_id", "source", *TranscriptionUsage.USAGE_FIELDS)
+    )
     fields = {n: getattr(conversation, n) for n in journal.CONVERSATION_UPDATE_FIELDS}
-    return utterances, usages, fields
+    return utterances, usages, transcriptions, fields
 
 
 def test_append_is_idempotent(conversation):
@@ -141,9 +144,11 @@ def test_rebuild_gives_what_live_gave(name, conversation):
     assert journal.rebuild(conversation).status == "unchanged"
     Utterance.objects.filter(conversation=conversation).delete()
     ResponseUsage.objects.filter(conversation=conversation).delete()
-    Conversation.objects.filter(pk=conversation.pk).update(output_tokens=0, started_at=None)
+    TranscriptionUsage.objects.filter(conversation=conversation).delete()
+    Conversation.objects.filter(pk=conversation.pk).update(output_tokens=0, started_at=None, transcription_tokens=0)
     result = journal.rebuild(conversation)
     assert (result.status, result.events) == ("rebuilt", len(events))
+    assert result.transcriptions == len(live_result[2])
     assert snapshot(conversation) == live_result
     assert journal.rebuild(conversation).status == "unchanged"
 
@@ -172,7 +177,7 @@ def test_live_in_any_batches_then_rebuild_is_unchanged(conversation, events, cut
                 journal.append_frames(conversation.pk, batch)
         state = reducer.TranscriptState()
         reducer.fold(state, [(f.event, timezone.now()) for f in all_frames])
-        utterances, _, _ = snapshot(conversation)
+        utterances, *_ = snapshot(conversation)
         assert untimed(utterances) == untimed(sorted(state.utterances.values(), key=lambda u: u.position))
         assert journal.rebuild(conversation).status == "unchanged"
         transaction.set_rollback(True)

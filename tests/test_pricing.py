@@ -1,7 +1,7 @@
 from decimal import Decimal
 
 from conversations.history import pricing
-from conversations.models import ResponseUsage
+from conversations.models import Conversation, ResponseUsage, TranscriptionUsage
 
 
 def usage(**counts):
@@ -59,3 +59,47 @@ def test_format_usd():
     assert pricing.format_usd(Decimal("0.0894")) == "$0.0894"
     assert pricing.format_usd(Decimal("0.00004")) == "< $0.0001"
     assert pricing.format_usd(Decimal("1234.567")) == "$1,234.57"
+
+
+# --- input transcription -----------------------------------------------------------------------
+
+
+def test_transcription_is_priced_per_model_and_kind_of_token():
+    row = TranscriptionUsage(input_tokens=1_000_000, input_text_tokens=200_000, input_audio_tokens=800_000,
+                             output_tokens=1_000_000)  # fmt: skip
+    # gpt-4o-mini-transcribe: text in $1.25, audio in $3, text out $5 per 1M tokens.
+    assert pricing.transcription_cost(row, "gpt-4o-mini-transcribe") == Decimal("0.25") + Decimal("2.40") + 5
+    assert pricing.transcription_cost(row, "gpt-4o-transcribe") == Decimal("0.50") + Decimal("4.80") + 10
+    assert pricing.transcription_cost(row, "gpt-4o-transcribe-2026-03-20") == pricing.transcription_cost(
+        row, "gpt-4o-transcribe"
+    )
+
+
+def test_unknown_transcription_models_cost_the_dearest_known_never_zero():
+    tokens = {"input_tokens": 1_000_000, "input_audio_tokens": 1_000_000, "output_tokens": 1_000_000}
+    assert (
+        pricing.transcription_cost(tokens, "gpt-transcribe-next")
+        == 16
+        == pricing.transcription_cost(tokens, "gpt-4o-transcribe")
+    )
+    assert pricing.transcription_cost({"seconds": 600}, "some-new-model") == Decimal("0.06")
+
+
+def test_duration_billed_transcription_and_tokens_without_details():
+    assert pricing.transcription_cost({"seconds": Decimal(30)}, "whisper-1") == Decimal("0.003")
+    # Input tokens without details are priced as audio (what is transcribed is audio).
+    assert pricing.transcription_cost({"input_tokens": 1_000_000}, "gpt-4o-mini-transcribe") == 3
+    # A shape the model is not billed by is priced at the dearest rate, not 0.
+    assert pricing.transcription_cost({"input_tokens": 1_000_000}, "whisper-1") == 6
+
+
+def test_transcription_cost_defaults_to_the_configured_model(settings):
+    settings.REALTIME_TRANSCRIPTION_MODEL = "gpt-4o-transcribe"
+    assert pricing.transcription_cost({"output_tokens": 1_000_000}) == 10
+
+
+def test_a_conversation_cost_includes_its_transcription(settings):
+    settings.REALTIME_TRANSCRIPTION_MODEL = "gpt-4o-mini-transcribe"
+    conversation = Conversation(model="gpt-realtime-2.1", input_tokens=1_000_000)
+    assert pricing.conversation_cost(conversation, {"output_tokens": 1_000_000}) == 4 + 5
+    assert pricing.conversation_cost(Conversation(model="x"), {"output_tokens": 1}) is None

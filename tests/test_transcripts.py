@@ -531,9 +531,12 @@ def partial(full: TranscriptState, events) -> TranscriptState:
         responses |= r
     utterances = {k: u for k, u in full.utterances.items() if k in items}
     responses |= {u.response_id for u in utterances.values() if u.response_id}
+    completions = [e for e in events if isinstance(e, dict) and e.get("type") == reducer.TRANSCRIPTION_COMPLETED]
+    transcribed_items = {i for e in completions for i in reducer.referenced_ids(e)[0]}
     return TranscriptState(
         utterances=utterances,
         responses={r: s for r, s in full.responses.items() if r in responses},
+        transcriptions={i: t for i, t in full.transcriptions.items() if i in transcribed_items},
         next_position=full.next_position, has_title=full.has_title,
         started_at=full.started_at, last_activity_at=full.last_activity_at,
     )  # fmt: skip

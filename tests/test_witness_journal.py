@@ -11,7 +11,7 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conversations.models import Conversation, Event, ResponseUsage, TokenUsage, Utterance
+from conversations.models import Conversation, Event, ResponseUsage, TokenUsage, TranscriptionUsage, Utterance
 from conversations.transcript import journal, reducer
 from conversations.transcript.frames import Frame, server_frame
 from conversations.transcript.reducer import SERVER, TranscriptState
@@ -248,7 +248,9 @@ def snapshot(conversation):
     utterances = [journal.to_state(u) for u in conversation.utterances.order_by("position")]
     usages = list(conversation.usages.order_by("response_id").values_list("response_id", "status", "source",
                                                                           *TokenUsage.USAGE_FIELDS))  # fmt: skip
-    return utterances, usages, {n: getattr(conversation, n) for n in journal.CONVERSATION_UPDATE_FIELDS}
+    transcriptions = list(conversation.transcriptions.order_by("item_id").values_list(
+        "item_id", "source", *TranscriptionUsage.USAGE_FIELDS))  # fmt: skip
+    return utterances, usages, transcriptions, {n: getattr(conversation, n) for n in journal.CONVERSATION_UPDATE_FIELDS}
 
 
 def untimed(utterances):
@@ -285,7 +287,8 @@ def test_mixed_streams_live_in_any_batches_then_rebuild_is_unchanged(conversatio
         assert journal.rebuild(conversation).status == "unchanged"
         Utterance.objects.filter(conversation=conversation).delete()
         ResponseUsage.objects.filter(conversation=conversation).delete()
-        Conversation.objects.filter(pk=conversation.pk).update(output_tokens=0, conflicts=0)
+        TranscriptionUsage.objects.filter(conversation=conversation).delete()
+        Conversation.objects.filter(pk=conversation.pk).update(output_tokens=0, conflicts=0, transcription_tokens=0)
         journal.rebuild(conversation)
         assert snapshot(conversation) == live
         transaction.set_rollback(True)

@@ -218,6 +218,14 @@ REALTIME_WITNESS = _witness in ("true", "1", "yes", "on")
 # value at start with a clear message.
 USER_DAILY_BUDGET_USD = env.str("USER_DAILY_BUDGET_USD", default="5")
 BUDGET_SESSION_RESERVE_USD = env.str("BUDGET_SESSION_RESERVE_USD", default="0.50")
+
+# The longest a call may run: the server hangs up a call older than this (witness/hangup.py) and
+# refuses to start another session of a conversation whose last one ran past it unseen. OpenAI's
+# own maximum is 60 minutes. Read as text and checked by conversations/checks.py (1..3600), so
+# a bad value stops start-up with a clear message instead of a traceback.
+REALTIME_MAX_SESSION_SECONDS = env.str("REALTIME_MAX_SESSION_SECONDS", default="1800").strip()
+if REALTIME_MAX_SESSION_SECONDS.isdigit():
+    REALTIME_MAX_SESSION_SECONDS = int(REALTIME_MAX_SESSION_SECONDS)
 if REALTIME_MODEL not in REALTIME_MODELS:
     raise ImproperlyConfigured(
         f"REALTIME_MODEL={REALTIME_MODEL!r} is not in REALTIME_MODELS ({', '.join(REALTIME_MODELS)})."
@@ -277,6 +285,40 @@ if TRANSCRIPT_FRAMES_PER_SECOND_PER_USER < 0:
 if SOCKET_SLOT_TTL < 3:
     raise ImproperlyConfigured("SOCKET_SLOT_TTL must be at least 3 seconds.")
 
+# --- Recordings ---------------------------------------------------------------------------
+# The audio of a conversation, recorded in the browser and uploaded in chunks
+# (conversations/recordings/). Stored through STORAGES["recordings"]: files under
+# RECORDINGS_ROOT (private: nothing serves that directory; only the owner's and staff's
+# playback view reads it), or an S3-compatible bucket (RECORDINGS_STORAGE=s3, docs/deploy.md).
+RECORDINGS_STORAGE = env.str("RECORDINGS_STORAGE", default="filesystem").strip().lower()
+RECORDINGS_ROOT = env.path("RECORDINGS_ROOT", default=BASE_DIR / "var" / "recordings")
+# Largest chunk accepted (bytes; a 5 s chunk of Opus at 32 kbit/s is about 20 KB) and the most
+# audio one conversation may hold, all its recordings together. Checked at start (checks.py).
+RECORDING_MAX_CHUNK_BYTES = env.int("RECORDING_MAX_CHUNK_BYTES", default=1024 * 1024)
+RECORDING_MAX_BYTES_PER_CONVERSATION = env.int("RECORDING_MAX_BYTES_PER_CONVERSATION", default=100 * 1024 * 1024)
+# …and one user, all their conversations together (about 70 hours at 32 kbit/s).
+RECORDING_MAX_BYTES_PER_USER = env.int("RECORDING_MAX_BYTES_PER_USER", default=1024 * 1024 * 1024)
+if RECORDINGS_STORAGE == "s3":
+    RECORDINGS_STORAGE_BACKEND = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": env.str("RECORDINGS_S3_BUCKET", default=""),
+            "endpoint_url": env.str("RECORDINGS_S3_ENDPOINT_URL", default="") or None,
+            "region_name": env.str("RECORDINGS_S3_REGION", default="") or None,
+            "location": env.str("RECORDINGS_S3_PREFIX", default="recordings"),
+            # Private objects, never overwritten, read only through the playback view.
+            "default_acl": "private",
+            "file_overwrite": False,
+            "querystring_auth": True,
+        },
+    }
+else:
+    RECORDINGS_STORAGE_BACKEND = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(RECORDINGS_ROOT), "directory_permissions_mode": 0o700,
+                    "file_permissions_mode": 0o600},
+    }
+
 # --- Internationalization -------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
@@ -289,6 +331,7 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "recordings": RECORDINGS_STORAGE_BACKEND,
     "staticfiles": {
         "BACKEND": (
             "django.contrib.staticfiles.storage.StaticFilesStorage"

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from conversations.realtime import views as realtime_views
+from conversations.recordings import views as recording_views
 
 from .health import healthz
 
@@ -13,6 +14,18 @@ urlpatterns = [
     path("api/realtime/sessions", realtime_views.realtime_sessions, name="api_realtime_sessions"),
     path("api/realtime/calls", realtime_views.realtime_calls, name="api_realtime_calls"),
     path("api/realtime/budget", realtime_views.realtime_budget, name="api_realtime_budget"),
+
+    # Segments and indexes are parsed by the views: a malformed one is a 400, not an unknown path.
+    path(
+        "api/conversations/<str:conversation_id>/recordings/<str:segment>/chunks/<str:index>",
+        recording_views.upload_chunk,
+        name="api_recording_chunk",
+    ),
+    path(
+        "api/conversations/<str:conversation_id>/recordings/<str:segment>/",
+        recording_views.recording_status,
+        name="api_recording",
+    ),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
 ]

@@ -39,7 +39,14 @@ from conversations.admin.filters import (
 from conversations.export import downloads, formats
 from conversations.history import pricing, selectors, usage
 from conversations.history.forms import DateRangeForm
-from conversations.models import Conversation, Event, RealtimeCall, ResponseUsage, Utterance
+from conversations.models import (
+    Conversation,
+    Event,
+    RealtimeCall,
+    ResponseUsage,
+    TranscriptionUsage,
+    Utterance,
+)
 from conversations.templatetags import history_format
 from conversations.templatetags.history_format import clock, tokens
 
@@ -189,6 +196,7 @@ class ConversationAdmin(admin.ModelAdmin):
             },
         ),
         ("Witness", {"fields": ("witness_display", "calls_table")}),
+        ("Recording", {"fields": ("recording_player",)}),
         (
             "Times",
             {
@@ -211,8 +219,12 @@ class ConversationAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request).select_related("user", "reviewed_by")
-        return selectors.with_first_line(
-            selectors.with_witness(selectors.with_verified(selectors.with_turns(selectors.with_duration(queryset))))
+        return selectors.with_transcription_usage(
+            selectors.with_first_line(
+                selectors.with_witness(
+                    selectors.with_verified(selectors.with_turns(selectors.with_duration(queryset)))
+                )
+            )
         )
 
     # --- Columns and read-only fields ---------------------------------------------------------
@@ -271,6 +283,14 @@ class ConversationAdmin(admin.ModelAdmin):
             {"calls": calls, "more": max(0, conversation.call_count - len(calls))},
         )
 
+    @admin.display(description="audio")
+    def recording_player(self, conversation):
+        """The same players as the transcript page (staff may read every recording)."""
+        recordings = selectors.recordings_for(conversation)
+        if not recordings:
+            return "No recording."
+        return render_to_string("includes/recording_player.html", {"recordings": recordings})
+
     @admin.display(description="tokens")
     def usage_table(self, conversation):
         return render_to_string("admin/conversations/includes/usage_table.html", {"usage": conversation})
@@ -281,7 +301,7 @@ class ConversationAdmin(admin.ModelAdmin):
 
     @admin.display(description="est. cost")
     def cost_display(self, conversation):
-        cost = pricing.estimate_cost(conversation, conversation.model)
+        cost = pricing.conversation_cost(conversation, conversation, prefix=selectors.TRANSCRIPTION_PREFIX)
         return pricing.format_usd(cost) if cost is not None else "—"
 
     @admin.display(description="review")
@@ -313,9 +333,15 @@ class ConversationAdmin(admin.ModelAdmin):
             reverse("admin:conversations_conversation_changelist")
             + f"?user__id__exact={conversation.user_id}"
         )
+        transcriptions = (
+            reverse("admin:conversations_transcriptionusage_changelist")
+            + f"?conversation__id__exact={conversation.pk}"
+        )
         return format_html(
-            '<a href="{}">usage per response</a> · <a href="{}">all conversations of {}</a>',
+            '<a href="{}">usage per response</a> · <a href="{}">per transcription</a> · '
+            '<a href="{}">all conversations of {}</a>',
             usages,
+            transcriptions,
             others,
             conversation.user.get_username(),
         )
@@ -355,7 +381,8 @@ class ConversationAdmin(admin.ModelAdmin):
             "conversations": counts[Conversation._meta.label],
             "transcript lines": counts[Utterance._meta.label],
             "journal events": counts[Event._meta.label],
-            "usage records": counts[ResponseUsage._meta.label],
+            "usage records": counts[ResponseUsage._meta.label] + counts[TranscriptionUsage._meta.label],
+            "recordings": counts["conversations.Recording"],
         }
         perms_needed = set() if self.has_delete_permission(request) else {"conversation"}
         return summary, model_count, perms_needed, []
@@ -458,6 +485,9 @@ class ConversationAdmin(admin.ModelAdmin):
             "user_total": usage.total(per_user),
             # Always the last 24 hours, whatever the range: what the budgets count.
             "budgets": usage.budget_rows(),
+
+            "hung_up": usage.hung_up_calls(),
+            "hung_up_shown": usage.HUNG_UP_SHOWN,
             "changelist_url": reverse("admin:conversations_conversation_changelist"),
         }
         return TemplateResponse(request, "admin/conversations/usage.html", context)
@@ -513,5 +543,21 @@ class EventAdmin(ReadOnlyMixin, admin.ModelAdmin):
 @admin.register(ResponseUsage)
 class ResponseUsageAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ("response_id", "conversation", "status", "source", "input_tokens", "output_tokens", "created_at")
+    list_select_related = ("conversation",)
+    show_full_result_count = False
+
+
+@admin.register(TranscriptionUsage)
+class TranscriptionUsageAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = (
+        "item_id",
+        "conversation",
+        "source",
+        "input_tokens",
+        "output_tokens",
+        "seconds",
+        "created_at",
+    )
+    list_filter = ("source",)
     list_select_related = ("conversation",)
     show_full_result_count = False

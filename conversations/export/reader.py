@@ -3,9 +3,9 @@ Selecting conversations for export, and reading them as records in constant memo
 
 `iter_records()` reads a filtered queryset chunk by chunk, seeking past the last primary key
 seen (keyset pagination: each chunk is an index range scan, however deep into the table), and
-fetches each chunk's utterances and usages (and journal, when asked) with one query per kind,
-ordered by the (conversation, position) indexes and the journal's order (id). The number of queries grows with the
-number of chunks, memory with the size of one chunk, and neither with the size of the table.
+fetches each chunk's utterances and usages (of the responses and of the transcriptions), and
+its journal when asked, with one query per kind, ordered by the (conversation, position)
+indexes and the journal's order (id). The number of queries grows with the number of chunks, memory with the size of one chunk, and neither with the size of the table.
 (`.iterator()` over the conversations would stream them but cannot bring their children;
 `prefetch_related()` on the whole queryset would load everything at once.)
 
@@ -27,7 +27,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import F, QuerySet
 
 from conversations.export import records
-from conversations.models import Conversation, Event, ResponseUsage, Utterance
+from conversations.models import Conversation, Event, Recording, ResponseUsage, TranscriptionUsage, Utterance
 
 DEFAULT_CHUNK_SIZE = 500
 # A conversation's journal holds every event received (hundreds, with payloads of kilobytes):
@@ -105,7 +105,9 @@ def iter_chunks(
         ids = [conversation["pk"] for conversation in conversations]
         utterances = _children(Utterance, records.UTTERANCE, ids, "position")
         responses = _children(ResponseUsage, records.RESPONSE, ids, "created_at", "response_id")
+        transcriptions = _children(TranscriptionUsage, records.TRANSCRIPTION, ids, "created_at", "item_id")
         events = _children(Event, records.EVENT, ids, "id") if include_events else {}
+        recordings = _children(Recording, records.RECORDING, ids, "segment")
         yield [
             records.make_record(
                 conversation,
@@ -113,6 +115,8 @@ def iter_chunks(
                 responses.get(conversation["pk"], ()),
                 events.get(conversation["pk"], ()) if include_events else None,
                 include_review=include_review,
+                transcriptions=transcriptions.get(conversation["pk"], ()),
+                recordings=recordings.get(conversation["pk"], ()),
             )
             for conversation in conversations
         ]

@@ -3,11 +3,12 @@ The record: what one exported conversation is, in both directions.
 
 A record is a JSON-ready dict per conversation: a `schema` version, the public id, the owner's
 username, metadata, usage totals, the staff review (in backups and staff exports only), the usage
-of each response, the utterances in conversation order and, when asked for, the raw journal.
-The field tables below are the one list of what is exported; `make_record()` builds a record
-from column values (`queries.iter_records()` reads them from a queryset), `parse_record()`
-checks one read back from a file and builds its unsaved rows (`restore.py` writes them).
-Bump `SCHEMA` when the record's shape changes.
+of each response and of each item's input transcription, the utterances in conversation order
+and, when asked for, the raw journal. The field tables below are the one list of what is
+exported; `make_record()` builds a record from column values (`queries.iter_records()` reads them
+from a queryset), `parse_record()` checks one read back from a file and builds its unsaved rows
+(`restore.py` writes them). Bump `SCHEMA` when the record's shape changes (a list added later
+that older records lack, like `transcriptions`, imports as empty: `LISTS_ADDED_LATER`).
 
 Records are built from column values rather than from model instances: building a model
 instance per utterance made the export three times slower (see bench/README.md).
@@ -16,13 +17,21 @@ instance per utterance made the export three times slower (see bench/README.md).
 import datetime
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from django.core.exceptions import ValidationError
 from django.db import models
 
-from conversations.models import Conversation, Event, ResponseUsage, TokenUsage, Utterance
+from conversations.models import (
+    Conversation,
+    Event,
+    Recording,
+    ResponseUsage,
+    TokenUsage,
+    TranscriptionUsage,
+    Utterance,
+)
 
 SCHEMA = 1
 
@@ -44,7 +53,13 @@ class Fields:
         row = dict(zip(self.names, values))  # zip() stops at the last name
         for name in self._datetimes:
             row[name] = format_datetime(row[name])
+        for name in self._decimals:  # JSON has no decimals: a string keeps every digit
+            row[name] = str(row[name])
         return row
+
+    @cached_property
+    def _decimals(self) -> tuple[str, ...]:
+        return tuple(n for n in self.names if isinstance(self.model._meta.get_field(n), models.DecimalField))
 
     def pick(self, mapping: Mapping) -> dict:
         return self.to_json([mapping[name] for name in self.names])
@@ -81,6 +96,8 @@ ADDED_LATER_TO = {
     "responses": {"source": "browser"},
     "events": {"source": "browser"},
 }
+# Lists added to the record later: a record without one has none of its rows.
+LISTS_ADDED_LATER = ("transcriptions",)
 # The conversation's usage totals ("usage" in the record).
 USAGE_TOTALS = Fields(Conversation, TokenUsage.USAGE_FIELDS + ("transcription_tokens",))
 # Staff review ("review" in the record, with "reviewed_by" as a username). Only in exports for
@@ -88,6 +105,13 @@ USAGE_TOTALS = Fields(Conversation, TokenUsage.USAGE_FIELDS + ("transcription_to
 REVIEW = Fields(Conversation, ("reviewed", "reviewed_at", "flagged", "review_note"))
 UTTERANCE = Fields(Utterance, Utterance.FIELDS)
 RESPONSE = Fields(ResponseUsage, ("response_id", "status", "created_at") + TokenUsage.USAGE_FIELDS + ("source",))
+TRANSCRIPTION = Fields(
+    TranscriptionUsage, ("item_id", "created_at", "source") + TranscriptionUsage.USAGE_FIELDS
+)
+# The audio of each session, in session order: what there is, not the audio itself
+# (`export_sessions --include-recordings` writes the files beside the export). Not imported:
+# a restored conversation has no audio.
+RECORDING = Fields(Recording, ("segment", "mime_type", "bytes", "duration_ms", "started_at"))
 # In the journal's order (storage order: the two streams interleaved as they were folded).
 EVENT = Fields(Event, ("seq", "type", "payload", "received_at", "source"))
 
@@ -109,13 +133,16 @@ def make_record(
     events: Iterable[Sequence] | None = None,
     *,
     include_review: bool = False,
+    transcriptions: Iterable[Sequence] = (),
+    recordings: Iterable[Sequence] = (),
 ) -> dict:
     """
     One conversation as a record. `conversation` maps "uuid", "username", "reviewer" (a
     username or None) and the field names of CONVERSATION, USAGE_TOTALS and REVIEW to their
     values; the children are rows of values in the order of UTTERANCE's, RESPONSE's and EVENT's
-    names (values after those are ignored), already in conversation order. No "events" key when
-    `events` is None.
+    names (values after those are ignored), already in conversation order; so are
+    `transcriptions` (TRANSCRIPTION's names) and `recordings` (RECORDING's names). No "events"
+    key when `events` is None.
     """
     record = {"schema": SCHEMA, "id": str(conversation["uuid"]), "user": conversation["username"]}
     record.update(CONVERSATION.pick(conversation))
@@ -124,7 +151,9 @@ def make_record(
         record["review"] = REVIEW.pick(conversation)
         record["review"]["reviewed_by"] = conversation["reviewer"]
     record["responses"] = [RESPONSE.to_json(row) for row in responses]
+    record["transcriptions"] = [TRANSCRIPTION.to_json(row) for row in transcriptions]
     record["utterances"] = [UTTERANCE.to_json(row) for row in utterances]
+    record["recordings"] = [RECORDING.to_json(row) for row in recordings]
     if events is not None:
         record["events"] = [EVENT.to_json(row) for row in events]
     return record
@@ -141,6 +170,7 @@ class ParsedConversation:
     utterances: list[Utterance]
     usages: list[ResponseUsage]
     events: list[Event] | None  # None when the record has no journal
+    transcriptions: list[TranscriptionUsage] = field(default_factory=list)
 
 
 def _path(where: str, name: str) -> str:
@@ -262,7 +292,9 @@ def parse_record(record, users: dict) -> ParsedConversation:
         defaults = ADDED_LATER_TO.get(key, {})
         items = [
             _build(fields.model, defaults | data if isinstance(data, dict) else data, fields.names, f"{key}[{index}]")
-            for index, data in enumerate(_require(record, key, list, ""))
+            for index, data in enumerate(
+                [] if key in LISTS_ADDED_LATER and key not in record else _require(record, key, list, "")
+            )
         ]
         for name in unique:
             _unique(items, name, key)
@@ -270,10 +302,11 @@ def parse_record(record, users: dict) -> ParsedConversation:
 
     utterances = children("utterances", UTTERANCE, ("item_id", "position"))
     usages = children("responses", RESPONSE, ("response_id",))
+    transcriptions = children("transcriptions", TRANSCRIPTION, ("item_id",))
     events = None
     if "events" in record:
         events = children("events", EVENT, (("source", "seq"),))
         for index, event in enumerate(events):
             if event.seq < 1:  # the table's check constraint, which full_clean() skipped
                 raise RecordError(f"events[{index}].seq: must be at least 1")
-    return ParsedConversation(conversation, utterances, usages, events)
+    return ParsedConversation(conversation, utterances, usages, events, transcriptions)

@@ -22,7 +22,7 @@ from django.contrib.auth import get_user_model
 from django.db import DatabaseError, transaction
 
 from conversations.export.records import ParsedConversation, RecordError, parse_record
-from conversations.models import Conversation, Event, ResponseUsage, Utterance
+from conversations.models import Conversation, Event, ResponseUsage, TranscriptionUsage, Utterance
 
 BATCH_SIZE = 200
 GZIP_MAGIC = b"\x1f\x8b"
@@ -172,11 +172,11 @@ def _unstored(parsed: list[ParsedConversation], report: ImportReport) -> list[Pa
 
 
 def _write(new: list[ParsedConversation], report: ImportReport, *, dry_run: bool):
-    children = {Utterance: [], ResponseUsage: [], Event: []}
+    children = {Utterance: [], ResponseUsage: [], TranscriptionUsage: [], Event: []}
     if not dry_run:
         Conversation.objects.bulk_create([item.conversation for item in new])
     for item in new:
-        for child in itertools.chain(item.utterances, item.usages, item.events or ()):
+        for child in itertools.chain(item.utterances, item.usages, item.transcriptions, item.events or ()):
             # After bulk_create(): the conversation has its primary key now.
             child.conversation = item.conversation
             children[type(child)].append(child)

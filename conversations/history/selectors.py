@@ -12,6 +12,7 @@ from datetime import date, datetime, time, timedelta
 
 from django.db.models import (
     Count,
+    DecimalField,
     DurationField,
     Exists,
     ExpressionWrapper,
@@ -20,11 +21,21 @@ from django.db.models import (
     Q,
     QuerySet,
     Subquery,
+    Sum,
 )
 from django.db.models.functions import Coalesce
+from django.urls import reverse
 from django.utils import timezone
 
-from conversations.models import Conversation, Event, RealtimeCall, Source, Utterance
+from conversations.models import (
+    Conversation,
+    Event,
+    RealtimeCall,
+    Recording,
+    Source,
+    TranscriptionUsage,
+    Utterance,
+)
 
 
 def owned_by(user) -> QuerySet[Conversation]:
@@ -82,6 +93,31 @@ def with_witness(conversations: QuerySet[Conversation]) -> QuerySet[Conversation
         call_count=_count(calls),
         calls_attached=_count(calls.filter(witness_state=RealtimeCall.WitnessState.ATTACHED)),
         witness_state=Subquery(latest),
+    )
+
+
+TRANSCRIPTION_PREFIX = "transcription_usage_"
+
+
+def transcription_sums() -> dict:
+    """Aggregates of the `TranscriptionUsage` fields, for `.aggregate()` or grouped `.annotate()`
+    (what `pricing.transcription_cost` prices)."""
+    return {name: Sum(name) for name in TranscriptionUsage.USAGE_FIELDS}
+
+
+def with_transcription_usage(conversations: QuerySet[Conversation]) -> QuerySet[Conversation]:
+    """Annotate the sums of its input transcription usage, named with TRANSCRIPTION_PREFIX (for
+    `pricing.conversation_cost`): one correlated subquery per field on the usage's conversation
+    index, per row."""
+    rows = TranscriptionUsage.objects.filter(conversation=OuterRef("pk")).order_by().values("conversation")
+    return conversations.annotate(
+        **{
+            TRANSCRIPTION_PREFIX + name: Subquery(
+                rows.annotate(total=Sum(name)).values("total"),
+                output_field=DecimalField() if name == "seconds" else None,
+            )
+            for name in TranscriptionUsage.USAGE_FIELDS
+        }
     )
 
 
@@ -205,3 +241,26 @@ def transcript_labels(user_label: str = "You") -> dict:
         # The small mark of a line the server's witness saw end itself (Utterance.verified).
         "verified": {"mark": "✓", "title": "Verified: the server heard this itself"},
     }
+
+
+def recordings_for(conversation: Conversation) -> list[dict]:
+    """
+    The conversation's recordings in session order, for the players of the transcript page and
+    the admin: where to fetch each (`url`, and `download_url`), how long it is and when it
+    started (ISO, server clock), so that a line said at `created_at` is at
+    created_at - started_at in it.
+    """
+    rows = Recording.objects.filter(conversation=conversation).order_by("segment")
+    return [
+        {
+            "segment": recording.segment,
+            "url": reverse("conversations:recording_segment", args=[conversation.uuid, recording.segment]),
+            "download_url": reverse("conversations:recording_segment", args=[conversation.uuid, recording.segment])
+            + "?download=1",
+            "duration_ms": recording.duration_ms,
+            "started_at": recording.started_at.isoformat(),
+            "mime_type": recording.mime_type,
+            "bytes": recording.bytes,
+        }
+        for recording in rows.only("segment", "duration_ms", "started_at", "mime_type", "bytes")
+    ]

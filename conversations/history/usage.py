@@ -2,8 +2,9 @@
 Token usage and its estimated cost, totalled per user and per day (the staff usage view).
 
 Each table is one grouped query per (row, model): costs depend on the model, so rows are
-grouped by model in SQL and the estimates summed here. The query count does not depend on
-how many conversations there are.
+grouped by model in SQL and the estimates summed here; and one grouped query per row of the
+input transcription usage (priced at the transcription model's prices, whatever the model).
+The query count does not depend on how many conversations there are.
 """
 
 from dataclasses import dataclass, field
@@ -13,8 +14,8 @@ from decimal import Decimal
 from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
 from django.db.models.functions import TruncDate
 
-from conversations.history import pricing
-from conversations.models import Conversation
+from conversations.history import pricing, selectors
+from conversations.models import Conversation, RealtimeCall, TranscriptionUsage
 
 TOKEN_FIELDS = Conversation.USAGE_FIELDS + ("transcription_tokens",)
 
@@ -60,12 +61,26 @@ def _grouped(conversations, *keys):
     )
 
 
+def _transcription_costs(conversations, key) -> dict:
+    """{key value: the estimated cost of the input transcription of those conversations}."""
+    rows = (
+        TranscriptionUsage.objects.filter(conversation__in=conversations.order_by().values("pk"))
+        .annotate(group=key)
+        .order_by()
+        .values("group")
+        .annotate(**selectors.transcription_sums())
+    )
+    return {values["group"]: pricing.transcription_cost(values) for values in rows}
+
+
 def by_user(conversations) -> list[UsageRow]:
     """Totals per user, the biggest spender first."""
     rows: dict[int, UsageRow] = {}
     for values in _grouped(conversations, "user_id", "user__username"):
         row = rows.setdefault(values["user_id"], UsageRow(values["user__username"], values["user_id"]))
         row.add(values, values["model"])
+    for user_id, cost in _transcription_costs(conversations, F("conversation__user_id")).items():
+        rows[user_id].cost += cost
     return sorted(rows.values(), key=lambda row: (-row.cost, -row.total_tokens, str(row.key)))
 
 
@@ -75,6 +90,8 @@ def by_day(conversations) -> list[UsageRow]:
     for values in _grouped(conversations.annotate(day=TruncDate("created_at")), "day"):
         row = rows.setdefault(values["day"], UsageRow(values["day"]))
         row.add(values, values["model"])
+    for day, cost in _transcription_costs(conversations, TruncDate("conversation__created_at")).items():
+        rows[day].cost += cost
     return sorted(rows.values(), key=lambda row: row.key, reverse=True)
 
 
@@ -140,3 +157,19 @@ def budget_rows(*, now=None) -> list[BudgetRow]:
     rows = [BudgetRow(names[user_id], user_id, s) for user_id, s in standings.items() if s.spent > 0]
     order = {"over": 0, "near": 1, "": 2}
     return sorted(rows, key=lambda row: (order[row.state], -row.standing.spent, row.username))
+
+HUNG_UP_SHOWN = 50
+
+
+def hung_up_calls(limit: int = HUNG_UP_SHOWN) -> list[RealtimeCall]:
+    """The calls the server hung up (session cap, budget), latest first: one query on the
+    partial index `call_hung_up`, bounded however many there are."""
+    return list(
+        RealtimeCall.objects.filter(hangup_requested_at__isnull=False)
+        .select_related("conversation__user")
+        .only(
+            "call_id", "hangup_reason", "hangup_requested_at", "hung_up_at", "hangup_attempts", "hangup_error",
+            "created_at", "conversation__uuid", "conversation__title", "conversation__user__username",
+        )
+        .order_by("-hangup_requested_at")[:limit]
+    )

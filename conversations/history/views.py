@@ -72,10 +72,13 @@ def conversation_detail(request, conversation):
         {
             "conversation": conversation,
             "utterances": selectors.transcript(conversation),
-            "cost": pricing.estimate_cost(conversation, conversation.model),
+            "cost": pricing.conversation_cost(
+                conversation, conversation.transcriptions.aggregate(**selectors.transcription_sums())
+            ),
             "labels": selectors.transcript_labels(),
             "download_formats": downloads.menu(),
             "live_url": selectors.live_path(conversation),
+            "recordings": selectors.recordings_for(conversation),
         },
     )
 
@@ -96,7 +99,11 @@ def conversation_delete(request, conversation):
     return render(
         request,
         "conversations/confirm_delete.html",
-        {"conversation": conversation, "turns": conversation.utterances.count()},
+        {
+            "conversation": conversation,
+            "turns": conversation.utterances.count(),
+            "recordings": conversation.recordings.count(),
+        },
     )
 
 

@@ -15,8 +15,9 @@ A server-made call is then recorded with its id (calls.py): the server knows it 
 
 Every refusal is a typed error whose str() is the message for a person: NotConfigured,
 RateLimited (with its verdict and retry_after), LimitsUnavailable, ConversationNotFound,
-BudgetExhausted (budget.py: with its standing and retry_after), UpstreamError, UpstreamTimeout,
-EphemeralKeysDisabled. The view maps the types to HTTP statuses and codes.
+BudgetExhausted (budget.py: with its standing and retry_after), SessionLimitReached (continuing a
+conversation past the session cap that no witness watched: caps.py), UpstreamError,
+UpstreamTimeout, EphemeralKeysDisabled. The view maps the types to HTTP statuses and codes.
 
 The order is deliberate: charge the limits, find the conversation to continue, mint the key,
 record. So a failed mint leaves nothing behind — a new conversation is created only once OpenAI
@@ -40,12 +41,13 @@ import logging
 import uuid
 from dataclasses import dataclass
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db.models import F
+from django.db import connection
 
 from accounts import languages, preferences
 from accounts.models import Preferences
-from conversations import access, budget
+from conversations import access, budget, caps
 from conversations.models import Conversation
 from conversations.realtime import calls, upstream
 from conversations.realtime.errors import IssuingError
@@ -80,6 +82,16 @@ class EphemeralKeysDisabled(IssuingError):
 class ConversationNotFound(IssuingError):
     def __init__(self):
         super().__init__("You have no conversation with that id.")
+
+
+class SessionLimitReached(IssuingError):
+    """The conversation ran past REALTIME_MAX_SESSION_SECONDS where the server could not end its
+    calls (no witness): it gets no more sessions (caps.py)."""
+
+    def __init__(self):
+        super().__init__(
+            f"This conversation has reached its {caps.cap_words()} limit. Start a new conversation to go on talking."
+        )
 
 
 # The upstream client's own, raised as they are.
@@ -208,8 +220,9 @@ async def aadmit(user, address: str, wanted: SessionRequest) -> Admitted:
     """
     The checks before any upstream call, cheapest first: the server can reach OpenAI at all,
     the limits allow one more session (counted now), the conversation to continue is the
-    caller's, the daily budget has room for it (held now: see the module's docstring). Raises
-    NotConfigured, RateLimited, LimitsUnavailable, ConversationNotFound or BudgetExhausted.
+    caller's and may have another session (caps.py), the daily budget has room for it (held
+    now: see the module's docstring). Raises NotConfigured, RateLimited, LimitsUnavailable,
+    ConversationNotFound, SessionLimitReached or BudgetExhausted.
     """
     if not upstream.is_configured():
         raise NotConfigured()
@@ -227,6 +240,8 @@ async def aadmit(user, address: str, wanted: SessionRequest) -> Admitted:
             conversation = await access.aget_conversation(user, wanted.conversation)
         except access.NoAccess:
             raise ConversationNotFound() from None
+        if await sync_to_async(caps.unwatched_past_cap)(conversation):
+            raise SessionLimitReached()
     settled = wanted.voice and wanted.turn_detection and wanted.language is not None
     choices = None if settled else await preferences.afor_user(user)
     plan = plan_session(wanted, conversation, choices)
@@ -335,13 +350,30 @@ async def arecord_session(
         "status": Conversation.Status.ACTIVE,
         "ended_at": None,
     }
-    # F(): two segments started at once both count.
-    updated = await Conversation.objects.filter(pk=conversation.pk, user=user).aupdate(
-        segments=F("segments") + 1, **changes
-    )
-    if not updated:  # deleted meanwhile
+    segment = await sync_to_async(_next_segment)(conversation.pk, user.pk, changes)
+    if segment is None:  # deleted meanwhile
         raise Conversation.DoesNotExist
     for name, value in changes.items():
         setattr(conversation, name, value)
-    conversation.segments += 1
+    conversation.segments = segment
     return conversation
+
+
+def _next_segment(pk: int, user_id: int, changes: dict) -> int | None:
+    """
+    Count one more segment and apply `changes`, in one statement that returns the new count: two
+    sessions started at once both count, and each learns its own number (the page records
+    session n as recording n). PostgreSQL and SQLite (3.35+) both have UPDATE … RETURNING.
+    """
+    fields = [Conversation._meta.get_field(name) for name in changes]
+    assignments = ", ".join(f"{connection.ops.quote_name(f.column)} = %s" for f in fields)
+    segments = connection.ops.quote_name(Conversation._meta.get_field("segments").column)
+    params = [f.get_db_prep_save(changes[f.name], connection) for f in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {connection.ops.quote_name(Conversation._meta.db_table)} "
+            f"SET {segments} = {segments} + 1, {assignments} WHERE id = %s AND user_id = %s RETURNING {segments}",
+            [*params, pk, user_id],
+        )
+        row = cursor.fetchone()
+    return row[0] if row else None

@@ -116,6 +116,10 @@ def calls_url() -> str:
     return f"{settings.OPENAI_BASE_URL}/realtime/calls"
 
 
+def hangup_url(call_id: str) -> str:
+    return f"{settings.OPENAI_BASE_URL}/realtime/calls/{call_id}/hangup"
+
+
 def client_secrets_url() -> str:
     return f"{settings.OPENAI_BASE_URL}/realtime/client_secrets"
 
@@ -227,7 +231,7 @@ def redact(text: str) -> str:
     return text
 
 
-def _error_from_response(response: httpx.Response) -> UpstreamError:
+def _error_from_response(response: httpx.Response, doing: str = "start a session") -> UpstreamError:
     message, code = None, None
     try:
         error = response.json().get("error")
@@ -238,7 +242,7 @@ def _error_from_response(response: httpx.Response) -> UpstreamError:
     if not isinstance(message, str) or not message.strip():
         message = f"OpenAI answered HTTP {response.status_code}."
     code = redact(code) if isinstance(code, str) else None
-    return UpstreamError(response.status_code, redact(f"OpenAI could not start a session: {message}"), code)
+    return UpstreamError(response.status_code, redact(f"OpenAI could not {doing}: {message}"), code)
 
 
 def parse_call(response: httpx.Response) -> Call:
@@ -300,8 +304,17 @@ def _timeout() -> httpx.Timeout:
     return httpx.Timeout(settings.REALTIME_READ_TIMEOUT, connect=settings.REALTIME_CONNECT_TIMEOUT)
 
 
-async def _post(what: str, url: str, *, client: httpx.AsyncClient | None, **request) -> httpx.Response:
-    """POST to OpenAI with the real key: its 2xx answer, or the typed error (logged, key-free)."""
+async def _post(
+    what: str,
+    url: str,
+    *,
+    client: httpx.AsyncClient | None,
+    doing: str = "start a session",
+    unlogged: tuple[int, ...] = (),
+    **request,
+) -> httpx.Response:
+    """POST to OpenAI with the real key: its 2xx answer, or the typed error (logged, key-free,
+    except for the statuses in `unlogged`, which the caller expects)."""
     if not is_configured():
         raise NotConfigured()
     client = client or http_client()
@@ -317,7 +330,9 @@ async def _post(what: str, url: str, *, client: httpx.AsyncClient | None, **requ
         log.warning("OpenAI %s unreachable: %s", what, redact(f"{type(exc).__name__}: {exc}"))
         raise UpstreamError(None, "OpenAI could not be reached. Please try again.") from None
     if not response.is_success:
-        error = _error_from_response(response)
+        error = _error_from_response(response, doing)
+        if error.status in unlogged:
+            raise error
         log.warning("OpenAI %s failed: HTTP %s %s: %s", what, error.status, error.code or "", error)
         raise error
     return response
@@ -369,3 +384,20 @@ async def create_call(
             response.status_code, redact(response.headers.get("Location", ""))[:200],
         )  # fmt: skip
         raise
+
+
+async def hangup(call_id: str, *, client: httpx.AsyncClient | None = None) -> None:
+    """
+    End a live call from the server (`POST …/realtime/calls/{call_id}/hangup`, the real key): the
+    browser's WebRTC connection and every sideband of the call close. A 404 means the call is
+    already over (it ended, or OpenAI forgot it): that is what was wanted, so it returns quietly.
+    Other failures raise UpstreamError / UpstreamTimeout (NotConfigured without a key).
+    """
+    if valid_call_id(call_id) is None:
+        raise ValueError(f"Not a call id: {call_id!r}")
+    try:
+        await _post("hangup", hangup_url(call_id), client=client, doing="end the call", unlogged=(404,))
+    except UpstreamError as error:
+        if error.status != 404:
+            raise
+        log.info("OpenAI hangup of %s: the call is already gone (404)", call_id)

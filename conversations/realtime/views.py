@@ -21,7 +21,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts import languages, preferences
-from conversations import budget
+from conversations import budget, witness
 from conversations.history import selectors
 from conversations.realtime import issuing, upstream
 from voiceproject import ratelimit
@@ -32,6 +32,9 @@ FIELDS = ("voice", "conversation", "turn_detection", "language")
 # An offer as JSON: escaped line ends (\r\n → 4 characters) can double its size, plus the options.
 MAX_CALL_BODY_BYTES = 2 * upstream.MAX_SDP_BYTES + MAX_BODY_BYTES
 CALL_FIELDS = ("sdp", *FIELDS)
+# How long past the cap the page waits for the server's hang-up (its sweep runs every 2 s or so,
+# plus the hang-up request) before it ends the session itself.
+SESSION_GRACE_SECONDS = 10
 
 
 class InvalidRequest(ValueError):
@@ -155,6 +158,7 @@ REFUSALS = {
     issuing.BudgetExhausted: (429, "budget_exhausted"),
     issuing.LimitsUnavailable: (503, "unavailable"),
     issuing.ConversationNotFound: (404, "not_found"),
+    issuing.SessionLimitReached: (409, "session_limit_reached"),
     issuing.UpstreamTimeout: (504, "upstream_timeout"),
     issuing.UpstreamError: (502, "upstream_error"),
 }
@@ -249,9 +253,13 @@ def page_config(openai_configured: bool, chosen=None) -> dict:
         "connect": settings.REALTIME_CONNECT,
         "callsApiUrl": reverse("api_realtime_calls"),
         "openaiConfigured": openai_configured,
-        # OpenAI ends a session after 60 minutes; the page offers to continue before that.
-        "sessionLimitSeconds": 60 * 60,
-        "warnBeforeSeconds": 5 * 60,
+        # The session cap (REALTIME_MAX_SESSION_SECONDS): the page shows the time left in the last
+        # two minutes (or half, for a short cap) and offers to continue. The server hangs the call up
+        # at the cap when it can (a witness: caps.py); the page ends it itself after the grace, at
+        # once when no server will.
+        "sessionLimitSeconds": settings.REALTIME_MAX_SESSION_SECONDS,
+        "warnBeforeSeconds": min(120, settings.REALTIME_MAX_SESSION_SECONDS // 2),
+        "sessionGraceSeconds": SESSION_GRACE_SECONDS if witness.enabled() else 0,
         "voices": list(upstream.VOICES),
         "voice": voice,
         "mode": mode,  # server_vad | semantic_vad | manual: the one the controls start with

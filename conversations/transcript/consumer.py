@@ -7,7 +7,8 @@ order they arrive: event frames are queued and written in batches by the process
 `JournalWriter` (group commit), so a busy socket — or 200 of them — costs few transactions;
 acks go out after the commit, in order. `ping` is answered at once; `end` waits its turn
 behind the events sent before it, and so does `call` (the id of the OpenAI call the page made,
-bound to this conversation once: realtime/calls.py).
+bound to this conversation once: realtime/calls.py). The server may also send, unasked,
+`call_ended` (it hung the call up: witness/hangup.py), relayed by sockets.py's registry.
 
 Close codes (only 1000 and 4000-4999: daphne refuses to send others, and a refused close left
 the socket open): 4401 not signed in, or signed out / password changed while open (sockets.py);
@@ -245,6 +246,11 @@ class TranscriptConsumer(AsyncWebsocketConsumer):
             "message": f"Too many frames: this one and those after it were not stored; send them again "
             f"in {verdict.retry_after} s.",
         }  # fmt: skip
+
+    async def tell(self, frame: dict):
+        """A frame from the server for this conversation's page (sockets.tell_conversation), e.g.
+        `call_ended` when the server hung the call up."""
+        await self._send(frame)
 
     async def revoke(self):
         """The session ended or the password changed (sockets.Registry.revoke)."""

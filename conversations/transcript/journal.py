@@ -39,12 +39,21 @@ from django.db.models import BooleanField, Max
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from conversations.models import Conversation, DailyStorage, Event, ResponseUsage, TokenUsage, Utterance
+from conversations.models import (
+    Conversation,
+    DailyStorage,
+    Event,
+    ResponseUsage,
+    TokenUsage,
+    TranscriptionUsage,
+    Utterance,
+)
 from conversations.transcript import reducer
 from conversations.transcript.frames import Frame, FrameError
 from conversations.transcript.reducer import (
     BROWSER,
     SERVER,
+    TranscriptionRecord,
     TranscriptState,
     UsageRecord,
     UtteranceState,
@@ -53,6 +62,7 @@ from conversations.transcript.reducer import (
 
 logger = logging.getLogger(__name__)
 
+TRANSCRIPTION_FIELDS = ["item_id", "created_at", "source", *TranscriptionUsage.USAGE_FIELDS]
 UTTERANCE_UPDATE_FIELDS = [name for name in Utterance.FIELDS if name not in Utterance.SET_ONCE_FIELDS]
 CONVERSATION_UPDATE_FIELDS = [
     "title", "started_at", "last_activity_at", "transcription_tokens", "conflicts", *TokenUsage.USAGE_FIELDS,
@@ -221,12 +231,15 @@ def _load_state(conversations: dict[int, dict], new: dict[int, list[Frame]]):
     """
     items: dict[int, set[str]] = {}
     responses: dict[int, set[str]] = {}
+    transcribed: list[tuple[int, str]] = []  # the items whose transcription usage may be recorded
     for cid, frames in new.items():
         items[cid], responses[cid] = set(), set()
         for f in frames:
             i, r = reducer.referenced_ids(f.event)
             items[cid] |= i
             responses[cid] |= r
+            if f.event.get("type") == reducer.TRANSCRIPTION_COMPLETED:
+                transcribed += [(cid, item_id) for item_id in i]
     loaded: dict[int, dict[str, UtteranceState]] = {cid: {} for cid in new}
     pks: dict[tuple[int, str], int] = {}
     wanted = [(cid, item_id) for cid, ids in items.items() for item_id in ids]
@@ -250,6 +263,15 @@ def _load_state(conversations: dict[int, dict], new: dict[int, list[Frame]]):
             .values_list("conversation_id", "response_id", "status", "created_at", "source", *TokenUsage.USAGE_FIELDS)
         ):
             recorded[cid][rid] = UsageRecord(rid, status, dict(zip(TokenUsage.USAGE_FIELDS, counts)), created_at, source)
+    transcriptions: dict[int, dict[str, TranscriptionRecord]] = {cid: {} for cid in new}
+    for part in _chunks(sorted(set(transcribed))):
+        for cid, *values in (
+            TranscriptionUsage.objects.filter(_pairs(TranscriptionUsage, ("conversation", "item_id"), part))
+            .order_by()
+            .values_list("conversation_id", *TRANSCRIPTION_FIELDS)
+        ):
+            record = transcription_record(dict(zip(TRANSCRIPTION_FIELDS, values)))
+            transcriptions[cid][record.item_id] = record
     top = {}
     if any(items.values()):
         top = dict(
@@ -263,6 +285,7 @@ def _load_state(conversations: dict[int, dict], new: dict[int, list[Frame]]):
         cid: TranscriptState(
             utterances=loaded[cid],
             responses=recorded[cid],
+            transcriptions=transcriptions[cid],
             next_position=top[cid] + 1 if top.get(cid) is not None else 0,
             has_title=bool(conversations[cid]["title"]),
         )
@@ -344,7 +367,7 @@ def _append_locked(merged: dict[int, list[Frame]]) -> dict[int, AppendResult]:
     # 2. Reduce the new events over the state they refer to, then write the changes in bulk.
     pks, states = _load_state(conversations, new)
     create_utterances, update_utterances, create_usages, update_conversations = [], [], [], []
-    replaced_usages = []
+    replaced_usages, create_transcriptions, replaced_transcriptions = [], [], []
     for cid, frames in new.items():
         originals = dict(states[cid].utterances)
         changes = reducer.fold(states[cid], ((f.event, now, f.source) for f in frames))
@@ -363,12 +386,15 @@ def _append_locked(merged: dict[int, list[Frame]]) -> dict[int, AppendResult]:
             for usage in changes.usages
         ]  # fmt: skip
         replaced_usages += [(cid, usage.response_id) for usage in changes.replaced_usages]
+        create_transcriptions += [(cid, *transcription_values(record)) for record in changes.transcriptions]
+        replaced_transcriptions += [(cid, record.item_id) for record in changes.replaced_transcriptions]
         # Every batch stamps its conversations with its own time, and counts their stored bytes,
         # in the same UPDATE as the totals: one round trip fewer per transaction than a separate
         # UPDATE … WHERE id IN.
         times = {"last_activity_at": now} | ({} if conversations[cid]["started_at"] else {"started_at": now})
         derived = roll_up(conversations[cid], changes)
-        if conversations[cid]["reviewed"] and (changed or changes.usages or changes.replaced_usages or derived):
+        if conversations[cid]["reviewed"] and (changed or changes.usages or changes.replaced_usages
+                                               or changes.transcriptions or derived):  # fmt: skip
             derived |= REVIEW_CLEARED
         stored = {"stored_bytes": conversations[cid]["stored_bytes"] + sum(f.size for f in frames)}
         update_conversations.append((cid, derived | times | stored))
@@ -383,6 +409,11 @@ def _append_locked(merged: dict[int, list[Frame]]) -> dict[int, AppendResult]:
         ["conversation", "response_id", "status", "created_at", "source", *TokenUsage.USAGE_FIELDS],
         create_usages,
     )
+    for part in _chunks(replaced_transcriptions):  # the same for a transcription's usage
+        TranscriptionUsage.objects.filter(
+            _pairs(TranscriptionUsage, ("conversation", "item_id"), part)
+        ).delete()
+    _insert(TranscriptionUsage, ["conversation", *TRANSCRIPTION_FIELDS], create_transcriptions)
     _update_rows(Conversation, update_conversations)
     _update_rows(DailyStorage, [(pk, {"bytes": used}) for pk, used, counted in days.values() if counted])
     return results
@@ -419,6 +450,9 @@ def _closed(conversation: dict, now: datetime) -> bool:
     ended = conversation["ended_at"] or conversation["last_activity_at"] or conversation["created_at"]
     return now - ended > timedelta(seconds=settings.CONVERSATION_LATE_EVENTS_SECONDS)
 
+
+# The same rule for the recordings' uploads (conversations/recordings/store.py).
+is_closed = _closed
 
 def _admit(conversations: dict[int, dict], days: dict[int, list], frames: dict[tuple[int, str, int], Frame], now):
     """The frames refused for good, {(conversation id, source, seq): error}; the others may be stored.
@@ -516,8 +550,10 @@ def roll_up(current: dict, changes: reducer.Changes) -> dict:
                 fields[name] = max(0, fields.get(name, current[name]) - count)
     if changes.title and not current["title"]:
         fields["title"] = changes.title
-    if changes.transcription_tokens:
-        fields["transcription_tokens"] = saturating_add(current["transcription_tokens"], changes.transcription_tokens)
+    if changes.transcription_tokens:  # negative when the witness's replaced a bigger browser count
+        fields["transcription_tokens"] = max(
+            0, saturating_add(current["transcription_tokens"], changes.transcription_tokens)
+        )
     if changes.conflicts:
         fields["conflicts"] = saturating_add(current["conflicts"], changes.conflicts)
     for usage in changes.usages:
@@ -544,6 +580,7 @@ class RebuildResult:
     events: int = 0
     utterances: int = 0
     usages: int = 0
+    transcriptions: int = 0
 
 
 def rebuild(conversation: Conversation) -> RebuildResult:
@@ -561,9 +598,17 @@ def rebuild(conversation: Conversation) -> RebuildResult:
         count = events.count()
         current_utterances = {u.item_id: u for u in Utterance.objects.filter(conversation=conversation)}
         current_usages = {r.response_id: r for r in ResponseUsage.objects.filter(conversation=conversation)}
+        current_transcriptions = {
+            values["item_id"]: transcription_record(values)
+            for values in TranscriptionUsage.objects.filter(conversation=conversation).values(
+                *TRANSCRIPTION_FIELDS
+            )
+        }
         if not count:
-            if current_utterances or current_usages:
-                return RebuildResult("skipped", 0, len(current_utterances), len(current_usages))
+            if current_utterances or current_usages or current_transcriptions:
+                return RebuildResult(
+                    "skipped", 0, len(current_utterances), len(current_usages), len(current_transcriptions)
+                )
             return RebuildResult("unchanged")
 
         state = TranscriptState(has_title=bool(conversation.title))
@@ -582,13 +627,16 @@ def rebuild(conversation: Conversation) -> RebuildResult:
                  "started_at": None, "last_activity_at": None}  # fmt: skip
         derived = {**start, **roll_up(start, changes), "started_at": state.started_at,
                    "last_activity_at": state.last_activity_at}  # fmt: skip
-        result = RebuildResult("rebuilt", count, len(state.utterances), len(usages))
+        result = RebuildResult(
+            "rebuilt", count, len(state.utterances), len(usages), len(state.transcriptions)
+        )
 
         same_utterances = {i: to_state(u) for i, u in current_utterances.items()} == state.utterances
         same_usages = {i: _usage_key(r) for i, r in current_usages.items()} == {
             i: _usage_key(r) for i, r in usages.items()
         }
-        if same_utterances and same_usages and before == derived:
+        same_transcriptions = current_transcriptions == state.transcriptions
+        if same_utterances and same_usages and same_transcriptions and before == derived:
             result.status = "unchanged"
             return result
         if not same_utterances:
@@ -600,6 +648,14 @@ def rebuild(conversation: Conversation) -> RebuildResult:
         if not same_usages:
             ResponseUsage.objects.filter(conversation=conversation).delete()
             ResponseUsage.objects.bulk_create(usages.values())
+        if not same_transcriptions:
+            TranscriptionUsage.objects.filter(conversation=conversation).delete()
+            TranscriptionUsage.objects.bulk_create(
+                TranscriptionUsage(
+                    conversation=conversation, **dict(zip(TRANSCRIPTION_FIELDS, transcription_values(r)))
+                )
+                for r in state.transcriptions.values()
+            )
         if conversation.reviewed:
             derived |= REVIEW_CLEARED
         for name, value in derived.items():
@@ -610,3 +666,17 @@ def rebuild(conversation: Conversation) -> RebuildResult:
 
 def _usage_key(r: ResponseUsage):
     return (r.status, r.created_at, r.source, *(getattr(r, n) for n in TokenUsage.USAGE_FIELDS))
+
+
+def transcription_values(record: TranscriptionRecord) -> tuple:
+    """A record as the values of `TRANSCRIPTION_FIELDS`."""
+    counts = (record.counts[n] for n in TranscriptionUsage.COUNT_FIELDS)
+    return (record.item_id, record.created_at, record.source, *counts, record.seconds)
+
+
+def transcription_record(values: dict) -> TranscriptionRecord:
+    """A `TranscriptionUsage` row's values (by `TRANSCRIPTION_FIELDS`) as the reducer's record."""
+    return TranscriptionRecord(
+        values["item_id"], {n: values[n] for n in TranscriptionUsage.COUNT_FIELDS}, values["seconds"],
+        values["created_at"], values["source"],
+    )  # fmt: skip

@@ -34,8 +34,8 @@ parts are accepted):
 - `conversation.item.deleted` (the item was removed from the model's context) marks the line
   `deleted` and keeps it, text and all: it was said, and a record that could be erased by one
   forwarded event would not be a record. A deleted line changes no more;
-- usage of `response.done` is recorded once per response id; the input transcription usage is
-  counted once per item (when the item first becomes completed);
+- usage of `response.done` is recorded once per response id; the input transcription usage once
+  per item (`TranscriptionRecord`, when the item first becomes completed);
 - the title comes from the first user utterance to get text, if the conversation has none.
 
 Closed lines stay closed. A line's role never changes: an event that names an existing line with
@@ -55,7 +55,9 @@ together in journal order. What the witness saw wins:
   event that contradicts it changes nothing and counts as a conflict;
 - a response's usage is the witness's when it saw the response.done: a browser's response.done
   for a response the witness recorded counts nothing, and a witness's response.done replaces the
-  browser's recorded earlier (`Changes.replaced_usages` come off the totals).
+  browser's recorded earlier (`Changes.replaced_usages` come off the totals). So with an item's
+  transcription usage: the witness's completion replaces the browser's record of it
+  (`Changes.replaced_transcriptions`), and a browser's completion after the witness's counts nothing.
 A browser-only stream is reduced exactly as before (the page's reducer sees only that stream).
 
 Malformed or unknown events are never an error here: whatever cannot be understood changes nothing.
@@ -64,9 +66,11 @@ Malformed or unknown events are never an error here: whatever cannot be understo
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 
 from conversations.models import Utterance
 
@@ -90,6 +94,9 @@ MAX_COUNT = 2**31 - 1
 MAX_TITLE_LENGTH = 200
 MAX_ERROR_LENGTH = 500
 MAX_STATUS_LENGTH = 32
+# TranscriptionUsage.seconds: max_digits=12, decimal_places=3.
+MAX_SECONDS = Decimal("999999999.999")
+MILLISECOND = Decimal("0.001")
 
 ITEM_EVENTS = frozenset(
     {
@@ -147,17 +154,36 @@ class UsageRecord:
     source: str = BROWSER  # whose response.done it is (the witness's replaces the browser's)
 
 
+@dataclass(frozen=True)
+class TranscriptionRecord:
+    """The usage of one item's input transcription (`TranscriptionUsage`): `counts` keyed by
+    `TranscriptionUsage.COUNT_FIELDS`, `seconds` of audio for duration-billed models."""
+
+    item_id: str
+    counts: Mapping[str, int]
+    seconds: Decimal
+    created_at: datetime
+    source: str = BROWSER  # whose completion it is (the witness's replaces the browser's)
+
+    @property
+    def tokens(self) -> int:
+        """What it adds to `Conversation.transcription_tokens`."""
+        return saturating_add(self.counts["input_tokens"], self.counts["output_tokens"])
+
+
 @dataclass
 class TranscriptState:
     """What the reducer needs to know about a conversation (possibly only the relevant part).
 
     `utterances` by item_id; `responses` maps the response ids whose usage is already recorded
-    to that record (its final status, counts and source); `next_position` is one past the
+    to that record (its final status, counts and source); `transcriptions` maps the item ids
+    whose transcription usage is recorded to that record; `next_position` is one past the
     highest position in use.
     """
 
     utterances: dict[str, UtteranceState] = field(default_factory=dict)
     responses: dict[str, UsageRecord] = field(default_factory=dict)
+    transcriptions: dict[str, TranscriptionRecord] = field(default_factory=dict)
     next_position: int = 0
     has_title: bool = False
     started_at: datetime | None = None
@@ -173,6 +199,9 @@ class Changes:
 
     utterances: dict[str, UtteranceState] = field(default_factory=dict)
     usages: list[UsageRecord] = field(default_factory=list)
+    transcriptions: list[TranscriptionRecord] = field(default_factory=list)
+    # What `transcriptions` add to the conversation's transcription tokens, less what
+    # `replaced_transcriptions` take off (negative when the witness counted fewer than the browser).
     transcription_tokens: int = 0
     title: str | None = None
     started_at: datetime | None = None
@@ -180,6 +209,8 @@ class Changes:
     conflicts: int = 0  # events that contradicted a line (applied only when the witness contradicted the browser)
     # Recorded usages (the browser's) that `usages` replace: their counts come off the totals.
     replaced_usages: list[UsageRecord] = field(default_factory=list)
+    # Recorded transcription usages (the browser's) that `transcriptions` replace.
+    replaced_transcriptions: list[TranscriptionRecord] = field(default_factory=list)
 
     def merge(self, later: Changes) -> None:
         """Add the changes of a later event to these."""
@@ -190,6 +221,12 @@ class Changes:
             else:
                 self.replaced_usages.append(old)
         self.usages.extend(later.usages)
+        for old in later.replaced_transcriptions:
+            if old in self.transcriptions:
+                self.transcriptions.remove(old)
+            else:
+                self.replaced_transcriptions.append(old)
+        self.transcriptions.extend(later.transcriptions)
         self.transcription_tokens = saturating_add(self.transcription_tokens, later.transcription_tokens)
         self.conflicts = saturating_add(self.conflicts, later.conflicts)
         self.title = self.title if self.title is not None else later.title
@@ -253,13 +290,33 @@ def usage_counts(usage) -> dict[str, int]:
     }
 
 
-def transcription_tokens(usage) -> int:
-    """Tokens of `…input_audio_transcription.completed.usage` (duration-billed models: 0)."""
+def transcription_usage(usage) -> tuple[dict[str, int], Decimal]:
+    """`…input_audio_transcription.completed.usage` → (`TranscriptionUsage` token counts, seconds).
+
+    Token-billed (`{"type": "tokens", …}`, the default) or duration-billed (`{"type": "duration",
+    "seconds": …}`); anything else, or bad values, counts 0.
+    """
     usage = _dict(usage)
-    if usage.get("type", "tokens") != "tokens":
-        return 0
-    total = _count(usage.get("total_tokens"))
-    return total or saturating_add(_count(usage.get("input_tokens")), _count(usage.get("output_tokens")))
+    counts = {"input_tokens": 0, "input_text_tokens": 0, "input_audio_tokens": 0, "output_tokens": 0}
+    seconds = Decimal(0)
+    kind = usage.get("type", "tokens")
+    if kind == "tokens":
+        details = _dict(usage.get("input_token_details"))
+        output = _count(usage.get("output_tokens"))
+        # A total without the split (never seen, but cheap to honour) counts as input.
+        total_input = max(_count(usage.get("total_tokens")) - output, 0)
+        counts |= {
+            "input_tokens": _count(usage.get("input_tokens")) or total_input,
+            "input_text_tokens": _count(details.get("text_tokens")),
+            "input_audio_tokens": _count(details.get("audio_tokens")),
+            "output_tokens": output,
+        }
+    elif kind == "duration":
+        value = usage.get("seconds")
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if number and math.isfinite(value) and value > 0:
+            seconds = min(Decimal(str(value)).quantize(MILLISECOND), MAX_SECONDS)
+    return counts, seconds
 
 
 def _error_text(error, default: str) -> str:
@@ -466,13 +523,25 @@ class _Step:
             if not completed or _rewrites(u, transcript):
                 self.conflict()
         if completed:
-            first = u.status != COMPLETED
             u = self.finish(u, COMPLETED, text=transcript, error="")
-            if first:
-                self.changes.transcription_tokens = transcription_tokens(event.get("usage"))
+            self.transcription_usage(item_id, event.get("usage"))
         else:
             u = self.finish(u, FAILED, text="", error=_error_text(event.get("error"), TRANSCRIPTION_FAILED_ERROR))
         self.put(self.witnessed(u))
+
+    def transcription_usage(self, item_id: str, usage) -> None:
+        """Record the usage of an item's completed transcription: once per item, and the witness's
+        in place of the browser's (the browser's never replaces the witness's)."""
+        recorded = self.state.transcriptions.get(item_id)
+        if recorded is not None and (not self.server or recorded.source == SERVER):
+            return
+        counts, seconds = transcription_usage(usage)
+        record = TranscriptionRecord(item_id, counts, seconds, self.at, self.source)
+        if recorded is not None:
+            self.changes.replaced_transcriptions.append(recorded)
+            self.changes.transcription_tokens -= recorded.tokens
+        self.changes.transcriptions.append(record)
+        self.changes.transcription_tokens = saturating_add(self.changes.transcription_tokens, record.tokens)
 
     def assistant_text(self, event: dict, kind: str, key: str) -> None:
         item_id = _id(event.get("item_id"))
@@ -580,6 +649,8 @@ def advance(state: TranscriptState, changes: Changes) -> None:
         state.utterances[item_id] = u
     for usage in changes.usages:
         state.responses[usage.response_id] = usage
+    for record in changes.transcriptions:
+        state.transcriptions[record.item_id] = record
     state.has_title = state.has_title or changes.title is not None
     state.started_at = state.started_at or changes.started_at
     state.last_activity_at = changes.last_activity_at or state.last_activity_at

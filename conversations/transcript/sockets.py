@@ -22,6 +22,9 @@ they open and give it back when they close:
   change "close all sockets of this user"; each process closes its matching sockets with 4401.
   One reader per process, not one per socket: the transcript socket keeps having no channel of
   its own (see consumer.py), and a process with 500 open sockets still has one blocked read.
+- Telling a conversation's page: the same channel carries frames for the transcript sockets of
+  one conversation (`tell_conversation`: the server hung its call up, witness/hangup.py). They
+  go to the owner's user group, so they reach the page whichever process holds its socket.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ CLOSE_TOO_MANY_SOCKETS = 4429
 # channels_redis forgets group members after a day (group_expiry); a socket may stay open longer.
 GROUP_REJOIN_SECONDS = 3600
 REVOKE = "sockets.revoke"
+TELL = "sockets.tell"
 
 
 def user_key(user_id) -> str:
@@ -287,6 +291,8 @@ class Registry:
                 continue
             if message.get("type") == REVOKE:
                 await self.revoke(message.get("user"), message.get("session"))
+            elif message.get("type") == TELL:
+                await self.tell(message.get("user"), message.get("conversation"), message.get("frame"))
 
     async def revoke(self, user_id, session: str | None) -> int:
         """Close this process's sockets of the user (of one session, when given) with 4401."""
@@ -302,6 +308,23 @@ class Registry:
             except Exception:
                 logger.exception("Could not close a revoked socket")
         return closed
+
+    async def tell(self, user_id, conversation_uuid, frame) -> int:
+        """Send `frame` on this process's transcript sockets of the user's conversation."""
+        told = 0
+        key = conversation_key(conversation_uuid)
+        for slot_id in list(self.users.get(user_id, ())):
+            slot = self.slots.get(slot_id)
+            consumer = slot.consumer() if slot and key in slot.keys else None
+            tell = getattr(consumer, "tell", None)  # the live (read-only) socket has none
+            if tell is None:
+                continue
+            try:
+                await tell(frame)
+                told += 1
+            except Exception:
+                logger.exception("Could not tell a socket")
+        return told
 
     # -- heartbeat --
 
@@ -412,3 +435,16 @@ def on_user_saved(sender, instance, created, **kwargs):
 def connect_signals() -> None:
     user_logged_out.connect(on_logged_out, dispatch_uid="sockets-logged-out")
     post_save.connect(on_user_saved, sender=get_user_model(), dispatch_uid="sockets-password-changed")
+
+
+async def tell_conversation(user_id: int, conversation_uuid, frame: dict) -> None:
+    """Send `frame` to the open transcript sockets of the user's conversation, in every process
+    (best effort: a page with no open socket learns nothing, and finds the call gone anyway)."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    message = {"type": TELL, "user": user_id, "conversation": uuid.UUID(str(conversation_uuid)).hex, "frame": frame}
+    try:
+        await layer.group_send(user_group(user_id), message)
+    except Exception:
+        logger.exception("Could not tell the sockets of conversation %s", conversation_uuid)

@@ -5,7 +5,9 @@ events, keep the session's instructions and tools the server's, reattach after a
 It runs while its supervisor holds the call's lease (leases.py) and ends when the call ends: a
 normal close of the sideband (OpenAI closes it when the call is over), an `error` with code
 `session_expired`, a refused reattach after it had been attached (the call is gone), or the
-supervisor's heartbeat finding the conversation closed. An attach refused from the start (404
+supervisor's heartbeat finding the conversation closed (or the server hanging it up: after each
+usage-bearing event it journals, it checks the user's daily budget, and hangs up once it is spent).
+An attach refused from the start (404
 `call_id_not_found`, 401, …) a few times in a row marks the witness `failed`: the conversation
 goes on from the browser's stream, unwitnessed.
 """
@@ -20,12 +22,13 @@ from typing import TYPE_CHECKING
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
+from conversations import budget
 from conversations.models import RealtimeCall
 from conversations.realtime import upstream
 from conversations.transcript.forwarded import forwarded_types
 from conversations.transcript.frames import Frame, server_frame
 from conversations.transcript.writer import get_writer
-from conversations.witness import leases
+from conversations.witness import hangup, leases
 from conversations.witness.sideband import AttachRefused, Dropped, Sideband
 
 if TYPE_CHECKING:
@@ -33,6 +36,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 State = RealtimeCall.WitnessState
+# The events that carry usage (what the budget counts): after journaling one, the budget is checked.
+USAGE_EVENTS = frozenset({"response.done", "conversation.item.input_audio_transcription.completed"})
 
 
 def expected_session(plan: dict | None) -> dict:
@@ -65,6 +70,8 @@ class CallWitness:
         self.journaled = 0
         self._pending: list[dict] = []
         self._flusher: asyncio.Task | None = None
+        self.user_id: int | None = None
+        self.hung_up = False  # asked the supervisor to hang the call up (once)
 
     @property
     def holder(self) -> str:
@@ -74,6 +81,7 @@ class CallWitness:
         sup, call = self.supervisor, self.call
         self.expected = expected_session(await sync_to_async(leases.plan)(call.conversation_id))
         await sup.load_seq(call.conversation_id)
+        self.user_id = await sync_to_async(hangup.owner)(call.conversation_id)
         refused = 0
         drops = 0
         while True:
@@ -174,6 +182,8 @@ class CallWitness:
                 log.exception("Witness of %s: journaling %s events failed", self.call.call_id, len(frames))
                 continue
             self.journaled += result.stored
+            if result.stored and any(event.get("type") in USAGE_EVENTS for event in events):
+                await self._check_budget()
             refused = result.refused_of("server")
             if refused or not result.found:
                 log.info(
@@ -182,6 +192,20 @@ class CallWitness:
                     len(refused),
                     {e.code for e in refused.values()} or "conversation gone",
                 )
+
+    async def _check_budget(self) -> None:
+        """The user's budget is spent (this event's usage crossed it, or another call's did): hang up."""
+        if self.hung_up or self.user_id is None:
+            return
+        try:
+            spent = await sync_to_async(budget.is_spent)(self.user_id)
+        except Exception:  # the call goes on; the next usage event checks again
+            log.exception("Witness of %s: checking the budget failed", self.call.call_id)
+            return
+        if spent:
+            self.hung_up = True
+            log.info("Witness of %s: the user's daily budget is spent; hanging up", self.call.call_id)
+            self.supervisor.hang_up(self.call.pk, hangup.BUDGET)
 
     def _frame(self, event: dict) -> Frame | None:
         seq = self.supervisor.next_seq(self.call.conversation_id)

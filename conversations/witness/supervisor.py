@@ -11,6 +11,10 @@ A lease lasts lease_seconds (10) and is renewed every heartbeat_every (3; checke
 so at most 4 s apart): a process that dies stops renewing, and another process's scan takes its
 calls over within lease + scan seconds (≤ 12 s; the contract says 15).
 Claiming a bounded number per scan, at slightly random moments, spreads the calls over processes.
+
+Each round also sweeps for calls past REALTIME_MAX_SESSION_SECONDS (hangup.overdue: one indexed
+query), witnessed or not, anyone's: the call id and the real key are all a hang-up needs, and the
+hang-up's claim (hangup.py) lets exactly one process of those sweeping do it.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from conversations.transcript import journal
-from conversations.witness import leases
+from conversations.witness import hangup, leases
 from conversations.witness.call import CallWitness, LeaseLost
 from voiceproject.loopbound import PerLoop, detached_task
 
@@ -67,6 +71,8 @@ class Supervisor:
         self._api_key = api_key
         self._base_url = base_url
         self.witnesses: dict[int, asyncio.Task] = {}  # RealtimeCall pk -> its witness
+        self.hangups: dict[int, asyncio.Task] = {}  # RealtimeCall pk -> its hang-up (hangup.py)
+        self.sweep_per_round = claim_per_scan
         self._conversations: dict[int, int] = {}  # RealtimeCall pk -> conversation id
         self._seq: dict[int, int] = {}  # conversation id -> next server seq
         self._task: asyncio.Task | None = None
@@ -98,7 +104,9 @@ class Supervisor:
     async def stop(self, *, release: bool = True) -> None:
         """Stop the loop and every witness. release=False leaves the leases to run out, as when the
         process dies (tests); release=True lets another process take the calls over at once."""
-        tasks = [t for t in (self._task, *self.witnesses.values()) if t is not None and not t.done()]
+        tasks = [
+            t for t in (self._task, *self.witnesses.values(), *self.hangups.values()) if t is not None and not t.done()
+        ]
         held = list(self.witnesses)
         for task in tasks:
             task.cancel()
@@ -125,6 +133,7 @@ class Supervisor:
                 elif not self.witnesses:
                     last_beat = loop.time()
                 claimed = await self.scan()
+                await self.sweep()
             except asyncio.CancelledError:
                 raise
             except Exception:  # e.g. the database is away for a moment: try again next round
@@ -154,6 +163,24 @@ class Supervisor:
                 self._witness(call), name=f"witness {call.call_id}"
             )
         return [call.pk for call in claimed]
+
+    async def sweep(self) -> list[int]:
+        """Hang up the calls past the session cap (those another process claims first are left to it)."""
+        due = await sync_to_async(hangup.overdue)(self.sweep_per_round)
+        for pk in due:
+            self.hang_up(pk, hangup.SESSION_CAP)
+        return due
+
+    def hang_up(self, pk: int, reason: str) -> asyncio.Task:
+        """Hang call `pk` up in a task of its own (retries take seconds: the loop goes on meanwhile)."""
+        task = self.hangups.get(pk)
+        if task is None or task.done():
+            task = asyncio.get_running_loop().create_task(
+                hangup.request(pk, reason, backoff=self.backoff), name=f"hang-up {pk}"
+            )
+            self.hangups[pk] = task
+            task.add_done_callback(lambda done, pk=pk: self.hangups.get(pk) is done and self.hangups.pop(pk))
+        return task
 
     async def heartbeat(self) -> None:
         held = await sync_to_async(leases.renew)(self.holder, list(self.witnesses), self.lease_seconds)

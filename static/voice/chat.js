@@ -2,6 +2,7 @@
 // Continue: a new key and call, same conversation.
 
 import { BudgetMeter } from "./budget.js";
+import { capLength, capReached, capState, describeEnd } from "./caps.js";
 import * as openai from "./connection.js";
 import { Controls } from "./controls.js";
 import { VoiceFailure, classifyOpenAIError, describeFailure } from "./failures.js";
@@ -29,7 +30,7 @@ const session = {
 const ui = new Controls({ start, stop, resume, mute, interrupt, send, mode: changeMode, pushStart, pushEnd });
 const budget = new BudgetMeter($("budget-meter"), config.budgetUrl);
 budget.show(config.budget);
-const deliveries = new Deliveries((summary) => ui.setSaveState(summary), frameRefused);
+const deliveries = new Deliveries((summary) => ui.setSaveState(summary), frameRefused, callEnded);
 
 if (!config.openaiConfigured) ui.blockStart(true);
 deliveries.recover();
@@ -160,6 +161,7 @@ function goLive() {
   ui.setPhase("live");
   applyMicrophone();
   ui.setTimer(0);
+  ui.setContinueLabel("Continue");
   ui.showConversationLink(session.conversation.url);
   idleStatus();
   ui.focusMain();
@@ -171,7 +173,7 @@ function failed(failure, attempt) {
   closeCall();
   const described = describeFailure(failure);
   budget.show(failure?.details?.budget); // a budget refusal says where the user stands
-  const canResume = session.wentLive;
+  const canResume = session.wentLive && described.resume !== false;
   if (!canResume) releaseMicrophone();
   ui.setPhase(canResume ? "lost" : "idle");
   ui.showAlert({ ...described, resume: canResume && described.retry });
@@ -320,19 +322,46 @@ function interrupt() {
   ui.setStatus("Interrupted.");
 }
 
+// The server ended the call (`call_ended`), or the page's timer did at the cap. Not while a new
+// session is starting: the frame is about the call it replaces.
+function callEnded(frame) {
+  if (ui.phase !== "live" && ui.phase !== "lost") return;
+  session.attempt += 1;
+  closeCall();
+  const end = describeEnd(frame);
+  if (frame.budget) budget.show(frame.budget); // a budget hang-up says where the user stands
+  else budget.refreshSoon();
+  if (end.resume) {
+    ui.setPhase("lost");
+    ui.setContinueLabel("Continue this conversation");
+    ui.setStatus("The session has ended.");
+  } else {
+    releaseMicrophone();
+    session.socket?.end();
+    ui.showConversationLink(session.conversation?.url || "");
+    ui.setPhase("ended");
+    ui.setStatus("Session ended. The conversation is saved in your history.");
+    forgetConversation();
+  }
+  ui.showAlert(end);
+  ui.focusMain();
+}
+
 function tick() {
   deliveries.heartbeat();
   const summary = deliveries.summary();
   if (summary.retryInMs) ui.setSaveState(summary);
   if (ui.phase !== "live") return;
   const elapsed = performance.now() - session.startedAt;
-  ui.setTimer(elapsed);
-  if (!session.warned && elapsed >= (config.sessionLimitSeconds - config.warnBeforeSeconds) * 1000) {
+  const cap = capState(config, elapsed);
+  ui.setTimer(elapsed, cap.near ? Math.max(0, cap.leftMs) : null);
+  if (cap.over) return callEnded(capReached(config));
+  if (!session.warned && cap.near) {
     session.warned = true;
     ui.showAlert({
       tone: "info",
       title: "This session ends soon",
-      message: `OpenAI sessions last at most ${Math.round(config.sessionLimitSeconds / 60)} minutes. Continue now in a new session to carry on this conversation without a break.`,
+      message: `Sessions last at most ${capLength(config.sessionLimitSeconds)}. Continue now in a new session to carry on this conversation without a break.`,
       resume: true,
     });
   }

@@ -178,8 +178,14 @@ export class Controls {
     this.el.voiceAlert.hidden = true;
   }
 
-  setTimer(ms) {
+  setTimer(ms, leftMs = null) {
     this.el.sessionClock.textContent = formatClock(ms);
+    this.el.sessionLeft.hidden = leftMs == null;
+    if (leftMs != null) this.el.sessionLeft.textContent = `${formatClock(leftMs)} left`;
+  }
+
+  setContinueLabel(text) {
+    this.el.continue.textContent = text;
   }
 
   setSaveState({ pending, state, retryInMs }) {

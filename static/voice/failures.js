@@ -54,6 +54,8 @@ function apiFailure({ status, code, message, retryAfter, budget }) {
     const wait = retryAfter != null ? `Try again in ${formatWait(retryAfter)}.` : "Try again later.";
     return { title: "Too many sessions", message: message || `You have started too many sessions for now. ${wait}`, retryAfter };
   }
+  // This conversation gets no more sessions: Start begins a new one.
+  if (code === "session_limit_reached") return { title: "Session time limit reached", message, resume: false };
   if (status === 504 || code === "upstream_timeout") {
     return { title: "OpenAI did not answer", message: `OpenAI took too long to start a session. ${AGAIN}` };
   }

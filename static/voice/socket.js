@@ -9,9 +9,9 @@ import { Outbox, leftovers } from "./outbox.js";
 export class TranscriptSocket {
   constructor(url, outbox, {
     WebSocket = globalThis.WebSocket, timers = globalThis, backoff = {}, readyTimeoutMs = 8000, pingIntervalMs = 20000,
-    onStatus = () => {}, onFrameError = (message) => console.warn("Transcript frame refused", message),
+    onStatus = () => {}, onFrameError = (message) => console.warn("Transcript frame refused", message), onCallEnded = () => {},
   } = {}) {
-    Object.assign(this, { url, outbox, WebSocket, timers, readyTimeoutMs, pingIntervalMs, onStatus, onFrameError });
+    Object.assign(this, { url, outbox, WebSocket, timers, readyTimeoutMs, pingIntervalMs, onStatus, onFrameError, onCallEnded });
     // closing: `end` sent
     Object.assign(this, { ws: null, isReady: false, stopped: false, closing: false, retry: new Retry(backoff, timers), state: "idle" });
   }
@@ -107,6 +107,9 @@ export class TranscriptSocket {
         if (Number.isInteger(message.seq)) outbox.ack(message.seq);
         this.report();
         this.onFrameError(message);
+        break;
+      case "call_ended": // the server hung the call up (caps.js says why)
+        this.onCallEnded(message);
         break;
       case "ended": // our server confirms `end`; the contract does not require it
       case "pong": // or a pong once all is acked: the best sign there is
@@ -215,8 +218,8 @@ function localStore() {
 
 // All the page's transcript sockets, summed up for the save indicator.
 export class Deliveries {
-  constructor(onChange, onFrameError) {
-    Object.assign(this, { storage: localStore(), owner: tabId(), onChange, onFrameError, sockets: new Map(), liveId: null });
+  constructor(onChange, onFrameError, onCallEnded) {
+    Object.assign(this, { storage: localStore(), owner: tabId(), onChange, onFrameError, onCallEnded, sockets: new Map(), liveId: null });
   }
 
   open(conversationId, socketPath, recovering = false) {
@@ -226,6 +229,7 @@ export class Deliveries {
     outbox.persist(); // claims it for this tab
     const socket = new TranscriptSocket(socketUrl(socketPath), outbox, {
       onStatus: () => this.changed(socket), ...(this.onFrameError && { onFrameError: this.onFrameError }),
+      onCallEnded: (message) => conversationId === this.liveId && this.onCallEnded?.(message),
     });
     socket.recovering = recovering;
     this.sockets.set(conversationId, socket);

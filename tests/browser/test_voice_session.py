@@ -211,11 +211,12 @@ def test_before_the_time_limit_the_page_offers_to_continue(daphne_server, user, 
     first = standin.calls.wait_for_call()
     expect_lines(page, 2)
 
-    page.clock.fast_forward("55:01")
+    page.clock.fast_forward("28:01")  # the last 2 minutes of REALTIME_MAX_SESSION_SECONDS (1800)
     # The installed clock keeps running in real time: a loaded machine may show a second or more later.
-    expect(page.locator("#session-clock")).to_have_text(re.compile(r"^55:\d\d$"))
+    expect(page.locator("#session-clock")).to_have_text(re.compile(r"^28:\d\d$"))
+    expect(page.locator("#session-left")).to_have_text(re.compile(r"^1:5\d left$"))
     alert = expect_alert(page, "This session ends soon")
-    expect(alert).to_contain_text("60 minutes")
+    expect(alert).to_contain_text("30 minutes")
     with page.expect_request("**/api/realtime/sessions") as request:
         alert.get_by_role("button", name="Continue").click()
     assert request.value.post_data_json["conversation"] == str(conversation_of(user).uuid)

@@ -559,6 +559,11 @@ class CallsPeer:
             return next((c for c in self.calls if c.id == call_id), None)
 
     async def hangup(self, request: web.Request) -> web.StreamResponse:
+        failure = self.standin._take_failure("hangup")  # fail_next(503, route="hangup")
+        if failure is not None:
+            response = await self.standin._fail(request, failure)
+            if response is not None:
+                return response
         self.standin._authenticate(request)  # the real API key, as OpenAI requires
         call = self.find(request.match_info["call_id"])
         if call is None:

@@ -14,7 +14,7 @@ Routes
 - The retired beta routes (`/v1/realtime/sessions`, `/v1/realtime`) — `beta_api_shape_disabled`.
 - Control, for tests and for a stand-in running in another process:
   `POST /_standin/fail` (the arguments of `fail_next` as JSON; routes "client_secrets", "calls",
-  "sideband"), `GET /_standin/requests` (sideband attaches and hang-ups included),
+  "sideband", "hangup"), `GET /_standin/requests` (sideband attaches and hang-ups included),
   `POST /_standin/reset`; for benchmarks, `POST /_standin/calls` (`{"count", "script"}`: calls
   without WebRTC, see `CallsPeer.open_bare`) and `POST /_standin/calls/release` (`{"gate"}`).
 
@@ -41,7 +41,7 @@ from .sideband import SidebandEndpoint
 DEFAULT_API_KEY = "sk-standin-local-development-key"
 
 FAILURE_KINDS = ("error", "slow", "garbage", "incomplete", "disconnect")
-ROUTES = ("client_secrets", "calls", "sideband")
+ROUTES = ("client_secrets", "calls", "sideband", "hangup")
 # What OpenAI says for these statuses (the 401 quotes the key masked, as OpenAI's does).
 DEFAULT_ERRORS = {
     400: ("invalid_request_error", None, "Invalid request."),
@@ -134,7 +134,8 @@ class StandIn:
         seconds — normally, or with `status`), "garbage" (200, not JSON), "incomplete" (200, JSON
         without the key), "disconnect" (close the connection without an answer). For
         route="sideband" (sideband.py): "error" refuses the attach with 404 `call_id_not_found`, and
-        "disconnect" drops the attached socket `delay` seconds into the call.
+        "disconnect" drops the attached socket `delay` seconds into the call. route="hangup" fails
+        `POST /v1/realtime/calls/{id}/hangup` the same ways as the REST routes.
         """
         if isinstance(kind, int):
             kind, status = "error", kind

@@ -43,7 +43,7 @@ class Command(BaseCommand):
             elif verbosity >= 2:
                 self.stderr.write(
                     f"{item.uuid}: {result.status} ({result.events} events, {result.utterances} utterances, "
-                    f"{result.usages} responses)"
+                    f"{result.usages} responses, {result.transcriptions} transcriptions)"
                 )
             if verbosity >= 1 and done % PROGRESS_EVERY == 0 and done < total:
                 self.stderr.write(f"{done}/{total} conversations…")

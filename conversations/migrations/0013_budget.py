@@ -12,7 +12,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('auth', '0012_alter_user_first_name_max_length'),
-        ('conversations', '0008_witness'),
+        ('conversations', '0012_recordings'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
