@@ -61,3 +61,11 @@ test("refresh asks the server and shows its answer", async () => {
   }
   assert.equal(element.label.textContent, "Voice budget today: $2.00 of $5.00");
 });
+
+test("a call ended for the budget tells the time in the browser's clock too", async () => {
+  const { describeEnd } = await import("../../static/voice/caps.js");
+  const end = describeEnd({ type: "call_ended", reason: "budget", budget: BUDGET,
+    message: "You have used today's voice budget ($5.00). The call was ended. It frees up at 13:20 UTC." });
+  assert.equal(end.message, "You have used today's voice budget ($5.00). The call was ended. It frees up at 14:20.");
+  assert.equal(end.resume, false);
+});
