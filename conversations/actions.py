@@ -29,7 +29,16 @@ from django.db.models import Q, QuerySet
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from conversations.models import Conversation, DailyStorage, Event, ResponseUsage, Utterance
+from conversations.models import (
+    Conversation,
+    DailyStorage,
+    Event,
+    Recording,
+    RecordingChunk,
+    ResponseUsage,
+    Utterance,
+)
+from conversations.recordings import store as recording_store
 from conversations.transcript import live
 
 ACTIVE, ENDED = Conversation.Status.ACTIVE, Conversation.Status.ENDED
@@ -170,7 +179,9 @@ def save_review(conversation: Conversation, reviewer, changed: Iterable[str]) ->
 DEFAULT_BATCH_SIZE = 500
 # What hangs off a conversation, deleted ahead of it.
 CHILDREN = (Event, Utterance, ResponseUsage)
-MODELS = (Conversation,) + CHILDREN
+# The recordings' rows go first too, and their files after the batch commits (recordings/store.py).
+RECORDING_MODELS = (Recording, RecordingChunk)
+MODELS = (Conversation,) + CHILDREN + RECORDING_MODELS
 
 
 def _empty_counts() -> Counter:
@@ -182,8 +193,9 @@ def count_conversations(queryset: QuerySet) -> Counter:
     counts = _empty_counts()
     counts[Conversation._meta.label] = queryset.count()
     ids = queryset.values("pk")
-    for model in CHILDREN:
+    for model in CHILDREN + (Recording,):
         counts[model._meta.label] = model.objects.filter(conversation__in=ids).count()
+    counts[RecordingChunk._meta.label] = RecordingChunk.objects.filter(recording__conversation__in=ids).count()
     return counts
 
 
@@ -204,6 +216,9 @@ def delete_conversations(queryset: QuerySet, *, batch_size: int = DEFAULT_BATCH_
             return counts
         ids = [pk for pk, _, _ in rows]
         with transaction.atomic():
+            # Their files are deleted once this batch commits; one that cannot be is left to
+            # `clean_recordings` (a row is never deleted after its file).
+            counts.update(recording_store.delete_rows(ids))
             for model in CHILDREN:
                 counts.update(model.objects.filter(conversation_id__in=ids).delete()[1])
             counts.update(Conversation.objects.filter(pk__in=ids).delete()[1])

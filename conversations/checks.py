@@ -1,5 +1,8 @@
 """Start-up checks of the Realtime and recording settings that settings.py cannot make without the app's lists."""
 
+import importlib.util
+from pathlib import Path
+
 from django.conf import settings
 from django.core.checks import Error, register
 
@@ -34,4 +37,80 @@ def realtime_settings(app_configs, **kwargs):
                 id="conversations.E021",
             )
         )
+    return errors
+
+
+# A 5 s chunk of Opus at 32 kbit/s is about 20 KB; below this bound no recorder's chunk fits.
+MIN_RECORDING_CHUNK_BYTES = 64 * 1024
+
+
+def _inside(path, folder) -> bool:
+    try:
+        Path(path).resolve().relative_to(Path(folder).resolve())
+    except ValueError:
+        return False
+    return True
+
+
+@register()
+def recording_settings(app_configs, **kwargs):
+    """The recording bounds and where the audio goes: bad values stop start-up with a clear message."""
+    errors = []
+    chunk, total = settings.RECORDING_MAX_CHUNK_BYTES, settings.RECORDING_MAX_BYTES_PER_CONVERSATION
+    if chunk < MIN_RECORDING_CHUNK_BYTES:
+        errors.append(
+            Error(
+                f"RECORDING_MAX_CHUNK_BYTES={chunk} is too small for a recorder's chunk.",
+                hint=f"Use at least {MIN_RECORDING_CHUNK_BYTES} (the default is 1048576, 1 MiB).",
+                id="conversations.E020",
+            )
+        )
+    if total < chunk:
+        errors.append(
+            Error(
+                f"RECORDING_MAX_BYTES_PER_CONVERSATION={total} is smaller than one chunk "
+                f"(RECORDING_MAX_CHUNK_BYTES={chunk}).",
+                hint="Use at least RECORDING_MAX_CHUNK_BYTES (the default is 104857600, 100 MiB).",
+                id="conversations.E021",
+            )
+        )
+    if settings.RECORDINGS_STORAGE not in ("filesystem", "s3"):
+        errors.append(
+            Error(
+                f"RECORDINGS_STORAGE={settings.RECORDINGS_STORAGE!r} is not a recordings storage.",
+                hint="Use filesystem (the default: files under RECORDINGS_ROOT) or s3.",
+                id="conversations.E022",
+            )
+        )
+    elif settings.RECORDINGS_STORAGE == "s3":
+        if importlib.util.find_spec("storages") is None:
+            errors.append(
+                Error(
+                    "RECORDINGS_STORAGE=s3 needs django-storages with boto3, which is not installed.",
+                    hint='pip install "django-storages[s3]" (see docs/deploy.md).',
+                    id="conversations.E023",
+                )
+            )
+        if not settings.STORAGES["recordings"].get("OPTIONS", {}).get("bucket_name"):
+            errors.append(
+                Error(
+                    "RECORDINGS_STORAGE=s3 needs RECORDINGS_S3_BUCKET.",
+                    id="conversations.E024",
+                )
+            )
+    else:
+        # Never where a public URL may serve it: the playback view checks who asks, a web server does not.
+        root = settings.RECORDINGS_ROOT
+        public = [settings.STATIC_ROOT, *settings.STATICFILES_DIRS]
+        if settings.MEDIA_ROOT:
+            public.append(settings.MEDIA_ROOT)
+        for folder in public:
+            if folder and (_inside(root, folder) or _inside(folder, root)):
+                errors.append(
+                    Error(
+                        f"RECORDINGS_ROOT={root} overlaps {folder}, which may be served publicly.",
+                        hint="Keep recordings in a private directory of their own (default var/recordings).",
+                        id="conversations.E025",
+                    )
+                )
     return errors

@@ -318,3 +318,57 @@ class RealtimeCall(models.Model):
 
     def __str__(self):
         return f"{self.call_id} ({self.source})"
+
+
+class Recording(models.Model):
+    """
+    The audio of one session (segment) of a conversation, both sides mixed, recorded by the
+    browser and uploaded in chunks (conversations/recordings/). The recording is its chunks'
+    files concatenated in index order: MediaRecorder's chunks join into one valid stream.
+    """
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="recordings")
+    # The conversation's session this is the audio of (1 = the first; Conversation.segments).
+    segment = models.PositiveIntegerField()
+    # The recorder's mimeType, as sent with chunk 0 (e.g. "audio/webm;codecs=opus").
+    mime_type = models.CharField(max_length=100)
+    chunks = models.PositiveIntegerField(default=0)
+    bytes = models.PositiveBigIntegerField(default=0)
+    # The audio covered so far, as the recorder counted it (the last chunk's cumulative duration).
+    duration_ms = models.PositiveBigIntegerField(default=0)
+    # Server clock: when chunk 0 arrived minus the audio it covered, so that a transcript line's
+    # place in the recording is line.created_at - started_at.
+    started_at = models.DateTimeField()
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["conversation", "segment"]
+        constraints = [
+            models.UniqueConstraint(fields=["conversation", "segment"], name="recording_unique_segment"),
+            models.CheckConstraint(condition=models.Q(segment__gte=1), name="recording_segment_positive"),
+        ]
+
+    def __str__(self):
+        return f"recording {self.segment} of {self.conversation_id} ({self.bytes} bytes)"
+
+
+class RecordingChunk(models.Model):
+    """One uploaded chunk of a recording: its file in STORAGES["recordings"] (`name`) and its digest."""
+
+    recording = models.ForeignKey(Recording, on_delete=models.CASCADE, related_name="chunk_files")
+    index = models.PositiveIntegerField()
+    # The storage name of its file: unique per upload attempt, so that two uploads of one index
+    # never write the same file (a storage may overwrite) and a refused one removes only its own.
+    name = models.CharField(max_length=255, unique=True)
+    bytes = models.PositiveIntegerField()
+    sha256 = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["recording", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["recording", "index"], name="recording_chunk_unique_index"),
+        ]
+
+    def __str__(self):
+        return f"chunk {self.index} ({self.bytes} bytes)"

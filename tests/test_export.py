@@ -380,7 +380,8 @@ def test_command_line_keeps_data_on_stdout_and_the_count_on_stderr():
 def test_each_chunk_costs_the_same_few_queries(alice, bob, include_events, django_assert_num_queries):
     for index in range(7):
         make_full_conversation(alice if index % 2 else bob, utterances=index, events=index)
-    per_chunk = 4 if include_events else 3  # conversations (+users), utterances, usages, [events]
+    # conversations (+users), utterances, usages, [events], recordings
+    per_chunk = 5 if include_events else 4
     with django_assert_num_queries(3 * per_chunk) as captured:
         chunks = list(
             reader.iter_chunks(
@@ -401,7 +402,7 @@ def test_each_chunk_costs_the_same_few_queries(alice, bob, include_events, djang
 def test_a_full_last_chunk_costs_one_empty_query(alice, django_assert_num_queries):
     for _ in range(4):
         make_conversation(alice)
-    with django_assert_num_queries(2 * 3 + 1):
+    with django_assert_num_queries(2 * 4 + 1):
         chunks = list(reader.iter_chunks(Conversation.objects.all(), chunk_size=2))
     assert [len(c) for c in chunks] == [2, 2]
 

@@ -41,6 +41,8 @@ def test_delete_conversations_removes_children_and_counts_per_model(alice):
         "conversations.Utterance": 20,
         "conversations.Event": 15,
         "conversations.ResponseUsage": 10,
+        "conversations.Recording": 0,
+        "conversations.RecordingChunk": 0,
     }
     assert counts() == [1, 2, 1, 1]
     assert not Conversation.objects.filter(pk__in=[c.pk for c in doomed]).exists()

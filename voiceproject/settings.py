@@ -270,6 +270,38 @@ if TRANSCRIPT_FRAMES_PER_SECOND_PER_USER < 0:
 if SOCKET_SLOT_TTL < 3:
     raise ImproperlyConfigured("SOCKET_SLOT_TTL must be at least 3 seconds.")
 
+# --- Recordings ---------------------------------------------------------------------------
+# The audio of a conversation, recorded in the browser and uploaded in chunks
+# (conversations/recordings/). Stored through STORAGES["recordings"]: files under
+# RECORDINGS_ROOT (private: nothing serves that directory; only the owner's and staff's
+# playback view reads it), or an S3-compatible bucket (RECORDINGS_STORAGE=s3, docs/deploy.md).
+RECORDINGS_STORAGE = env.str("RECORDINGS_STORAGE", default="filesystem").strip().lower()
+RECORDINGS_ROOT = env.path("RECORDINGS_ROOT", default=BASE_DIR / "var" / "recordings")
+# Largest chunk accepted (bytes; a 5 s chunk of Opus at 32 kbit/s is about 20 KB) and the most
+# audio one conversation may hold, all its recordings together. Checked at start (checks.py).
+RECORDING_MAX_CHUNK_BYTES = env.int("RECORDING_MAX_CHUNK_BYTES", default=1024 * 1024)
+RECORDING_MAX_BYTES_PER_CONVERSATION = env.int("RECORDING_MAX_BYTES_PER_CONVERSATION", default=100 * 1024 * 1024)
+if RECORDINGS_STORAGE == "s3":
+    RECORDINGS_STORAGE_BACKEND = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": env.str("RECORDINGS_S3_BUCKET", default=""),
+            "endpoint_url": env.str("RECORDINGS_S3_ENDPOINT_URL", default="") or None,
+            "region_name": env.str("RECORDINGS_S3_REGION", default="") or None,
+            "location": env.str("RECORDINGS_S3_PREFIX", default="recordings"),
+            # Private objects, never overwritten, read only through the playback view.
+            "default_acl": "private",
+            "file_overwrite": False,
+            "querystring_auth": True,
+        },
+    }
+else:
+    RECORDINGS_STORAGE_BACKEND = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(RECORDINGS_ROOT), "directory_permissions_mode": 0o700,
+                    "file_permissions_mode": 0o600},
+    }
+
 # --- Recordings: consent and the page's chunks ----------------------------------------------
 # Whether the voice page records a session's audio (both sides, mixed in the browser, uploaded
 # in chunks): off | opt-in (each user ticks "Record audio", remembered) | on (always; the page
@@ -290,6 +322,7 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "recordings": RECORDINGS_STORAGE_BACKEND,
     "staticfiles": {
         "BACKEND": (
             "django.contrib.staticfiles.storage.StaticFilesStorage"

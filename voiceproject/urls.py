@@ -3,6 +3,7 @@ from django.urls import include, path
 
 from accounts import api as accounts_api
 from conversations.realtime import views as realtime_views
+from conversations.recordings import views as recording_views
 
 from .health import healthz
 
@@ -14,6 +15,17 @@ urlpatterns = [
     path("api/realtime/sessions", realtime_views.realtime_sessions, name="api_realtime_sessions"),
     path("api/realtime/calls", realtime_views.realtime_calls, name="api_realtime_calls"),
     path("api/preferences/record-audio", accounts_api.record_audio, name="api_record_audio"),
+    # Segments and indexes are parsed by the views: a malformed one is a 400, not an unknown path.
+    path(
+        "api/conversations/<str:conversation_id>/recordings/<str:segment>/chunks/<str:index>",
+        recording_views.upload_chunk,
+        name="api_recording_chunk",
+    ),
+    path(
+        "api/conversations/<str:conversation_id>/recordings/<str:segment>/",
+        recording_views.recording_status,
+        name="api_recording",
+    ),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
 ]

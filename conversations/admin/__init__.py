@@ -189,6 +189,7 @@ class ConversationAdmin(admin.ModelAdmin):
             },
         ),
         ("Witness", {"fields": ("witness_display", "calls_table")}),
+        ("Recording", {"fields": ("recording_player",)}),
         (
             "Times",
             {
@@ -270,6 +271,14 @@ class ConversationAdmin(admin.ModelAdmin):
             "admin/conversations/includes/calls_table.html",
             {"calls": calls, "more": max(0, conversation.call_count - len(calls))},
         )
+
+    @admin.display(description="audio")
+    def recording_player(self, conversation):
+        """The same players as the transcript page (staff may read every recording)."""
+        recordings = selectors.recordings_for(conversation)
+        if not recordings:
+            return "No recording."
+        return render_to_string("includes/recording_player.html", {"recordings": recordings})
 
     @admin.display(description="tokens")
     def usage_table(self, conversation):
@@ -356,6 +365,7 @@ class ConversationAdmin(admin.ModelAdmin):
             "transcript lines": counts[Utterance._meta.label],
             "journal events": counts[Event._meta.label],
             "usage records": counts[ResponseUsage._meta.label],
+            "recordings": counts["conversations.Recording"],
         }
         perms_needed = set() if self.has_delete_permission(request) else {"conversation"}
         return summary, model_count, perms_needed, []

@@ -135,6 +135,11 @@ def _language(code: str) -> str:
     return f"{languages.label(code)} ({code})" if code else "detected automatically"
 
 
+def _recording_length(milliseconds: int) -> str:
+    minutes, seconds = divmod(round(milliseconds / 1000), 60)
+    return f"{minutes}:{seconds:02}"
+
+
 def record_markdown(record: dict) -> str:
     """A transcript for people to read."""
     usage = record["usage"]
@@ -151,6 +156,11 @@ def record_markdown(record: dict) -> str:
         (
             f"- Tokens: {usage['input_tokens']} in, {usage['output_tokens']} out, "
             f"{usage['transcription_tokens']} for transcription"
+        ),
+        *(
+            f"- Recording{' ' + str(r['segment']) if len(record.get('recordings', ())) > 1 else ''}: "
+            f"{_recording_length(r['duration_ms'])}, {r['bytes']} bytes ({r['mime_type']})"
+            for r in record.get("recordings", ())
         ),
         "",
     ]

@@ -27,7 +27,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import F, QuerySet
 
 from conversations.export import records
-from conversations.models import Conversation, Event, ResponseUsage, Utterance
+from conversations.models import Conversation, Event, Recording, ResponseUsage, Utterance
 
 DEFAULT_CHUNK_SIZE = 500
 # A conversation's journal holds every event received (hundreds, with payloads of kilobytes):
@@ -106,6 +106,7 @@ def iter_chunks(
         utterances = _children(Utterance, records.UTTERANCE, ids, "position")
         responses = _children(ResponseUsage, records.RESPONSE, ids, "created_at", "response_id")
         events = _children(Event, records.EVENT, ids, "id") if include_events else {}
+        recordings = _children(Recording, records.RECORDING, ids, "segment")
         yield [
             records.make_record(
                 conversation,
@@ -113,6 +114,7 @@ def iter_chunks(
                 responses.get(conversation["pk"], ()),
                 events.get(conversation["pk"], ()) if include_events else None,
                 include_review=include_review,
+                recordings=recordings.get(conversation["pk"], ()),
             )
             for conversation in conversations
         ]

@@ -22,7 +22,7 @@ from functools import cached_property
 from django.core.exceptions import ValidationError
 from django.db import models
 
-from conversations.models import Conversation, Event, ResponseUsage, TokenUsage, Utterance
+from conversations.models import Conversation, Event, Recording, ResponseUsage, TokenUsage, Utterance
 
 SCHEMA = 1
 
@@ -88,6 +88,10 @@ USAGE_TOTALS = Fields(Conversation, TokenUsage.USAGE_FIELDS + ("transcription_to
 REVIEW = Fields(Conversation, ("reviewed", "reviewed_at", "flagged", "review_note"))
 UTTERANCE = Fields(Utterance, Utterance.FIELDS)
 RESPONSE = Fields(ResponseUsage, ("response_id", "status", "created_at") + TokenUsage.USAGE_FIELDS + ("source",))
+# The audio of each session, in session order: what there is, not the audio itself
+# (`export_sessions --include-recordings` writes the files beside the export). Not imported:
+# a restored conversation has no audio.
+RECORDING = Fields(Recording, ("segment", "mime_type", "bytes", "duration_ms", "started_at"))
 # In the journal's order (storage order: the two streams interleaved as they were folded).
 EVENT = Fields(Event, ("seq", "type", "payload", "received_at", "source"))
 
@@ -109,13 +113,14 @@ def make_record(
     events: Iterable[Sequence] | None = None,
     *,
     include_review: bool = False,
+    recordings: Iterable[Sequence] = (),
 ) -> dict:
     """
     One conversation as a record. `conversation` maps "uuid", "username", "reviewer" (a
     username or None) and the field names of CONVERSATION, USAGE_TOTALS and REVIEW to their
     values; the children are rows of values in the order of UTTERANCE's, RESPONSE's and EVENT's
-    names (values after those are ignored), already in conversation order. No "events" key when
-    `events` is None.
+    names (values after those are ignored), already in conversation order, and so are
+    `recordings` (RECORDING's names). No "events" key when `events` is None.
     """
     record = {"schema": SCHEMA, "id": str(conversation["uuid"]), "user": conversation["username"]}
     record.update(CONVERSATION.pick(conversation))
@@ -125,6 +130,7 @@ def make_record(
         record["review"]["reviewed_by"] = conversation["reviewer"]
     record["responses"] = [RESPONSE.to_json(row) for row in responses]
     record["utterances"] = [UTTERANCE.to_json(row) for row in utterances]
+    record["recordings"] = [RECORDING.to_json(row) for row in recordings]
     if events is not None:
         record["events"] = [EVENT.to_json(row) for row in events]
     return record

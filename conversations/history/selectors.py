@@ -22,9 +22,10 @@ from django.db.models import (
     Subquery,
 )
 from django.db.models.functions import Coalesce
+from django.urls import reverse
 from django.utils import timezone
 
-from conversations.models import Conversation, Event, RealtimeCall, Source, Utterance
+from conversations.models import Conversation, Event, RealtimeCall, Recording, Source, Utterance
 
 
 def owned_by(user) -> QuerySet[Conversation]:
@@ -205,3 +206,26 @@ def transcript_labels(user_label: str = "You") -> dict:
         # The small mark of a line the server's witness saw end itself (Utterance.verified).
         "verified": {"mark": "✓", "title": "Verified: the server heard this itself"},
     }
+
+
+def recordings_for(conversation: Conversation) -> list[dict]:
+    """
+    The conversation's recordings in session order, for the players of the transcript page and
+    the admin: where to fetch each (`url`, and `download_url`), how long it is and when it
+    started (ISO, server clock), so that a line said at `created_at` is at
+    created_at - started_at in it.
+    """
+    rows = Recording.objects.filter(conversation=conversation).order_by("segment")
+    return [
+        {
+            "segment": recording.segment,
+            "url": reverse("conversations:recording_segment", args=[conversation.uuid, recording.segment]),
+            "download_url": reverse("conversations:recording_segment", args=[conversation.uuid, recording.segment])
+            + "?download=1",
+            "duration_ms": recording.duration_ms,
+            "started_at": recording.started_at.isoformat(),
+            "mime_type": recording.mime_type,
+            "bytes": recording.bytes,
+        }
+        for recording in rows.only("segment", "duration_ms", "started_at", "mime_type", "bytes")
+    ]

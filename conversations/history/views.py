@@ -76,6 +76,7 @@ def conversation_detail(request, conversation):
             "labels": selectors.transcript_labels(),
             "download_formats": downloads.menu(),
             "live_url": selectors.live_path(conversation),
+            "recordings": selectors.recordings_for(conversation),
         },
     )
 

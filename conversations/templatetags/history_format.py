@@ -25,6 +25,12 @@ def clock(value: timedelta | None) -> str:
 
 
 @register.filter
+def ms_clock(milliseconds: int | None) -> str:
+    """A duration in milliseconds (a recording's) as a clock."""
+    return "—" if milliseconds is None else clock(timedelta(milliseconds=milliseconds))
+
+
+@register.filter
 def display_title(conversation) -> str:
     return selectors.display_title(conversation)
 

@@ -10,6 +10,7 @@ NOUNS = {
     "conversations.Utterance": "utterance",
     "conversations.Event": "journal event",
     "conversations.ResponseUsage": "response usage record",
+    "conversations.Recording": "recording",
 }
 
 
@@ -20,7 +21,8 @@ def describe(counts) -> str:
 class Command(BaseCommand):
     help = (
         "Delete conversations whose last activity (their creation, if nothing was ever received) "
-        "is more than DAYS days old, with their utterances, journal and usage, in batches. "
+        "is more than DAYS days old, with their utterances, journal, usage and recordings (rows, then "
+        "their files once each batch committed), in batches. "
         "--dry-run only counts."
     )
 
