@@ -148,7 +148,10 @@ def test_a_reload_mid_session_loses_at_most_the_chunk_being_recorded(chat_page, 
 
     # The network fails: the next chunks stay in the page (IndexedDB), unsent.
     page.route("**/recordings/*/chunks/*", lambda route: route.abort())
-    page.wait_for_function(f"{STORED_CHUNKS}().then((n) => n >= 2)", polling=500, timeout=20_000)
+    deadline = time.monotonic() + 20
+    while page.evaluate(STORED_CHUNKS) < 2:
+        assert time.monotonic() < deadline, "the page did not keep the chunks it could not send"
+        page.wait_for_timeout(250)
     recorded_s = time.monotonic() - began
     page.reload()  # the session is gone, and so is the chunk being recorded
     page.get_by_role("button", name="Start").wait_for()
