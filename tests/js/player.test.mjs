@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { lineAt, partAt } from "../../static/common/player.js";
+import { lineAt, partAt } from "../../static/history/player.js";
 
 const T = Date.parse("2026-11-29T10:00:00Z");
 // Two sessions: 0–60 s and 120–150 s.
