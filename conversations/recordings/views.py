@@ -63,8 +63,10 @@ def _upload(user, conversation_id, segment, index, request) -> store.Appended:
     index = _whole_number(index, "The chunk index")
     duration_ms = _whole_number(request.headers.get(DURATION_HEADER), DURATION_HEADER)
     store.check_address(segment, index, duration_ms)
-    store.mime_type(request.META.get("CONTENT_TYPE"))
     data = _read_chunk(request)
+    if not data:
+        raise store.InvalidChunk("The chunk is empty.")
+    store.mime_type(request.META.get("CONTENT_TYPE"))
     try:
         conversation = access.get_conversation(user, conversation_id)
     except access.NoAccess:

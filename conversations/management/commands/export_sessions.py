@@ -1,6 +1,8 @@
+from pathlib import Path
+
 from django.core.management.base import BaseCommand, CommandError
 
-from conversations.export import formats, reader
+from conversations.export import audio, formats, reader
 from conversations.history import selectors
 from conversations.management import arguments
 from conversations.management.output import Progress, Sink, Stderr, plural, stdout_is_closed
@@ -47,6 +49,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--include-events", action="store_true", help="Add the raw event journal (jsonl and json)."
         )
+        parser.add_argument(
+            "--include-recordings",
+            action="store_true",
+            help="Also write each recording's audio to FILE.recordings/<uuid>-<segment>.<ext> (needs -o FILE).",
+        )
         parser.add_argument("-o", "--output", metavar="FILE", help="Write to FILE instead of stdout.")
         parser.add_argument("--force", action="store_true", help="Overwrite FILE if it exists.")
         parser.add_argument(
@@ -63,6 +70,11 @@ class Command(BaseCommand):
         if include_events and not formats.FORMATS[format].carries_events:
             carriers = [f.name for f in formats.FORMATS.values() if f.carries_events]
             raise CommandError(f"--include-events needs --format {' or '.join(carriers)}.")
+        include_recordings = options["include_recordings"]
+        if include_recordings and options["output"] in (None, "-"):
+            raise CommandError(
+                "--include-recordings needs -o FILE: the audio files are written beside it, in FILE.recordings/."
+            )
         since, until = arguments.time_range(options["since"], options["until"])
         conversation_ids = arguments.uuids(options["conversation"], "--conversation")
         queryset = reader.select_conversations(
@@ -84,12 +96,21 @@ class Command(BaseCommand):
         sink = Sink(
             self.stdout, options["output"], force=options["force"]
         )  # opened last: no query can fail after
+        audio_folder = None
+        if include_recordings:
+            try:
+                audio_folder = audio.AudioFolder(Path(options["output"]), force=options["force"])
+            except CommandError:
+                sink.abort()
+                raise
         progress = Progress(stderr, total, verbosity=verbosity)
         utterances = 0
 
         def counted(records):
             nonlocal utterances
             for record in records:
+                if audio_folder is not None:
+                    audio_folder.write(record)
                 yield record
                 utterances += len(record["utterances"])
                 progress.advance()
@@ -99,7 +120,28 @@ class Command(BaseCommand):
             queryset, chunk_size=chunk_size, include_events=include_events, include_review=True
         )
         try:
-            for text in formats.stream(format, counted(records)):
+            self._write(format, counted(records), sink)
+            if audio_folder is not None:
+                audio_folder.close()
+        except BaseException:
+            if audio_folder is not None:
+                audio_folder.abort()
+            raise
+        finally:
+            progress.close()
+        if verbosity:
+            audio_line = ""
+            if audio_folder is not None:
+                audio_line = f"; {plural(audio_folder.files, 'recording')} ({audio_folder.bytes} bytes) to {audio_folder.path}"
+            stderr.line(
+                f"{plural(progress.done, 'conversation')}, {plural(utterances, 'utterance')} "
+                f"written to {sink.name}{audio_line}"
+            )
+
+    @staticmethod
+    def _write(format, records, sink):
+        try:
+            for text in formats.stream(format, records):
                 sink.write(text)
             sink.close()
         except BrokenPipeError:
@@ -115,10 +157,3 @@ class Command(BaseCommand):
         except BaseException:
             sink.abort()
             raise
-        finally:
-            progress.close()
-        if verbosity:
-            stderr.line(
-                f"{plural(progress.done, 'conversation')}, {plural(utterances, 'utterance')} "
-                f"written to {sink.name}"
-            )
