@@ -30,16 +30,15 @@ export class RecordingPlayer {
       durationMs: Number(figure.dataset.durationMs) || 0,
     })).filter((part) => part.audio && Number.isFinite(part.start));
     Object.assign(this, { root, list, heard: null, userScrolledAt: -Infinity });
-    if (!this.parts.length || !list) return;
-    list.classList.add("is-seekable");
     this.parts.forEach((part, index) => {
       const { audio } = part;
       audio.addEventListener("play", () => this.parts.forEach((other) => other !== part && other.audio.pause()));
-      audio.addEventListener("timeupdate", () => this.follow(part));
-      audio.addEventListener("seeked", () => this.follow(part));
       // The next session's part goes on where this one ends.
       audio.addEventListener("ended", () => this.parts[index + 1] && this.play(index + 1, 0));
+      if (list) ["timeupdate", "seeked"].forEach((type) => audio.addEventListener(type, () => this.follow(part)));
     });
+    if (!this.parts.length || !list) return; // no transcript beside it (the admin's inline): play only
+    list.classList.add("is-seekable");
     list.addEventListener("click", (event) => {
       const line = event.target.closest(".line");
       if (!line || event.target.closest("a, button") || String(getSelection?.() || "")) return; // selecting text is not a seek

@@ -1,4 +1,4 @@
-// Recording a session (RECORDINGS, docs/recordings.md): the microphone and the assistant's
+// Recording a session (RECORDINGS; docs/api.md, "Recordings"): the microphone and the assistant's
 // voice mixed with Web Audio into one stream, recorded by MediaRecorder in chunks of chunkMs,
 // each uploaded as it is produced. A chunk waits in IndexedDB until the server acknowledges it,
 // so a reload or a network failure loses at most the chunk being recorded: the rest is sent
@@ -31,19 +31,23 @@ export function verdict(status, body) {
 // send(chunk) → { status, body } (status 0: no answer); onGiveUp(chunk, verdict); onAck(chunk, body).
 export class ChunkQueue {
   constructor({ store, send, onGiveUp = () => {}, onAck = () => {}, wait = (ms) => new Promise((r) => setTimeout(r, ms)), backoffMs = [1000, 2000, 5000, 10000, 30000] }) {
-    Object.assign(this, { store, send, onGiveUp, onAck, wait, backoffMs, pending: [], busy: null, failures: 0, abandoned: new Set() });
+    Object.assign(this, { store, send, onGiveUp, onAck, wait, backoffMs, pending: [], busy: null, failures: 0, abandoned: new Set(), adding: Promise.resolve() });
   }
 
   get size() {
     return this.pending.length;
   }
 
-  // Stored first (a reload finds it), then queued.
-  async add(chunk) {
-    if (this.abandoned.has(recordingKey(chunk))) return;
+  // Stored first (a reload finds it), then queued; one after the other, so that a chunk is
+  // never queued before the one it follows.
+  add(chunk) {
     chunk.storedAt ??= Date.now();
-    await this.store.put(chunk).catch(() => {}); // no storage: sent from memory all the same
-    this.enqueue([chunk]);
+    this.adding = this.adding.then(async () => {
+      if (this.abandoned.has(recordingKey(chunk))) return;
+      await this.store.put(chunk).catch(() => {}); // no storage: sent from memory all the same
+      this.enqueue([chunk]);
+    });
+    return this.adding;
   }
 
   // What an earlier page left unsent. Another open tab may be sending some of them too: a

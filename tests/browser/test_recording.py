@@ -11,6 +11,7 @@ from playwright.sync_api import expect
 
 from accounts.models import Preferences
 from conversations.models import Recording, RecordingChunk
+from tests.realtime_standin import scripts
 from tests.support.browser import conversation_of, expect_all_saved, expect_lines, expect_phase, start
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -190,4 +191,51 @@ def test_without_record_audio_nothing_is_recorded(chat_page, standin, user):
     page.goto(page.url.split("/chat/")[0] + conversation.get_absolute_url())
     expect(page.locator(".transcript .line")).to_have_count(2)
     assert page.locator("[data-recordings] audio").count() == 0
+    assert page.errors == []
+
+
+def test_a_conversation_over_two_sessions_has_two_recordings_played_in_order(chat_page, standin, user):
+    page = chat_page
+    turn_on_recording(page)
+    standin.calls.script_next([{"sleep": 2}, *scripts.conversation(1), {"sleep": 3}, *scripts.session_expired()])
+    standin.calls.script_next([{"sleep": 3}, *scripts.conversation(1, first=2), *ANSWERS])
+    start(page)
+    expect_phase(page, "lost")
+    expect(page.locator("#recording-indicator")).to_be_hidden()  # that session's recording is over
+    page.get_by_role("button", name="Continue").click()
+    expect_phase(page, "live")
+    expect(page.locator("#recording-indicator")).to_be_visible()
+    expect_lines(page, 4)
+    page.wait_for_timeout(2000)
+    page.get_by_role("button", name="Stop").click()
+    expect_phase(page, "ended")
+    expect_all_saved(page)
+    wait_until_uploaded(page)
+
+    conversation = conversation_of(user)
+    assert list(Recording.objects.filter(conversation=conversation).order_by("segment").values_list("segment", flat=True)) == [1, 2]
+    page.goto(page.url.split("/chat/")[0] + conversation.get_absolute_url())
+    parts = page.locator("[data-recordings] audio")
+    expect(parts).to_have_count(2)
+
+    # A line of the second session plays the second recording, from when it was said.
+    line = page.locator(".transcript .line").nth(2)
+    expect(line).to_contain_text("Question number 2")
+    said_at = page.evaluate(
+        "([line, fig]) => (Date.parse(line.dataset.at) - Date.parse(fig.dataset.startedAt)) / 1000",
+        [line.element_handle(), page.locator("[data-recordings] [data-started-at]").nth(1).element_handle()],
+    )
+    assert said_at > 2.0
+    line.click()
+    page.wait_for_function("() => !document.querySelectorAll('[data-recordings] audio')[1].paused")
+    assert parts.nth(0).evaluate("a => a.paused")
+    position = parts.nth(1).evaluate("a => a.currentTime")
+    assert said_at - 0.1 <= position < said_at + 1.0, (position, said_at)
+
+    # The first recording, played to its end, goes on with the second from its start.
+    first_s = int(page.locator("[data-recordings] [data-started-at]").nth(0).get_attribute("data-duration-ms")) / 1000
+    parts.nth(1).evaluate("a => a.pause()")
+    parts.nth(0).evaluate("(a, at) => { a.currentTime = at; return a.play(); }", first_s - 0.5)
+    page.wait_for_function("() => { const [a, b] = document.querySelectorAll('[data-recordings] audio'); return a.ended && !b.paused; }", timeout=10_000)
+    assert parts.nth(1).evaluate("a => a.currentTime") < 2.0
     assert page.errors == []

@@ -87,13 +87,23 @@ test("after a reload, what is stored is sent again; a chunk the server already h
 test("out of order: the queue resends from the chunk the server expects", async () => {
   const server = new FakeServer();
   const store = new MemoryStore();
-  const queue = new ChunkQueue({ store, send: server.send, wait: noWait });
-  // Chunk 1 arrives in the queue after chunk 2 has been tried (a recovered page, say).
+  let release;
+  const held = new Promise((resolve) => (release = resolve));
+  // Chunk 2 is on its way when chunk 1 (a recovered page's, say) joins the queue.
+  const send = async (chunk) => {
+    if (chunk.index === 2 && server.requests.length === 1) {
+      const answer = server.send(chunk);
+      await held;
+      return answer;
+    }
+    return server.send(chunk);
+  };
+  const queue = new ChunkQueue({ store, send, wait: noWait });
   await queue.add(chunk(0));
   await queue.pump();
-  const sending = queue.add(chunk(2));
+  await queue.add(chunk(2));
   await queue.add(chunk(1));
-  await sending;
+  release();
   await queue.pump();
   assert.deepEqual(server.held.get("c1/1"), ["bytes-c1-1-0", "bytes-c1-1-1", "bytes-c1-1-2"]);
   assert.deepEqual(server.requests, ["c1/1/000000", "c1/1/000002", "c1/1/000001", "c1/1/000002"]);
@@ -145,4 +155,18 @@ test("the recorder's type is the first the browser supports, and URLs are filled
   assert.equal(pickMimeType(() => false), "");
   const template = "/api/conversations/{conversation}/recordings/{segment}/chunks/{index}";
   assert.equal(fillUrl(template, { conversation: "ab-1", segment: 2, index: 0 }), "/api/conversations/ab-1/recordings/2/chunks/0");
+});
+
+test("a chunk is never queued before the one it follows, however slow storing it is", async () => {
+  const server = new FakeServer();
+  const store = new MemoryStore();
+  const put = store.put;
+  store.put = async (c) => {
+    if (c.index === 0) await new Promise((resolve) => setTimeout(resolve, 20));
+    return put(c);
+  };
+  const queue = new ChunkQueue({ store, send: server.send, wait: noWait });
+  await Promise.all([queue.add(chunk(0)), queue.add(chunk(1)), queue.add(chunk(2))]);
+  await queue.pump();
+  assert.deepEqual(server.requests, ["c1/1/000000", "c1/1/000001", "c1/1/000002"]);
 });
