@@ -4,6 +4,7 @@
 // A line said at `data-at` is at data-at − started_at in the part it falls in (same server clock).
 
 const FOLLOW_PAUSE_MS = 4000; // after the user scrolls, the highlighted line is not scrolled to
+const PINNED_MS = 1000;
 
 // parts: [{ start (ms since epoch), durationMs }] in order. The part that holds `at`, or null.
 export function partAt(parts, at) {
@@ -29,9 +30,11 @@ export class RecordingPlayer {
       start: Date.parse(figure.dataset.startedAt),
       durationMs: Number(figure.dataset.durationMs) || 0,
     })).filter((part) => part.audio && Number.isFinite(part.start));
-    Object.assign(this, { root, list, heard: null, userScrolledAt: -Infinity });
+    Object.assign(this, { root, list, heard: null, active: null, pinned: null, userScrolledAt: -Infinity });
     this.parts.forEach((part, index) => {
       const { audio } = part;
+      // One part at a time; the others' events (a pause's timeupdate) do not move the mark.
+      ["play", "seeking"].forEach((type) => audio.addEventListener(type, () => (this.active = part)));
       audio.addEventListener("play", () => this.parts.forEach((other) => other !== part && other.audio.pause()));
       // The next session's part goes on where this one ends.
       audio.addEventListener("ended", () => this.parts[index + 1] && this.play(index + 1, 0));
@@ -67,21 +70,30 @@ export class RecordingPlayer {
     }
   }
 
+  // The clicked line is the one marked for its first second, even when the next one was said
+  // within milliseconds of it (a typed message and the start of its answer).
   seekTo(line) {
-    const found = partAt(this.parts, Date.parse(line.dataset.at));
-    if (found) this.play(found.index, found.offsetMs / 1000);
+    const at = Date.parse(line.dataset.at);
+    const found = partAt(this.parts, at);
+    if (!found) return;
+    this.pinned = { line, until: at + PINNED_MS };
+    this.highlight(line);
+    this.play(found.index, found.offsetMs / 1000);
   }
 
   play(index, seconds) {
-    const { audio } = this.parts[index];
+    const { audio } = (this.active = this.parts[index]);
     audio.currentTime = seconds;
     audio.play().catch(() => {}); // refused autoplay: the position is set, the user presses play
   }
 
   follow(part) {
+    if (part !== this.active) return;
     this.markLines(); // the live page may have added lines
     const lines = this.lines();
     const at = part.start + part.audio.currentTime * 1000;
+    if (this.pinned && at < this.pinned.until && at >= this.pinned.until - PINNED_MS - 1000) return this.highlight(this.pinned.line);
+    this.pinned = null;
     const index = lineAt(lines.map((line) => Date.parse(line.dataset.at)), at, part.start, part.start + part.durationMs);
     this.highlight(lines[index] || null);
   }
