@@ -12,6 +12,7 @@ from playwright.sync_api import expect
 from accounts.models import Preferences
 from conversations.models import Recording, RecordingChunk
 from tests.realtime_standin import scripts
+from tests.support.processes import ARTIFACTS
 from tests.support.browser import conversation_of, expect_all_saved, expect_lines, expect_phase, start
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -134,6 +135,7 @@ def test_a_recorded_session_plays_back_beside_its_transcript(chat_page, standin,
     expect(answer).to_have_class("line line-assistant is-heard", timeout=5000)
     assert page.evaluate("window.heard") == [line.get_attribute("data-item-id"), answer.get_attribute("data-item-id")]
     expect(page.locator(".transcript .is-heard")).to_have_count(1)
+    page.screenshot(path=str(ARTIFACTS / "recording-player.png"), full_page=True)
     assert page.errors == []
 
 
