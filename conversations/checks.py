@@ -74,6 +74,15 @@ def recording_settings(app_configs, **kwargs):
                 id="conversations.E021",
             )
         )
+    if settings.RECORDING_MAX_BYTES_PER_USER < total:
+        errors.append(
+            Error(
+                f"RECORDING_MAX_BYTES_PER_USER={settings.RECORDING_MAX_BYTES_PER_USER} is smaller than "
+                f"RECORDING_MAX_BYTES_PER_CONVERSATION={total}.",
+                hint="Use at least RECORDING_MAX_BYTES_PER_CONVERSATION (the default is 1073741824, 1 GiB).",
+                id="conversations.E026",
+            )
+        )
     if settings.RECORDINGS_STORAGE not in ("filesystem", "s3"):
         errors.append(
             Error(

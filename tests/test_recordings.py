@@ -189,6 +189,19 @@ def test_the_conversation_total_is_bounded_across_its_recordings(alice_client, a
     assert Recording.objects.get().bytes == len(TONE[0]) + len(TONE[1])
 
 
+def test_a_users_recordings_are_bounded_across_their_conversations(alice_client, alice, bob, recordings_dir, settings):
+    settings.RECORDING_MAX_BYTES_PER_USER = len(TONE[0]) * 2 + 100
+    first, second, third = (make_conversation(alice, segments=1) for _ in range(3))
+    upload_all(alice_client, first, chunks=TONE[:1])
+    upload_all(alice_client, second, chunks=TONE[:1])
+    files = stored_files(recordings_dir)
+    response = put(alice_client, third, 0)
+    assert_refused(response, 413, "recording_too_large", recordings_dir, files)
+    assert "Your recordings" in response.json()["error"]["message"]
+    # Someone else's audio does not count against alice, nor hers against them.
+    assert put(signed_in(bob), make_conversation(bob, segments=1), 0).status_code == 201
+
+
 def test_after_the_conversation_closed_nothing_is_accepted(alice_client, alice, recordings_dir, settings):
     settings.CONVERSATION_LATE_EVENTS_SECONDS = 120
     closed = make_conversation(alice, segments=1, status="ended", ended_at=timezone.now() - timedelta(minutes=5))
@@ -289,6 +302,32 @@ def test_concurrent_uploads_cannot_pass_the_conversation_total_together(alice, r
         thread.join()
     assert sorted(outcomes) == ["stored"] * 2 + ["too large"] * 4
     assert sum(Recording.objects.values_list("bytes", flat=True)) == 2 * len(TONE[0])
+    assert len(stored_files(recordings_dir)) == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_uploads_to_several_conversations_cannot_pass_the_users_total(alice, recordings_dir, settings):
+    settings.RECORDING_MAX_BYTES_PER_USER = 2 * len(TONE[0]) + 10
+    talks = [make_conversation(alice, segments=1) for _ in range(5)]
+    barrier = threading.Barrier(5)
+    outcomes = []
+
+    def upload(talk):
+        try:
+            barrier.wait()
+            store.append_chunk(talk, 1, 0, TONE[0], WEBM, 1000)
+            outcomes.append("stored")
+        except store.RecordingTooLarge:
+            outcomes.append("too large")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=upload, args=(talk,)) for talk in talks]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["stored"] * 2 + ["too large"] * 3
     assert len(stored_files(recordings_dir)) == 2
 
 
@@ -516,6 +555,7 @@ def test_purge_deletes_old_recordings(alice_client, alice, recordings_dir, djang
         ({"RECORDING_MAX_CHUNK_BYTES": 1000}, "conversations.E020"),
         ({"RECORDING_MAX_BYTES_PER_CONVERSATION": 1000}, "conversations.E021"),
         ({"RECORDINGS_STORAGE": "ftp"}, "conversations.E022"),
+        ({"RECORDING_MAX_BYTES_PER_USER": 1024 * 1024}, "conversations.E026"),
         ({"RECORDINGS_ROOT": Path(__file__).resolve().parent.parent / "static" / "recordings"}, "conversations.E025"),
     ],
 )
@@ -524,3 +564,47 @@ def test_bad_recording_settings_stop_start_up(settings, changes, error_id):
     for name, value in changes.items():
         setattr(settings, name, value)
     assert error_id in [error.id for error in recording_settings(None)]
+
+
+# --- The session's segment: the recording's number -----------------------------------------------
+@pytest.mark.django_db(transaction=True)
+def test_sessions_started_at_once_each_get_their_own_segment(alice):
+    """Two keys for one conversation at the same moment (two tabs): each page must record its own
+    recording, so each answer carries a different segment."""
+    from asgiref.sync import async_to_sync
+
+    from conversations.realtime import issuing
+
+    talk = make_conversation(alice, segments=1, status="ended", ended_at=timezone.now())
+    plan = issuing.SessionPlan(model="gpt-realtime-2.1", voice="cedar", turn_detection="server_vad", language="de")
+    barrier = threading.Barrier(3)
+    segments = []
+
+    def continue_it():
+        try:
+            stale = Conversation.objects.get(pk=talk.pk)  # each loaded segments=1
+            barrier.wait()
+            segments.append(async_to_sync(issuing.arecord_session)(alice, plan, stale).segments)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=continue_it) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(segments) == [2, 3, 4]
+    talk.refresh_from_db()
+    assert (talk.segments, talk.voice, talk.language, talk.status, talk.ended_at) == (4, "cedar", "de", "active", None)
+
+
+def test_the_delete_page_says_the_recording_goes_too(alice_client, recorded):
+    page = alice_client.get(reverse("conversations:delete", args=[recorded.uuid])).content.decode()
+    assert "its event journal, its recording and its usage records are deleted" in page
+
+
+def test_a_missing_chunk_file_stops_the_answer_short(alice_client, recorded, recordings_dir, caplog):
+    (recordings_dir / RecordingChunk.objects.get(index=1).name).unlink()
+    response = alice_client.get(play_url(recorded))
+    assert body(response) == TONE[0]  # what there is, in place: never other bytes at an offset
+    assert "is missing" in caplog.text

@@ -281,6 +281,8 @@ RECORDINGS_ROOT = env.path("RECORDINGS_ROOT", default=BASE_DIR / "var" / "record
 # audio one conversation may hold, all its recordings together. Checked at start (checks.py).
 RECORDING_MAX_CHUNK_BYTES = env.int("RECORDING_MAX_CHUNK_BYTES", default=1024 * 1024)
 RECORDING_MAX_BYTES_PER_CONVERSATION = env.int("RECORDING_MAX_BYTES_PER_CONVERSATION", default=100 * 1024 * 1024)
+# …and one user, all their conversations together (about 70 hours at 32 kbit/s).
+RECORDING_MAX_BYTES_PER_USER = env.int("RECORDING_MAX_BYTES_PER_USER", default=1024 * 1024 * 1024)
 if RECORDINGS_STORAGE == "s3":
     RECORDINGS_STORAGE_BACKEND = {
         "BACKEND": "storages.backends.s3.S3Storage",

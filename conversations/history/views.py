@@ -97,7 +97,11 @@ def conversation_delete(request, conversation):
     return render(
         request,
         "conversations/confirm_delete.html",
-        {"conversation": conversation, "turns": conversation.utterances.count()},
+        {
+            "conversation": conversation,
+            "turns": conversation.utterances.count(),
+            "recordings": conversation.recordings.count(),
+        },
     )
 
 

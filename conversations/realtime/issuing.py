@@ -32,8 +32,9 @@ import logging
 import uuid
 from dataclasses import dataclass
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db.models import F
+from django.db import connection
 
 from accounts import languages, preferences
 from accounts.models import Preferences
@@ -298,13 +299,30 @@ async def arecord_session(user, plan: SessionPlan, conversation: Conversation | 
         "status": Conversation.Status.ACTIVE,
         "ended_at": None,
     }
-    # F(): two segments started at once both count.
-    updated = await Conversation.objects.filter(pk=conversation.pk, user=user).aupdate(
-        segments=F("segments") + 1, **changes
-    )
-    if not updated:  # deleted meanwhile
+    segment = await sync_to_async(_next_segment)(conversation.pk, user.pk, changes)
+    if segment is None:  # deleted meanwhile
         raise Conversation.DoesNotExist
     for name, value in changes.items():
         setattr(conversation, name, value)
-    conversation.segments += 1
+    conversation.segments = segment
     return conversation
+
+
+def _next_segment(pk: int, user_id: int, changes: dict) -> int | None:
+    """
+    Count one more segment and apply `changes`, in one statement that returns the new count: two
+    sessions started at once both count, and each learns its own number (the page records
+    session n as recording n). PostgreSQL and SQLite (3.35+) both have UPDATE … RETURNING.
+    """
+    fields = [Conversation._meta.get_field(name) for name in changes]
+    assignments = ", ".join(f"{connection.ops.quote_name(f.column)} = %s" for f in fields)
+    segments = connection.ops.quote_name(Conversation._meta.get_field("segments").column)
+    params = [f.get_db_prep_save(changes[f.name], connection) for f in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {connection.ops.quote_name(Conversation._meta.db_table)} "
+            f"SET {segments} = {segments} + 1, {assignments} WHERE id = %s AND user_id = %s RETURNING {segments}",
+            [*params, pk, user_id],
+        )
+        row = cursor.fetchone()
+    return row[0] if row else None

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile
 from django.core.files.storage import storages
 from django.db import transaction
@@ -178,8 +179,8 @@ class _Chunk:
     sha256: str
 
 
-def _conversation_total(conversation_id: int) -> int:
-    return Recording.objects.filter(conversation_id=conversation_id).aggregate(total=Sum("bytes"))["total"] or 0
+def _total(recordings) -> int:
+    return recordings.aggregate(total=Sum("bytes"))["total"] or 0
 
 
 def _decide(conversation: dict, chunk: _Chunk, now: datetime) -> Recording | None:
@@ -210,23 +211,34 @@ def _decide(conversation: dict, chunk: _Chunk, now: datetime) -> Recording | Non
     if chunk.index == 0 and not starts_like(container(chunk.mime), chunk.data):
         raise NotAudio(f"The first chunk does not start as {container(chunk.mime)} audio does.")
     limit = settings.RECORDING_MAX_BYTES_PER_CONVERSATION
-    if _conversation_total(conversation["id"]) + len(chunk.data) > limit:
+    if _total(Recording.objects.filter(conversation_id=conversation["id"])) + len(chunk.data) > limit:
         raise RecordingTooLarge(
             f"This conversation's recordings would exceed {limit} bytes; nothing more is stored."
+        )
+    # One user's audio, all conversations: a user may start many conversations (keys are limited
+    # per day, not their audio), so the per-conversation bound alone would not bound them.
+    limit = settings.RECORDING_MAX_BYTES_PER_USER
+    if _total(Recording.objects.filter(conversation__user_id=conversation["user_id"])) + len(chunk.data) > limit:
+        raise RecordingTooLarge(
+            f"Your recordings would exceed {limit} bytes in all; delete some to record more."
         )
     return None
 
 
-LOCK_FIELDS = ("id", "segments", "status", "ended_at", "last_activity_at", "created_at")
+LOCK_FIELDS = ("id", "user_id", "segments", "status", "ended_at", "last_activity_at", "created_at")
 
 
 def _locked_conversation(pk: int) -> dict:
     # SELECT … FOR UPDATE on PostgreSQL: the uploads of one conversation take turns here, so the
     # total and the next index are decided by one at a time (SQLite's IMMEDIATE transactions are
-    # serialised already). The transcript's journal locks the same row the same way.
+    # serialised already). The transcript's journal locks the same row the same way. Then the
+    # owner's row, so that the uploads of all of a user's conversations take turns on the user's
+    # total (always in this order: conversation, then user, so two uploads cannot deadlock;
+    # nothing else locks a user row and then a conversation).
     row = Conversation.objects.select_for_update().filter(pk=pk).values(*LOCK_FIELDS).first()
     if row is None:
         raise NotFound("No such conversation.")  # deleted meanwhile
+    get_user_model().objects.select_for_update().filter(pk=row["user_id"]).values_list("pk").first()
     return row
 
 
@@ -319,13 +331,19 @@ def read_range(chunks: list[tuple[str, int]], start: int, end: int) -> Iterator[
         if offset > end:
             return
         first, last = max(start - offset, 0), min(end - offset, size - 1)
-        with files.open(name, "rb") as handle:
+        try:
+            handle = files.open(name, "rb")
+        except OSError:
+            # Lost outside the application (clean_recordings reports it): the answer stops short,
+            # and the client sees a response shorter than its Content-Length, not other bytes.
+            log.error("Recording chunk %s is missing", name)
+            return
+        with handle:
             handle.seek(first)
             left = last - first + 1
             while left > 0:
                 block = handle.read(min(READ_BLOCK, left))
                 if not block:
-                    # The file is shorter than its row says: stop rather than send other bytes.
                     log.error("Recording chunk %s is shorter than recorded", name)
                     return
                 left -= len(block)
