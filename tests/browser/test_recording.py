@@ -241,3 +241,29 @@ def test_a_conversation_over_two_sessions_has_two_recordings_played_in_order(cha
     page.wait_for_function("() => { const [a, b] = document.querySelectorAll('[data-recordings] audio'); return a.ended && !b.paused; }", timeout=10_000)
     assert parts.nth(1).evaluate("a => a.currentTime") < 2.0
     assert page.errors == []
+
+
+def test_in_the_admin_the_sessions_recordings_play_in_order(daphne_server, user, page):
+    """The admin's change page has the same players and script: no transcript list beside them
+    there, but the parts still play one after the other."""
+    from conversations.recordings import store
+    from tests.support.browser import sign_in
+    from tests.support.factories import make_conversation, make_superuser
+    from tests.test_recordings import TONE, WEBM
+
+    conversation = make_conversation(user, segments=2)
+    for segment in (1, 2):
+        for index, data in enumerate(TONE):
+            store.append_chunk(conversation, segment, index, data, WEBM, 1000 * (index + 1))
+    sign_in(page.context, make_superuser(f"staff{user.pk}"), daphne_server.url)
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(daphne_server.url + f"/admin/conversations/conversation/{conversation.pk}/change/")
+    parts = page.locator("[data-recordings] audio")
+    expect(parts).to_have_count(2)
+    parts.nth(0).evaluate("a => a.play().then(() => { a.currentTime = 3.5; })")  # near its end (4 s)
+    page.wait_for_function(
+        "() => { const [a, b] = document.querySelectorAll('[data-recordings] audio'); return a.ended && !b.paused; }",
+        timeout=10_000,
+    )
+    assert errors == []
