@@ -19,7 +19,11 @@ def parse_switch(body: bytes) -> bool:
         data = json.loads(body)
     except ValueError:
         data = None
-    if not isinstance(data, dict) or set(data) != {"record_audio"} or not isinstance(data["record_audio"], bool):
+    if (
+        not isinstance(data, dict)
+        or set(data) != {"record_audio"}
+        or not isinstance(data["record_audio"], bool)
+    ):
         raise ValueError('Send {"record_audio": true} or {"record_audio": false}.')
     return data["record_audio"]
 
@@ -29,7 +33,9 @@ async def record_audio(request):
     if not consent.is_optional():
         state = "off" if consent.mode() == consent.OFF else "always on"
         return error_response(
-            409, "not_optional", f"Recording is {state} on this server (RECORDINGS): there is nothing to choose."
+            409,
+            "not_optional",
+            f"Recording is {state} on this server (RECORDINGS): there is nothing to choose.",
         )
     try:
         wanted = parse_switch(request.body)

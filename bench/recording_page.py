@@ -25,10 +25,10 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from page_start import CHROMIUM, CHROMIUM_ARGS, PASSWORD, start_app  # noqa: E402
-from playwright.sync_api import sync_playwright  # noqa: E402
+from page_start import CHROMIUM, CHROMIUM_ARGS, PASSWORD, start_app
+from playwright.sync_api import sync_playwright
 
-from tests.realtime_standin import RealtimeStandIn  # noqa: E402
+from tests.realtime_standin import RealtimeStandIn
 
 WARM_UP_S = 3.0
 TYPE_EVERY_S = 4.0
@@ -83,7 +83,9 @@ def session(page, record: bool, seconds: float) -> tuple[float, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=4, help="sessions of each kind (after one warm-up pair)")
+    parser.add_argument(
+        "--rounds", type=int, default=4, help="sessions of each kind (after one warm-up pair)"
+    )
     parser.add_argument("--seconds", type=float, default=20.0, help="measured window per session")
     args = parser.parse_args()
 
@@ -92,7 +94,9 @@ def main() -> None:
         app, app_url = start_app(standin, workdir)
         try:
             with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+                browser = playwright.chromium.launch(
+                    executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+                )
                 page = browser.new_page()
                 page.goto(app_url + "/accounts/login/")
                 page.get_by_label("Username").fill("bench")
@@ -116,7 +120,9 @@ def main() -> None:
 
     off_median, on_median = statistics.median(off), statistics.median(on)
     print(f"rounds {args.rounds}, window {args.seconds:.0f} s per session")
-    print(f"chromium_cpu_percent_not_recording_median {off_median:.1f}  ({', '.join(f'{x:.1f}' for x in off)})")
+    print(
+        f"chromium_cpu_percent_not_recording_median {off_median:.1f}  ({', '.join(f'{x:.1f}' for x in off)})"
+    )
     print(f"chromium_cpu_percent_recording_median {on_median:.1f}  ({', '.join(f'{x:.1f}' for x in on)})")
     print(f"recording_cost_cpu_percentage_points {on_median - off_median:+.1f}")
     print(f"recording_cpu_ratio_recording_to_not {on_median / off_median:.2f}")

@@ -24,12 +24,16 @@ def alice():
 
 
 def config_of(response) -> dict:
-    match = re.search(rb'<script id="voice-config" type="application/json">(.*?)</script>', response.content, re.S)
+    match = re.search(
+        rb'<script id="voice-config" type="application/json">(.*?)</script>', response.content, re.DOTALL
+    )
     return json.loads(match.group(1))["recording"]
 
 
 def switch(client, body, **extra):
-    return client.post(SWITCH, body if isinstance(body, str) else json.dumps(body), content_type="application/json", **extra)
+    return client.post(
+        SWITCH, body if isinstance(body, str) else json.dumps(body), content_type="application/json", **extra
+    )
 
 
 # --- The setting ----------------------------------------------------------------------------------
@@ -120,8 +124,15 @@ def test_the_switch_needs_the_csrf_token_and_a_signed_in_user(alice, client):
 
 @pytest.mark.parametrize(
     "body",
-    ['{"record_audio": "yes"}', '{"record_audio": 1}', "{}", '{"record_audio": true, "voice": "x"}', "[true]", "nope",
-     '{"record_audio": true}' + " " * 300],
+    [
+        '{"record_audio": "yes"}',
+        '{"record_audio": 1}',
+        "{}",
+        '{"record_audio": true, "voice": "x"}',
+        "[true]",
+        "nope",
+        '{"record_audio": true}' + " " * 300,
+    ],
 )
 def test_a_bad_body_is_a_clear_error_and_changes_nothing(alice, body):
     response = switch(signed_in(alice), body)

@@ -12,8 +12,8 @@ from playwright.sync_api import expect
 from accounts.models import Preferences
 from conversations.models import Recording, RecordingChunk
 from tests.realtime_standin import scripts
-from tests.support.processes import ARTIFACTS
 from tests.support.browser import conversation_of, expect_all_saved, expect_lines, expect_phase, start
+from tests.support.processes import ARTIFACTS
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -98,7 +98,9 @@ def test_a_recorded_session_plays_back_beside_its_transcript(chat_page, standin,
     conversation = conversation_of(user)
     recording = Recording.objects.get(conversation=conversation)
     assert recording.segment == 1 and recording.mime_type.startswith("audio/webm")
-    assert list(recording.chunk_files.order_by("index").values_list("index", flat=True)) == list(range(recording.chunks))
+    assert list(recording.chunk_files.order_by("index").values_list("index", flat=True)) == list(
+        range(recording.chunks)
+    )
     assert Preferences.objects.get(user=user).record_audio is True  # remembered
 
     page.goto(page.url.split("/chat/")[0] + conversation.get_absolute_url())
@@ -133,7 +135,10 @@ def test_a_recorded_session_plays_back_beside_its_transcript(chat_page, standin,
     # Playing on, the line heard is the one clicked, then the assistant's answer to it.
     answer = page.locator(".transcript .line").nth(3)
     expect(answer).to_have_class("line line-assistant is-heard", timeout=5000)
-    assert page.evaluate("window.heard") == [line.get_attribute("data-item-id"), answer.get_attribute("data-item-id")]
+    assert page.evaluate("window.heard") == [
+        line.get_attribute("data-item-id"),
+        answer.get_attribute("data-item-id"),
+    ]
     expect(page.locator(".transcript .is-heard")).to_have_count(1)
     page.screenshot(path=str(ARTIFACTS / "recording-player.png"), full_page=True)
     assert page.errors == []
@@ -164,7 +169,9 @@ def test_a_reload_mid_session_loses_at_most_the_chunk_being_recorded(chat_page, 
     recording = Recording.objects.get(conversation=conversation)
     kept = recording.duration_ms / 1000
     assert recording.chunks >= 3
-    assert list(recording.chunk_files.order_by("index").values_list("index", flat=True)) == list(range(recording.chunks))
+    assert list(recording.chunk_files.order_by("index").values_list("index", flat=True)) == list(
+        range(recording.chunks)
+    )
     assert recorded_s - CHUNK_S - 0.5 <= kept <= recorded_s + 0.5, (kept, recorded_s)
     page.goto(page.url.split("/chat/")[0] + conversation.get_absolute_url())
     decoded = page.evaluate(DECODE, page.locator("[data-recordings] audio").get_attribute("src"))
@@ -199,7 +206,9 @@ def test_without_record_audio_nothing_is_recorded(chat_page, standin, user):
 def test_a_conversation_over_two_sessions_has_two_recordings_played_in_order(chat_page, standin, user):
     page = chat_page
     turn_on_recording(page)
-    standin.calls.script_next([{"sleep": 2}, *scripts.conversation(1), {"sleep": 3}, *scripts.session_expired()])
+    standin.calls.script_next(
+        [{"sleep": 2}, *scripts.conversation(1), {"sleep": 3}, *scripts.session_expired()]
+    )
     standin.calls.script_next([{"sleep": 3}, *scripts.conversation(1, first=2), *ANSWERS])
     start(page)
     expect_phase(page, "lost")
@@ -215,7 +224,11 @@ def test_a_conversation_over_two_sessions_has_two_recordings_played_in_order(cha
     wait_until_uploaded(page)
 
     conversation = conversation_of(user)
-    assert list(Recording.objects.filter(conversation=conversation).order_by("segment").values_list("segment", flat=True)) == [1, 2]
+    assert list(
+        Recording.objects.filter(conversation=conversation)
+        .order_by("segment")
+        .values_list("segment", flat=True)
+    ) == [1, 2]
     page.goto(page.url.split("/chat/")[0] + conversation.get_absolute_url())
     parts = page.locator("[data-recordings] audio")
     expect(parts).to_have_count(2)
@@ -235,10 +248,16 @@ def test_a_conversation_over_two_sessions_has_two_recordings_played_in_order(cha
     assert said_at - 0.1 <= position < said_at + 1.0, (position, said_at)
 
     # The first recording, played to its end, goes on with the second from its start.
-    first_s = int(page.locator("[data-recordings] [data-started-at]").nth(0).get_attribute("data-duration-ms")) / 1000
+    first_s = (
+        int(page.locator("[data-recordings] [data-started-at]").nth(0).get_attribute("data-duration-ms"))
+        / 1000
+    )
     parts.nth(1).evaluate("a => a.pause()")
     parts.nth(0).evaluate("(a, at) => { a.currentTime = at; return a.play(); }", first_s - 0.5)
-    page.wait_for_function("() => { const [a, b] = document.querySelectorAll('[data-recordings] audio'); return a.ended && !b.paused; }", timeout=10_000)
+    page.wait_for_function(
+        "() => { const [a, b] = document.querySelectorAll('[data-recordings] audio'); return a.ended && !b.paused; }",
+        timeout=10_000,
+    )
     assert parts.nth(1).evaluate("a => a.currentTime") < 2.0
     assert page.errors == []
 
