@@ -286,3 +286,30 @@ def test_in_the_admin_the_sessions_recordings_play_in_order(daphne_server, user,
         timeout=10_000,
     )
     assert errors == []
+
+
+def test_a_refused_recording_stops_and_says_why_while_the_session_goes_on(chat_page, standin, user):
+    page = chat_page
+    turn_on_recording(page)
+    refusal = {
+        "error": {"code": "recording_too_large", "message": "This conversation holds all the audio it may."}
+    }
+    page.route(
+        "**/recordings/*/chunks/*",
+        lambda route: route.fulfill(status=413, json=refusal),
+    )
+    standin.calls.script_next(ANSWERS)
+    start(page)
+    expect(page.locator("#recording-indicator")).to_be_visible()
+    # The first chunk is refused: recording stops, in words, and the session is still live.
+    alert = page.locator("#voice-alert")
+    expect(alert).to_contain_text("Recording stopped", timeout=CHUNK_S * 1000 + 5000)
+    expect(alert).to_contain_text("This conversation holds all the audio it may.")
+    expect(alert).to_contain_text("The session goes on without recording.")
+    expect(page.locator("#recording-indicator")).to_be_hidden()
+    expect_phase(page, "live")
+    page.get_by_label("Type a message to the assistant").fill("Still there?")
+    page.keyboard.press("Enter")
+    expect_lines(page, 2)
+    assert page.evaluate(STORED_CHUNKS) == 0  # nothing kept to resend: it can never be stored
+    assert page.errors == []
