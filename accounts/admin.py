@@ -16,7 +16,7 @@ class PreferencesInline(admin.StackedInline):
 
     model = Preferences
     form = PreferencesForm
-    fields = ("voice", "turn_detection", "language", "updated_at")
+    fields = ("voice", "turn_detection", "language", "record_audio", "updated_at")
     readonly_fields = ("updated_at",)
     can_delete = False  # no row and the site's defaults mean the same: nothing to delete
     min_num, max_num = 0, 1

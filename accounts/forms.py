@@ -129,8 +129,9 @@ TURN_DETECTION_LABELS = {
 
 class PreferencesForm(forms.ModelForm):
     """
-    A user's voice, way of taking turns and language, on /accounts/preferences/ and in the admin
-    beside the user. Only what the server offers is accepted: an unknown value is a form error.
+    A user's voice, way of taking turns, language and "Record audio", on /accounts/preferences/
+    and in the admin beside the user. Only what the server offers is accepted: an unknown value
+    is a form error.
     """
 
     voice = forms.ChoiceField(help_text="The assistant's voice. The voice page can still change it for one session.")
@@ -149,9 +150,16 @@ class PreferencesForm(forms.ModelForm):
         },
     )
 
+    record_audio = forms.BooleanField(
+        required=False,
+        label="Record audio",
+        help_text="Keep the audio of your sessions (your voice and the assistant's) beside the transcript, "
+        "to play back later. You can delete a recording without deleting its transcript.",
+    )
+
     class Meta:
         model = Preferences
-        fields = ("voice", "turn_detection", "language")
+        fields = ("voice", "turn_detection", "language", "record_audio")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -26,6 +26,8 @@ class Preferences(models.Model):
     turn_detection = models.CharField(max_length=16, default=SERVER_VAD)
     # ISO-639-1 (accounts/languages.py); "" = the transcription model detects the language.
     language = models.CharField(max_length=8, blank=True, default=languages.AUTOMATIC)
+    # The "Record audio" switch: used only when RECORDINGS=opt-in (accounts/consent.py).
+    record_audio = models.BooleanField(default=False)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

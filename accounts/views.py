@@ -6,7 +6,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse_lazy
 from django.views.generic import CreateView, UpdateView
 
-from . import preferences
+from . import consent, preferences
 from .forms import PreferencesForm, SignUpForm, ThrottledAuthenticationForm
 
 
@@ -79,6 +79,16 @@ class PreferencesView(LoginRequiredMixin, UpdateView):
 
     def get_object(self, queryset=None):
         return preferences.for_user(self.request.user)
+
+    def get_form(self, form_class=None):
+        form = super().get_form(form_class)
+        # Only in opt-in mode is there a choice; otherwise the saved choice is left as it was.
+        if not consent.is_optional():
+            del form.fields["record_audio"]
+        return form
+
+    def get_context_data(self, **kwargs):
+        return {**super().get_context_data(**kwargs), "recordings_mode": consent.mode()}
 
     def form_valid(self, form):
         response = super().form_valid(form)

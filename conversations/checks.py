@@ -1,4 +1,4 @@
-"""Start-up checks of the Realtime settings that settings.py cannot make without the app's lists."""
+"""Start-up checks of the Realtime and recording settings that settings.py cannot make without the app's lists."""
 
 import importlib.util
 from pathlib import Path
@@ -6,6 +6,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.checks import Error, register
 
+from accounts import consent
 from conversations.realtime import upstream
 
 # OpenAI ends a Realtime session after 60 minutes: a longer cap could never be reached.
@@ -31,6 +32,22 @@ def realtime_settings(app_configs, **kwargs):
                 hint="Set the longest a voice session may run, in whole seconds (default 1800: 30 minutes; "
                 f"OpenAI's own limit is {MAX_SESSION_SECONDS}).",
                 id="conversations.E002",
+            )
+        )
+    if settings.RECORDINGS not in consent.MODES:
+        errors.append(
+            Error(
+                f"RECORDINGS={settings.RECORDINGS!r} is not a recording mode.",
+                hint="Use off, opt-in (each user chooses on the voice page) or on (every session is recorded).",
+                id="conversations.E030",
+            )
+        )
+    if not 1000 <= settings.RECORDING_CHUNK_MS <= 60000:
+        errors.append(
+            Error(
+                f"RECORDING_CHUNK_MS={settings.RECORDING_CHUNK_MS} is out of range.",
+                hint="Use between 1000 and 60000 milliseconds (a crash loses at most one chunk).",
+                id="conversations.E031",
             )
         )
     return errors

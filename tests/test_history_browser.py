@@ -356,7 +356,9 @@ def test_the_script_draws_a_line_exactly_as_the_server_does(server, chromium):
         return served
 
     served = chromium.run(compare)
-    assert 'data-status="failed" data-verified="true" aria-busy="false"' in served[2]
+    assert 'data-status="failed" data-verified="true" data-at="' in served[2]
+    # Each line says when it was said (the recording player seeks there).
+    assert all(f'data-at="{u["created_at"]}"' in line for u, line in zip(utterances, served, strict=True))
     assert '<span class="line-kind">Typed</span>' in served[5]
     assert 'data-verified="true"' in served[0] and 'data-verified="false"' in served[1]
     assert '<span class="line-verified" title="Verified: the server heard this itself">✓</span>' in served[2]

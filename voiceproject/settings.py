@@ -319,6 +319,14 @@ else:
                     "file_permissions_mode": 0o600},
     }
 
+# --- Recordings: consent and the page's chunks ----------------------------------------------
+# Whether the voice page records a session's audio (both sides, mixed in the browser, uploaded
+# in chunks): off | opt-in (each user ticks "Record audio", remembered) | on (always; the page
+# says so before Start). Checked by a system check (conversations/checks.py).
+RECORDINGS = env.str("RECORDINGS", default="opt-in").strip().lower()
+# Milliseconds of audio per uploaded chunk: a crash or closed tab loses at most the chunk in progress.
+RECORDING_CHUNK_MS = env.int("RECORDING_CHUNK_MS", default=5000)
+
 # --- Internationalization -------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")

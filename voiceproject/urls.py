@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from accounts import api as accounts_api
 from conversations.realtime import views as realtime_views
 from conversations.recordings import views as recording_views
 
@@ -14,7 +15,7 @@ urlpatterns = [
     path("api/realtime/sessions", realtime_views.realtime_sessions, name="api_realtime_sessions"),
     path("api/realtime/calls", realtime_views.realtime_calls, name="api_realtime_calls"),
     path("api/realtime/budget", realtime_views.realtime_budget, name="api_realtime_budget"),
-
+    path("api/preferences/record-audio", accounts_api.record_audio, name="api_record_audio"),
     # Segments and indexes are parsed by the views: a malformed one is a 400, not an unknown path.
     path(
         "api/conversations/<str:conversation_id>/recordings/<str:segment>/chunks/<str:index>",

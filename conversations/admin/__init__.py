@@ -14,6 +14,7 @@ import json
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.exceptions import BadRequest, PermissionDenied, ValidationError
+from django.forms import Script
 from django.forms.models import BaseInlineFormSet
 from django.template.defaultfilters import pluralize
 from django.template.loader import render_to_string
@@ -168,6 +169,8 @@ class ConversationAdmin(admin.ModelAdmin):
 
     class Media:
         css = {"all": ("history/admin.css",)}  # noqa: RUF012 (Django's Media declaration)
+        # The transcript page's player script: a recording of several sessions plays in order.
+        js = (Script("history/player.js", type="module"),)
 
     fieldsets = (
         (

@@ -20,7 +20,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts import languages, preferences
+from accounts import consent, languages, preferences
 from conversations import budget, witness
 from conversations.history import selectors
 from conversations.realtime import issuing, upstream
@@ -271,5 +271,28 @@ def page_config(openai_configured: bool, chosen=None) -> dict:
         # The transcript's words, and the clock its times are shown in, as on the history page.
         "labels": selectors.transcript_labels(),
         "timeZone": timezone.get_current_timezone_name(),
+        "recording": recording_config(chosen),
+    }
+
+
+# The recording API's paths, filled in by the page ({conversation}: its uuid, {segment}: the
+# session's number from the 201 answer, {index}: the chunk's). docs/api.md, "Recordings".
+RECORDING_UPLOAD_URL = "/api/conversations/{conversation}/recordings/{segment}/chunks/{index}"
+RECORDING_STATUS_URL = "/api/conversations/{conversation}/recordings/{segment}/"
+
+
+def recording_config(chosen=None) -> dict:
+    """
+    What the page needs to record (static/voice/recorder.js): the site's mode (off | opt-in | on),
+    whether the next session is recorded (opt-in: the user's saved "Record audio"), the chunk
+    length, and where chunks go; switchUrl saves the switch.
+    """
+    return {
+        "mode": consent.mode(),
+        "enabled": consent.records(chosen) if chosen is not None else consent.mode() == consent.ON,
+        "chunkMs": settings.RECORDING_CHUNK_MS,
+        "uploadUrl": RECORDING_UPLOAD_URL,
+        "statusUrl": RECORDING_STATUS_URL,
+        "switchUrl": reverse("api_record_audio"),
     }
 

@@ -7,7 +7,8 @@ export function fillLine(li, line, labels, timeZone) {
   const { role, status, error, created_at: at } = line;
   li.className = `line line-${role}`;
   // verified: the server's witness saw the line end itself (the voice page's own lines never are).
-  Object.assign(li.dataset, { itemId: line.item_id, position: line.position, status, verified: Boolean(line.verified) });
+  // at: when it was said (ISO), for the recording player (static/history/player.js).
+  Object.assign(li.dataset, { itemId: line.item_id, position: line.position, status, verified: Boolean(line.verified), at: at || "" });
   li.setAttribute("aria-busy", status === "pending" || status === "live"); // still being said
   const [speaker, time, kind, badge, verified] = li.firstElementChild.children;
   speaker.textContent = labels.roles[role] || role;

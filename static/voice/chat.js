@@ -7,6 +7,7 @@ import * as openai from "./connection.js";
 import { Controls } from "./controls.js";
 import { VoiceFailure, classifyOpenAIError, describeFailure } from "./failures.js";
 import { shouldForward } from "./outbox.js";
+import { SessionRecorder, recordingKey, uploader } from "./recorder.js";
 import { Deliveries } from "./socket.js";
 import { TranscriptModel, TranscriptView } from "./transcript.js";
 import { Visualiser } from "./visualiser.js";
@@ -23,7 +24,7 @@ const session = {
   attempt: 0, // bumped by start, continue and stop: stale results are ignored
   conversation: null,
   wentLive: false, // if not, a retry reuses the conversation: no empty ones
-  stream: null, call: null, socket: null, startedAt: 0,
+  stream: null, call: null, socket: null, startedAt: 0, segment: 1, remote: null,
   muted: false, pushing: false, responding: false, speaking: false, warned: false,
 };
 
@@ -31,9 +32,14 @@ const ui = new Controls({ start, stop, resume, mute, interrupt, send, mode: chan
 const budget = new BudgetMeter($("budget-meter"), config.budgetUrl);
 budget.show(config.budget);
 const deliveries = new Deliveries((summary) => ui.setSaveState(summary), frameRefused, callEnded);
+const recording = config.recording || { mode: "off" };
+const chunks = uploader($("voice").dataset.csrf, { onGiveUp: recordingRefused });
+const recorder = new SessionRecorder({ queue: chunks, chunkMs: recording.chunkMs, uploadUrl: recording.uploadUrl, onState: recordingState });
 
 if (!config.openaiConfigured) ui.blockStart(true);
 deliveries.recover();
+if (recording.mode !== "off") chunks.recover(); // what a reload or a failure left unsent
+$("record-audio")?.addEventListener("change", saveRecordAudio);
 setInterval(tick, 1000);
 addEventListener("online", () => deliveries.retryAll());
 addEventListener("pagehide", () => {
@@ -150,6 +156,7 @@ async function ensureMicrophone(attempt) {
 function adopt(data) {
   const { id } = data.conversation;
   session.conversation = data.conversation;
+  session.segment = Number.isInteger(data.segment) ? data.segment : 1; // this session's recording
   session.socket = deliveries.open(id, data.socket_url); // the same one on Continue
   deliveries.liveId = id;
   ui.setSaveState(deliveries.summary());
@@ -165,6 +172,10 @@ function goLive() {
   ui.showConversationLink(session.conversation.url);
   idleStatus();
   ui.focusMain();
+  if (recordingWanted()) {
+    const streams = [session.stream, session.remote].filter(Boolean);
+    recorder.start(visualiser.audioContext(), { conversation: session.conversation.id, segment: session.segment, streams });
+  }
 }
 
 function failed(failure, attempt) {
@@ -195,8 +206,9 @@ function lose(kind) {
 }
 
 function closeCall() {
+  recorder.stop(); // its last chunk is still uploaded
   session.call?.close();
-  Object.assign(session, { call: null, responding: false, speaking: false, pushing: false });
+  Object.assign(session, { call: null, remote: null, responding: false, speaking: false, pushing: false });
   speaker.srcObject = null;
   ui.setNote("mic", "");
   ui.setNote("model", "");
@@ -262,6 +274,8 @@ function callState(state) {
 }
 
 function playRemote(stream) {
+  session.remote = stream;
+  recorder.add(stream);
   speaker.srcObject = stream;
   speaker.play().catch((error) => {
     // AbortError: the call ended first. Only a refusal needs the user.
@@ -364,5 +378,42 @@ function tick() {
       message: `Sessions last at most ${capLength(config.sessionLimitSeconds)}. Continue now in a new session to carry on this conversation without a break.`,
       resume: true,
     });
+  }
+}
+
+// --- Recording (static/voice/recorder.js) ------------------------------------------------------
+
+function recordingWanted() {
+  return recording.mode === "on" || (recording.mode === "opt-in" && Boolean($("record-audio")?.checked));
+}
+
+function recordingState({ recording: on, problem }) {
+  $("recording-indicator").hidden = !on;
+  if (problem) ui.showAlert({ tone: "warning", title: "Recording stopped", message: `${problem} The session goes on without recording.` });
+}
+
+// The server cannot take this recording any more (too large, not audio, conversation closed…).
+function recordingRefused(chunk, { code, message }) {
+  console.warn("Recording refused", code, message);
+  recorder.refused(recordingKey(chunk), message);
+}
+
+// The switch is remembered per user (their preferences), from the next Start.
+async function saveRecordAudio(event) {
+  const box = event.target;
+  const wanted = box.checked;
+  const failed = (message) => {
+    box.checked = !wanted;
+    ui.showAlert({ tone: "warning", title: "Could not save “Record audio”", message });
+  };
+  try {
+    const response = await fetch(recording.switchUrl, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "X-CSRFToken": $("voice").dataset.csrf },
+      body: JSON.stringify({ record_audio: wanted }),
+    });
+    if (!response.ok) failed((await response.json().catch(() => null))?.error?.message || `The server answered ${response.status}.`);
+  } catch {
+    failed("The server could not be reached. Try again.");
   }
 }

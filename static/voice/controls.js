@@ -132,6 +132,7 @@ export class Controls {
     el.stop.hidden = !inSession;
     el.continue.hidden = phase !== "lost";
     el.voiceSelect.disabled = inSession;
+    if (el.recordAudio) el.recordAudio.disabled = inSession; // applies from the next Start
     el.mute.disabled = !live || this.mode === "manual";
     el.ptt.disabled = el.message.disabled = el.send.disabled = !live;
     if (!live) el.interrupt.disabled = true;
