@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('conversations', '0011_hangup'),
+        ('conversations', '0010_hangup'),
     ]
 
     operations = [

@@ -12,7 +12,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('auth', '0012_alter_user_first_name_max_length'),
-        ('conversations', '0012_recordings'),
+        ('conversations', '0011_recordings'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
