@@ -25,27 +25,13 @@ import httpx
 import pytest
 from channels.db import database_sync_to_async
 from channels_redis.core import RedisChannelLayer
-from django.conf import settings
 
 from conversations.models import Conversation
 from tests.support.events import assistant, audio_done, transcribed, user_audio
 from tests.support.factories import PASSWORD, make_conversation
-from tests.support.processes import (
-    ARTIFACTS,
-    LiveServer,
-    server_environment,
-    wait_for_server_sessions_to_close,
-)
+from tests.support.processes import cluster_marks, two_servers
 
-pytestmark = [
-    pytest.mark.cluster,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.asyncio,
-    pytest.mark.skipif(
-        settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql" or not settings.REDIS_URL,
-        reason="needs PostgreSQL (DATABASE_URL) and Redis (REDIS_URL)",
-    ),
-]
+pytestmark = cluster_marks()
 
 LIMIT = 5  # keys per user per minute, on both servers
 SOCKETS = 4  # open sockets per user, on both servers together
@@ -57,22 +43,13 @@ TIMEOUT = 10
 
 @pytest.fixture(scope="module")
 def cluster(django_db_setup, django_db_blocker, _realtime_standin_server):
-    env = server_environment(
-        REDIS_URL=settings.REDIS_URL,
-        DATABASE_POOL="true",
-        OPENAI_BASE_URL=_realtime_standin_server.url,
-        OPENAI_API_KEY=_realtime_standin_server.api_key,
+    yield from two_servers(
+        "cluster",
+        django_db_blocker,
+        _realtime_standin_server,
         KEY_RATE_LIMIT_PER_USER=f"{LIMIT}/minute",
-        KEY_RATE_LIMIT_PER_IP="100000/minute",  # every request comes from 127.0.0.1
         MAX_SOCKETS_PER_USER=str(SOCKETS),
     )
-    with (
-        LiveServer(env, log=ARTIFACTS / "cluster" / "daphne-a.log") as a,
-        LiveServer(env, log=ARTIFACTS / "cluster" / "daphne-b.log") as b,
-    ):
-        yield a, b
-    with django_db_blocker.unblock():
-        wait_for_server_sessions_to_close()
 
 
 def http(server, cookies=None) -> httpx.AsyncClient:

@@ -10,49 +10,23 @@ import json
 import aiohttp
 import pytest
 from channels.db import database_sync_to_async
-from django.conf import settings
 
 from conversations.models import RealtimeCall
 from tests.realtime_standin.clients import BrowserPeer
-from tests.support.processes import (
-    ARTIFACTS,
-    LiveServer,
-    server_environment,
-    wait_for_server_sessions_to_close,
-)
+from tests.support.processes import cluster_marks, two_servers
 from tests.test_cluster import log_in, mint, receive
 from tests.test_witness_cluster import until
 
-pytestmark = [
-    pytest.mark.cluster,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.asyncio,
-    pytest.mark.skipif(
-        settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql" or not settings.REDIS_URL,
-        reason="needs PostgreSQL (DATABASE_URL) and Redis (REDIS_URL)",
-    ),
-]
+pytestmark = cluster_marks()
 
 CAP = 6
 
 
 @pytest.fixture
-def two_servers(django_db_setup, django_db_blocker, realtime_standin):
-    env = server_environment(
-        REDIS_URL=settings.REDIS_URL,
-        DATABASE_POOL="true",
-        OPENAI_BASE_URL=realtime_standin.url,
-        OPENAI_API_KEY=realtime_standin.api_key,
-        KEY_RATE_LIMIT_PER_IP="100000/minute",
-        REALTIME_MAX_SESSION_SECONDS=str(CAP),
+def servers(django_db_setup, django_db_blocker, realtime_standin):
+    yield from two_servers(
+        "hangup-cluster", django_db_blocker, realtime_standin, REALTIME_MAX_SESSION_SECONDS=str(CAP)
     )
-    with (
-        LiveServer(env, log=ARTIFACTS / "hangup-cluster" / "daphne-a.log") as a,
-        LiveServer(env, log=ARTIFACTS / "hangup-cluster" / "daphne-b.log") as b,
-    ):
-        yield a, b
-    with django_db_blocker.unblock():
-        wait_for_server_sessions_to_close()
 
 
 def hangups(standin, call_id):
@@ -60,9 +34,9 @@ def hangups(standin, call_id):
 
 
 async def test_one_process_hangs_up_and_every_socket_of_the_page_hears_why(
-    two_servers, alice, realtime_standin
+    servers, alice, realtime_standin
 ):
-    a, b = two_servers
+    a, b = servers
     cookies = await log_in(a, "alice")
     minted = (await mint(a, cookies)).json()
     realtime_standin.calls.script_next([{"gate": "never"}])

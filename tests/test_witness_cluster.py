@@ -11,48 +11,21 @@ import time
 import aiohttp
 import pytest
 from channels.db import database_sync_to_async
-from django.conf import settings
 
 from conversations.models import Event, RealtimeCall
 from tests.realtime_standin.clients import BrowserPeer
 from tests.support.events import assistant, audio_done
-from tests.support.processes import (
-    ARTIFACTS,
-    LiveServer,
-    server_environment,
-    wait_for_server_sessions_to_close,
-)
+from tests.support.processes import cluster_marks, two_servers
 from tests.test_cluster import log_in, mint, receive
 
-pytestmark = [
-    pytest.mark.cluster,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.asyncio,
-    pytest.mark.skipif(
-        settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql" or not settings.REDIS_URL,
-        reason="needs PostgreSQL (DATABASE_URL) and Redis (REDIS_URL)",
-    ),
-]
+pytestmark = cluster_marks()
 
 TAKE_OVER_WITHIN = 15.0
 
 
 @pytest.fixture
-def two_servers(django_db_setup, django_db_blocker, realtime_standin):
-    env = server_environment(
-        REDIS_URL=settings.REDIS_URL,
-        DATABASE_POOL="true",
-        OPENAI_BASE_URL=realtime_standin.url,
-        OPENAI_API_KEY=realtime_standin.api_key,
-        KEY_RATE_LIMIT_PER_IP="100000/minute",
-    )
-    with (
-        LiveServer(env, log=ARTIFACTS / "witness-cluster" / "daphne-a.log") as a,
-        LiveServer(env, log=ARTIFACTS / "witness-cluster" / "daphne-b.log") as b,
-    ):
-        yield a, b
-    with django_db_blocker.unblock():
-        wait_for_server_sessions_to_close()
+def servers(django_db_setup, django_db_blocker, realtime_standin):
+    yield from two_servers("witness-cluster", django_db_blocker, realtime_standin)
 
 
 @database_sync_to_async
@@ -79,8 +52,8 @@ async def until(check, timeout):
     return value
 
 
-async def test_killing_the_holder_hands_the_call_to_the_other_process(two_servers, alice, realtime_standin):
-    a, b = two_servers
+async def test_killing_the_holder_hands_the_call_to_the_other_process(servers, alice, realtime_standin):
+    a, b = servers
     cookies = await log_in(a, "alice")
     minted = (await mint(a, cookies)).json()
     conversation = minted["conversation"]["id"]

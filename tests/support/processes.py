@@ -157,3 +157,46 @@ def run_manage(*args, database=False, **kwargs):
         timeout=120,
         **kwargs,
     )
+
+
+# --- Two servers of one deployment (the cluster tests) -----------------------------------------
+
+
+def cluster_marks() -> list:
+    """The marks of a module of cluster tests: async, transactional, and skipped unless the
+    servers can share state (PostgreSQL for the database, Redis for the channel layer and limits)."""
+    import pytest
+    from django.conf import settings
+
+    return [
+        pytest.mark.cluster,
+        pytest.mark.django_db(transaction=True),
+        pytest.mark.asyncio,
+        pytest.mark.skipif(
+            settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql" or not settings.REDIS_URL,
+            reason="needs PostgreSQL (DATABASE_URL) and Redis (REDIS_URL)",
+        ),
+    ]
+
+
+def two_servers(name: str, django_db_blocker, standin, **overrides: str):
+    """Two daphne processes on the test database, PostgreSQL and Redis, calling `standin` for
+    OpenAI; yields (a, b) and waits for their database sessions to close after. Logs go to
+    test-artifacts/<name>/. Use it as a fixture's body: `yield from two_servers(…)`."""
+    from django.conf import settings
+
+    env = server_environment(
+        REDIS_URL=settings.REDIS_URL,
+        DATABASE_POOL="true",
+        OPENAI_BASE_URL=standin.url,
+        OPENAI_API_KEY=standin.api_key,
+        KEY_RATE_LIMIT_PER_IP="100000/minute",  # every request comes from 127.0.0.1
+        **overrides,
+    )
+    with (
+        LiveServer(env, log=ARTIFACTS / name / "daphne-a.log") as a,
+        LiveServer(env, log=ARTIFACTS / name / "daphne-b.log") as b,
+    ):
+        yield a, b
+    with django_db_blocker.unblock():
+        wait_for_server_sessions_to_close()
