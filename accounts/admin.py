@@ -1,8 +1,10 @@
 from django.contrib import admin
 from django.contrib.auth import get_user_model
-from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.models import Group
 
 from conversations.admin.budget import BudgetOverrideInline
+from voiceproject.admin_selection import SelectionIdsMixin
 
 from .forms import PreferencesForm, ThrottledAdminAuthenticationForm
 from .models import Preferences
@@ -23,17 +25,31 @@ class PreferencesInline(admin.StackedInline):
     verbose_name_plural = "preferences (the site's defaults until saved)"
 
 
+def take_over(model, default):
+    """
+    The ModelAdmin class registered for `model` (django.contrib.auth registers User's and Group's
+    first: it comes earlier in INSTALLED_APPS), unregistered so that a subclass can take its place.
+    """
+    if not admin.site.is_registered(model):
+        return default
+    registered = type(admin.site.get_model_admin(model))
+    admin.site.unregister(model)
+    return registered
+
+
 User = get_user_model()
-# Django's own UserAdmin, registered again with the inline (django.contrib.auth registers it
-# first: it comes earlier in INSTALLED_APPS).
-if admin.site.is_registered(User):
-    user_admin = type(admin.site.get_model_admin(User))
-    admin.site.unregister(User)
-else:
-    user_admin = UserAdmin
+user_admin = take_over(User, UserAdmin)
+group_admin = take_over(Group, GroupAdmin)
 
 
+# SelectionIdsMixin: a bulk action (delete_selected) on a selection that is not ids is a 400, not
+# a 500, as on the Conversation admin.
 @admin.register(User)
-class PreferencesUserAdmin(user_admin):
+class PreferencesUserAdmin(SelectionIdsMixin, user_admin):
     # The daily budget is the conversations app's (conversations/budget.py), set here beside the user.
     inlines = (*user_admin.inlines, PreferencesInline, BudgetOverrideInline)
+
+
+@admin.register(Group)
+class CheckedGroupAdmin(SelectionIdsMixin, group_admin):
+    pass

@@ -12,8 +12,7 @@ and links to the rest, long lines are cut short, and filters list known values, 
 import json
 
 from django.contrib import admin, messages
-from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
-from django.core.exceptions import BadRequest, PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.forms import Script
 from django.forms.models import BaseInlineFormSet
 from django.template.defaultfilters import pluralize
@@ -50,6 +49,7 @@ from conversations.models import (
 )
 from conversations.templatetags import history_format
 from conversations.templatetags.history_format import clock, tokens
+from voiceproject.admin_selection import SelectionIdsMixin
 
 admin.site.site_header = "voiceproject administration"
 admin.site.site_title = "voiceproject admin"
@@ -125,7 +125,8 @@ class UtteranceInline(ReadOnlyMixin, admin.TabularInline):
 
 
 @admin.register(Conversation)
-class ConversationAdmin(admin.ModelAdmin):
+class ConversationAdmin(SelectionIdsMixin, admin.ModelAdmin):
+    # A bulk action on a selection that is not conversation ids is a 400 (the mixin's docstring).
     list_display = (
         "display_title",
         "user",
@@ -391,16 +392,6 @@ class ConversationAdmin(admin.ModelAdmin):
         return summary, model_count, perms_needed, []
 
     # --- Actions -----------------------------------------------------------------------------
-    def response_action(self, request, queryset):
-        # Django filters by the posted ids as they come: one that is no id (or out of the column's
-        # range) fails the query with a 500.
-        for value in request.POST.getlist(ACTION_CHECKBOX_NAME):
-            try:
-                self.opts.pk.clean(value, None)
-            except ValidationError as error:
-                raise BadRequest("The selection holds something that is not a conversation id.") from error
-        return super().response_action(request, queryset)
-
     # Each action needs the permission it exercises: view-only staff may read and export, not review.
     @admin.action(description="Mark selected conversations as reviewed", permissions=["change"])
     def mark_reviewed(self, request, queryset):
