@@ -4,6 +4,7 @@ from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
 from django.core.exceptions import ValidationError
+from django.forms.utils import ErrorDict
 
 from accounts import languages
 from accounts.models import Preferences
@@ -74,12 +75,15 @@ class ThrottledAdminAuthenticationForm(LoginThrottleMixin, AdminAuthenticationFo
 class SignUpForm(_ThrottledForm, UserCreationForm):
     """
     Sign-up, limited to SIGNUP_RATE_LIMIT_PER_IP new accounts per client address (IPv6: per /64).
-    Only accounts actually created count, so a person retrying a refused password loses nothing.
+    Only accounts actually created count against it, so a person retrying a refused password loses
+    nothing. Every post, created or not, also counts against SIGNUP_ATTEMPT_LIMIT_PER_IP, a more
+    generous limit that stops a script posting refused sign-ups without end.
     """
 
     throttled_message = (
         "Too many accounts have been created from your network lately. Please wait %(wait)s and try again."
     )
+    attempts_message = "Too many sign-up attempts from your network lately. Please wait %(wait)s and try again."
 
     email = forms.EmailField(
         required=False,
@@ -98,6 +102,18 @@ class SignUpForm(_ThrottledForm, UserCreationForm):
     def _limit(self) -> tuple[str, tuple[str, str]]:
         address = ratelimit.client_ip(self.request) if self.request else "unknown"
         return settings.SIGNUP_RATE_LIMIT_PER_IP, ("signup-ip", address)
+
+    def full_clean(self):
+        # Counted here, before any field is checked, so that a refused post costs neither the
+        # username lookup nor the password validators: the form holds only the throttled error.
+        if self.is_bound:
+            address = ratelimit.client_ip(self.request) if self.request else "unknown"
+            verdict = ratelimit.hit(settings.SIGNUP_ATTEMPT_LIMIT_PER_IP, "signup-attempt-ip", address)
+            if not verdict.allowed:
+                self._errors, self.cleaned_data = ErrorDict(), {}
+                self.add_error(None, _throttled_error(self.attempts_message, verdict))
+                return
+        super().full_clean()
 
     def clean(self):
         limit, key = self._limit()

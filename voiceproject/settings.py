@@ -159,6 +159,10 @@ LOGIN_FAILURE_LIMIT_PER_IP = env.str("LOGIN_FAILURE_LIMIT_PER_IP", default="20/1
 # rarely opens more than a few accounts in an hour, while a script is held to 5 an hour instead
 # of several a second; raise it for, say, a classroom signing up together behind one NAT.
 SIGNUP_RATE_LIMIT_PER_IP = env.str("SIGNUP_RATE_LIMIT_PER_IP", default="5/hour")
+# Sign-up posts per client address, successful or not: each failed one still costs a username
+# lookup and the password validators, so a script must not post them without end. Generous enough
+# that a person fighting the password rules for a while is never refused.
+SIGNUP_ATTEMPT_LIMIT_PER_IP = env.str("SIGNUP_ATTEMPT_LIMIT_PER_IP", default="30/hour")
 # Ephemeral OpenAI keys (POST /api/realtime/sessions): a burst limit per user and per client
 # address, a daily cap per user, and a daily cap for the whole site (a ceiling on what many
 # accounts together can spend, however they were made).
@@ -170,6 +174,7 @@ for _name in (
     "LOGIN_FAILURE_LIMIT_PER_ACCOUNT",
     "LOGIN_FAILURE_LIMIT_PER_IP",
     "SIGNUP_RATE_LIMIT_PER_IP",
+    "SIGNUP_ATTEMPT_LIMIT_PER_IP",
     "KEY_RATE_LIMIT_PER_USER",
     "KEY_RATE_LIMIT_PER_IP",
     "KEY_DAILY_LIMIT_PER_USER",
