@@ -83,7 +83,9 @@ class SignUpForm(_ThrottledForm, UserCreationForm):
     throttled_message = (
         "Too many accounts have been created from your network lately. Please wait %(wait)s and try again."
     )
-    attempts_message = "Too many sign-up attempts from your network lately. Please wait %(wait)s and try again."
+    attempts_message = (
+        "Too many sign-up attempts from your network lately. Please wait %(wait)s and try again."
+    )
 
     email = forms.EmailField(
         required=False,

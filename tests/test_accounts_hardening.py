@@ -44,7 +44,9 @@ class TestAccountActionsOnBadSelections:
         assert User.objects.filter(pk=bob.pk).exists()
 
     @pytest.mark.parametrize("selected", BAD_SELECTIONS)
-    def test_deleting_groups_with_a_selection_that_is_not_ids_is_a_400(self, answers_like_a_visitor, selected):
+    def test_deleting_groups_with_a_selection_that_is_not_ids_is_a_400(
+        self, answers_like_a_visitor, selected
+    ):
         editors = Group.objects.create(name="editors")
         for post in ({}, {"post": "yes"}):
             response = answers_like_a_visitor.post(
@@ -57,7 +59,8 @@ class TestAccountActionsOnBadSelections:
     def test_a_good_selection_still_deletes(self, staff_client):
         bob = make_user("bob")
         changelist = reverse("admin:auth_user_changelist")
-        staff_client.post(changelist, {"action": "delete_selected", "_selected_action": [bob.pk], "post": "yes"})
+        data = {"action": "delete_selected", "_selected_action": [bob.pk], "post": "yes"}
+        assert staff_client.post(changelist, data).status_code == 302
         assert not User.objects.filter(pk=bob.pk).exists()
 
 
