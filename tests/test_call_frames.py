@@ -118,6 +118,6 @@ async def test_a_call_for_a_deleted_conversation_closes_the_socket(alice, conver
     socket = await open_socket(alice, conversation.uuid)
     await db(conversation.delete)()
     reply = await socket.request(call_frame())
-    assert reply["code"] == "unknown_conversation"
+    assert reply["code"] == "conversation_closed"
     assert await socket.closed_with() == 4404
     assert await bound() == []

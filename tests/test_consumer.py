@@ -509,7 +509,7 @@ async def test_conversation_deleted_while_the_socket_is_open(alice, conversation
     socket = await open_socket(alice, conversation.uuid)
     await db(conversation.delete)()
     reply = await socket.request({"type": "event", "seq": 1, "event": user_text("t1", "anyone?")})
-    assert (reply["type"], reply["code"], reply["seq"]) == ("error", "unknown_conversation", 1)
+    assert (reply["type"], reply["code"], reply["seq"]) == ("error", "conversation_closed", 1)
     assert await socket.closed_with() == 4404
     assert await count(Event) == 0
 

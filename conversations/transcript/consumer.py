@@ -198,7 +198,7 @@ class TranscriptConsumer(AsyncWebsocketConsumer):
             if not result.found:
                 for seq in result.seqs:
                     await self._send(
-                        {"type": "error", "seq": seq, "code": "unknown_conversation",
+                        {"type": "error", "seq": seq, "code": "conversation_closed",
                          "message": "This conversation no longer exists."}
                     )  # fmt: skip
                 self._queue.clear()
@@ -220,7 +220,7 @@ class TranscriptConsumer(AsyncWebsocketConsumer):
                               "message": str(taken)})  # fmt: skip
             return True
         except calls.ConversationGone:
-            await self._send({"type": "error", "seq": None, "code": "unknown_conversation",
+            await self._send({"type": "error", "seq": None, "code": "conversation_closed",
                               "message": "This conversation no longer exists."})  # fmt: skip
             self._queue.clear()
             await self._close(CLOSE_NOT_FOUND)
