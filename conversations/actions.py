@@ -242,7 +242,7 @@ def purge_inactive(
     *, older_than_days: int, users=None, dry_run: bool = False, batch_size: int = DEFAULT_BATCH_SIZE
 ) -> Purge:
     """Delete (or, dry run, count) the conversations of `users` (None: everyone's) inactive for that
-    many days, and their daily storage counters from before then."""
+    many days, their daily storage counters from before then, and budget holds that lapsed."""
     cutoff = timezone.now() - datetime.timedelta(days=older_than_days)
     queryset = Conversation.objects.filter(inactive_before(cutoff))
     if users is not None:
@@ -255,4 +255,5 @@ def purge_inactive(
     if users is not None:
         counters = counters.filter(user__in=list(users))
     counters.delete()
+    budget.prune_lapsed(users)
     return Purge(cutoff, counts, False)

@@ -294,6 +294,15 @@ def release_ended(conversation_uuids) -> None:
     BudgetHold.objects.filter(conversation_uuid__in=ended.values("uuid")).delete()
 
 
+def prune_lapsed(users=None, *, now: datetime | None = None) -> int:
+    """Delete the holds that lapsed (they count for nothing; hold() also deletes a user's own when
+    it next runs, so only users who stopped coming leave any): `users`' only, or everyone's."""
+    lapsed = BudgetHold.objects.filter(expires_at__lte=now or timezone.now())
+    if users is not None:
+        lapsed = lapsed.filter(user__in=list(users))
+    return lapsed.delete()[0]
+
+
 ahold = sync_to_async(hold)
 adrop = sync_to_async(drop)
 arelease = sync_to_async(release)

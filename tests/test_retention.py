@@ -2,6 +2,8 @@
 
 import datetime
 import io
+import uuid
+from decimal import Decimal
 
 import pytest
 from django.core.management import call_command
@@ -11,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from conversations import actions
-from conversations.models import Conversation, DailyStorage, Event, ResponseUsage, Utterance
+from conversations.models import BudgetHold, Conversation, DailyStorage, Event, ResponseUsage, Utterance
 from tests.support.factories import make_conversation, make_full_conversation, make_user
 from tests.support.processes import run_manage
 
@@ -127,6 +129,19 @@ def test_purge_drops_old_daily_storage_counters_and_keeps_todays(aged, alice):
     assert DailyStorage.objects.count() == 2
     purge(older_than=30)
     assert list(DailyStorage.objects.values_list("day", flat=True)) == [today]
+
+
+def test_purge_drops_lapsed_budget_holds_and_keeps_live_ones(aged, alice):
+    now = timezone.now()
+    for minutes in (-1, 30):  # lapsed a minute ago; a session running now
+        BudgetHold.objects.create(
+            user=alice, conversation_uuid=uuid.uuid4(), usd=Decimal("0.50"),
+            created_at=now, expires_at=now + datetime.timedelta(minutes=minutes),
+        )  # fmt: skip
+    purge(older_than=30, dry_run=True)
+    assert BudgetHold.objects.count() == 2
+    purge(older_than=30)
+    assert [hold.expires_at > now for hold in BudgetHold.objects.all()] == [True]
 
 
 def test_purge_one_user(aged):
