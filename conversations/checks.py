@@ -146,8 +146,8 @@ def budget_settings(app_configs, **kwargs):
 
     errors = []
     for name, check_id, hint in (
-        ("USER_DAILY_BUDGET_USD", "conversations.E002", "what one user may spend over 24 hours; 0: no budget"),
-        ("BUDGET_SESSION_RESERVE_USD", "conversations.E003", "what a starting session holds of the budget"),
+        ("USER_DAILY_BUDGET_USD", "conversations.E004", "what one user may spend over 24 hours; 0: no budget"),
+        ("BUDGET_SESSION_RESERVE_USD", "conversations.E005", "what a starting session holds of the budget"),
     ):
         value = getattr(settings, name)
         try:

@@ -396,13 +396,13 @@ class TestSettingsChecks:
     def test_a_bad_amount_is_a_clear_error(self, settings, value):
         settings.USER_DAILY_BUDGET_USD = value
         errors = checks.budget_settings(None)
-        assert [e.id for e in errors] == ["conversations.E002"]
+        assert [e.id for e in errors] == ["conversations.E004"]
         assert errors[0].msg.startswith(f"USER_DAILY_BUDGET_USD={value!r} is ")
         assert "negative" in errors[0].msg if value == "-1" else "not a number" in errors[0].msg
 
     def test_a_bad_reserve(self, settings):
         settings.BUDGET_SESSION_RESERVE_USD = "-0.5"
-        assert [e.id for e in checks.budget_settings(None)] == ["conversations.E003"]
+        assert [e.id for e in checks.budget_settings(None)] == ["conversations.E005"]
 
     @pytest.mark.parametrize("value", ["0", "5", "0.50", " 12.5 "])
     def test_good_amounts(self, settings, value):

@@ -247,3 +247,23 @@ def test_a_misspelt_realtime_witness_is_refused_at_start():
     result = run_python("import django; django.setup()", SECRET_KEY="x" * 50, REALTIME_WITNESS="ture")
     assert result.returncode != 0
     assert "REALTIME_WITNESS must be true or false" in result.stderr
+
+
+def test_each_check_of_the_conversations_app_has_an_id_of_its_own(settings):
+    """Every setting the app checks, wrong at once: each mistake is reported under its own id, so
+    an operator (or `SILENCED_SYSTEM_CHECKS`) can tell them apart."""
+    from django.core import checks
+
+    settings.REALTIME_VOICE = "nobody"
+    settings.REALTIME_MAX_SESSION_SECONDS = 0
+    settings.RECORDINGS = "maybe"
+    settings.RECORDING_CHUNK_MS = 10
+    settings.RECORDING_MAX_CHUNK_BYTES = 10
+    settings.RECORDING_MAX_BYTES_PER_CONVERSATION = 5
+    settings.RECORDING_MAX_BYTES_PER_USER = 1
+    settings.RECORDINGS_STORAGE = "tape"
+    settings.USER_DAILY_BUDGET_USD = "lots"
+    settings.BUDGET_SESSION_RESERVE_USD = "-1"
+    ids = [e.id for e in checks.run_checks() if e.id.startswith("conversations.")]
+    assert len(ids) == 10
+    assert len(set(ids)) == len(ids), sorted(ids)
