@@ -30,6 +30,7 @@ from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
+from accounts import consent
 from conversations.models import Conversation, Recording, RecordingChunk
 from conversations.transcript import journal
 
@@ -100,9 +101,9 @@ class NotAudio(Refused):
 
 # --- Checks of what a chunk is -------------------------------------------------------------------
 def recordings_enabled() -> bool:
-    # RECORDINGS (off | opt-in | on) is the consent setting of the voice page; only "off" concerns
-    # the server: nothing is accepted then.
-    return getattr(settings, "RECORDINGS", "opt-in") != "off"
+    # RECORDINGS (off | opt-in | on) is the consent setting of the voice page (accounts/consent.py);
+    # only "off" concerns the upload: nothing is accepted then.
+    return consent.mode() != consent.OFF
 
 
 def mime_type(content_type: str | None) -> str:
