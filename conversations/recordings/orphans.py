@@ -77,11 +77,13 @@ def find(*, min_age: timedelta, now: datetime | None = None) -> Iterator[Finding
                 yield _orphan(name, cutoff)
         for name in sorted(names - present):
             yield Finding("missing", name)
-    # Conversations with rows and no folder at all.
-    with_rows = (
-        Recording.objects.exclude(conversation__uuid__in=seen).values_list("conversation__uuid", flat=True).distinct()
-    )
+    # Conversations with rows and no folder at all. Compared here rather than with
+    # `exclude(uuid__in=seen)`: one query parameter per folder would exceed the database's limit
+    # (SQLite 32 766, PostgreSQL 65 535) on a large store.
+    with_rows = Recording.objects.values_list("conversation__uuid", flat=True).distinct()
     for conversation in with_rows.iterator():
+        if conversation in seen:
+            continue
         for name in RecordingChunk.objects.filter(recording__conversation__uuid=conversation).values_list(
             "name", flat=True
         ):
