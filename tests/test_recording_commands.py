@@ -185,6 +185,15 @@ def test_include_recordings_writes_the_audio_beside_the_export(recorded, alice, 
     assert listing(tmp_path) == ["backup.jsonl", "backup.jsonl.recordings"]
 
 
+def test_include_recordings_says_which_audio_is_short_when_a_chunk_file_is_missing(recorded, recordings_dir, tmp_path):
+    lost = RecordingChunk.objects.get(index=2)
+    (recordings_dir / lost.name).unlink()
+    _, err = export("--include-recordings", "--verbosity", "0", output=str(tmp_path / "backup.jsonl"))
+    written = tmp_path / "backup.jsonl.recordings" / f"{recorded.uuid}-1.webm"
+    assert written.read_bytes() == TONE[0] + TONE[1]  # up to the lost chunk, never other bytes
+    assert f"1 recording written short, a chunk's file missing (see clean_recordings): {written.name}" in err
+
+
 def test_include_recordings_needs_an_output_file(recorded):
     with pytest.raises(CommandError, match="--include-recordings needs -o FILE"):
         export("--include-recordings")

@@ -33,6 +33,8 @@ class AudioFolder:
             raise CommandError(f"Cannot write {self.path}: {error.strerror}.") from None
         self.files = 0
         self.bytes = 0
+        # Recordings written short: a chunk's file is missing (read_range stops there and logs it).
+        self.incomplete: list[str] = []
 
     def write(self, record: dict) -> None:
         """The recordings of one exported record (its "recordings" list)."""
@@ -46,11 +48,15 @@ class AudioFolder:
             )
             size = sum(length for _, length in chunks)
             name = f"{record['id']}-{recording['segment']}.{store.extension(recording['mime_type'])}"
+            written = 0
             with open(self._temporary / name, "wb") as out:
                 for block in store.read_range(chunks, 0, size - 1) if size else ():
                     out.write(block)
+                    written += len(block)
+            if written < size:
+                self.incomplete.append(name)
             self.files += 1
-            self.bytes += size
+            self.bytes += written
 
     def close(self) -> None:
         if self.path.exists():  # --force

@@ -129,6 +129,12 @@ class Command(BaseCommand):
             raise
         finally:
             progress.close()
+        if audio_folder is not None and audio_folder.incomplete:
+            # Said whatever the verbosity: a backup with short audio must not pass unnoticed.
+            stderr.line(
+                f"Warning: {plural(len(audio_folder.incomplete), 'recording')} written short, a chunk's file "
+                f"missing (see clean_recordings): {', '.join(audio_folder.incomplete)}"
+            )
         if verbosity:
             audio_line = ""
             if audio_folder is not None:
