@@ -8,10 +8,11 @@ transaction commits (at once outside one): a rolled-back change is never announc
 Only active conversations are announced: a transcript page opens its live socket only while
 its conversation is active and stops at its end, so no one watches the others.
 
-Deleting goes in batches. A batch deletes the journal, the utterances and the usages (of the
-responses and of the transcriptions) of its conversations with one DELETE each
-(`conversation_id IN (…)`), then the conversations through Django's collector, which handles
-whatever else may point at a conversation and sweeps up a child row written meanwhile. No row is loaded to be deleted, so a conversation with 100 000
+Deleting goes in batches. A batch deletes the recordings' rows (their files once it commits),
+the journal, the utterances and the usages (of the responses and of the transcriptions) of its
+conversations with one DELETE each (`conversation_id IN (…)`), then the conversations through
+Django's collector, which handles whatever else may point at a conversation and sweeps up a
+child row written meanwhile. No row is loaded to be deleted, so a conversation with 100 000
 events costs what one with ten does. Each batch is its own short transaction: under SQLite the
 live app's writers get their turn between batches instead of waiting for a whole purge.
 """

@@ -5,7 +5,9 @@ Selecting conversations for export, and reading them as records in constant memo
 seen (keyset pagination: each chunk is an index range scan, however deep into the table), and
 fetches each chunk's utterances and usages (of the responses and of the transcriptions), and
 its journal when asked, with one query per kind, ordered by the (conversation, position)
-indexes and the journal's order (id). The number of queries grows with the number of chunks, memory with the size of one chunk, and neither with the size of the table.
+indexes and the journal's order (id); and its recordings' summaries, by segment. The number
+of queries grows with the number of chunks, memory with the size of one chunk, and neither with
+the size of the table.
 (`.iterator()` over the conversations would stream them but cannot bring their children;
 `prefetch_related()` on the whole queryset would load everything at once.)
 
