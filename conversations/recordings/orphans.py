@@ -8,7 +8,8 @@ Files and rows of recordings that lost each other: what `manage.py clean_recordi
   since deleting the row would silently shorten a recording.
 
 The storage is walked one conversation folder at a time, and each folder is compared with that
-conversation's rows only: memory stays within one conversation whatever the size of the store.
+conversation's rows only: memory holds one conversation's names (and one id per folder seen),
+whatever the size of the store.
 """
 
 import uuid as uuid_module
