@@ -317,6 +317,8 @@ async def astart_call(user, address: str, wanted: SessionRequest, sdp: str) -> S
         raise
     try:
         await calls.abind(conversation.pk, call.call_id, calls.SERVER)
+    except calls.ConversationGone:  # deleted since arecord(): refused as arecord() refuses it
+        raise ConversationNotFound() from None
     except calls.CallTaken:
         # A page claimed this id first (it cannot have known it, unless OpenAI reused it): the
         # call still goes ahead, and the first binding stands.
