@@ -305,4 +305,3 @@ def prune_lapsed(users=None, *, now: datetime | None = None) -> int:
 
 ahold = sync_to_async(hold)
 adrop = sync_to_async(drop)
-arelease = sync_to_async(release)

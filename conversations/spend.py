@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
@@ -119,6 +118,3 @@ def spent_by_user(user_ids: Iterable[int], *, now: datetime | None = None) -> di
     """`spent()` of each of `user_ids` (those without charges spent 0), in the same two queries."""
     now = now or timezone.now()
     return {uid: _spent(found) for uid, found in _charges(sorted(set(user_ids)), now - WINDOW, now).items()}
-
-
-aspent = database_sync_to_async(spent)

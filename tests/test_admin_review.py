@@ -296,6 +296,18 @@ class TestReadOnlyTranscripts:
         )
         assert model.objects.filter(pk=row.pk).exists()
 
+    def test_the_per_transcription_link_lists_only_that_conversations_items(self, staff_client, talks):
+        TranscriptionUsage.objects.create(conversation=talks["weather"], item_id="item_weather", input_tokens=5)
+        TranscriptionUsage.objects.create(conversation=talks["failed"], item_id="item_failed", input_tokens=7)
+        page = staff_client.get(reverse("admin:conversations_conversation_change", args=[talks["weather"].pk]))
+        link = reverse("admin:conversations_transcriptionusage_changelist") + (
+            f"?conversation__id__exact={talks['weather'].pk}"
+        )
+        assertContains(page, f'<a href="{link}">per transcription</a>', html=True)
+        listing = staff_client.get(link)
+        assertContains(listing, "item_weather")
+        assertNotContains(listing, "item_failed")
+
     def test_deleting_a_conversation_takes_everything_with_it(self, staff_client, talks):
         conversation = talks["weather"]
         url = reverse("admin:conversations_conversation_delete", args=[conversation.pk])

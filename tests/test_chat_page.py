@@ -6,6 +6,7 @@ import re
 import pytest
 from django.urls import reverse
 
+from accounts.models import Preferences
 from conversations.realtime import upstream
 from tests.support.factories import make_user
 
@@ -89,3 +90,17 @@ def test_anonymous_visitors_are_sent_to_log_in(client):
     response = client.get(reverse("chat"))
     assert response.status_code == 302
     assert response.url.startswith(reverse("login"))
+
+
+def test_the_controls_start_from_saved_choices_the_server_still_offers(client, settings):
+    """The page starts from the user's saved voice and mode, passing over one the server no longer
+    offers, exactly as a session started without options would (issuing.plan_session)."""
+    settings.REALTIME_VOICE = "cedar"
+    user = make_user()
+    client.force_login(user)
+    Preferences.objects.create(user=user, voice="verse", turn_detection="semantic_vad")
+    config = config_of(client.get(reverse("chat")))
+    assert (config["voice"], config["mode"]) == ("verse", "semantic_vad")
+    Preferences.objects.filter(user=user).update(voice="retired", turn_detection="gone")
+    config = config_of(client.get(reverse("chat")))
+    assert (config["voice"], config["mode"]) == ("cedar", upstream.SERVER_VAD)

@@ -479,7 +479,6 @@ class ConversationAdmin(SelectionIdsMixin, admin.ModelAdmin):
             "user_total": usage.total(per_user),
             # Always the last 24 hours, whatever the range: what the budgets count.
             "budgets": usage.budget_rows(),
-
             "hung_up": usage.hung_up_calls(),
             "hung_up_shown": usage.HUNG_UP_SHOWN,
             "changelist_url": reverse("admin:conversations_conversation_changelist"),

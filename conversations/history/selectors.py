@@ -69,14 +69,9 @@ def with_turns(conversations: QuerySet[Conversation]) -> QuerySet[Conversation]:
 
 def with_verified(conversations: QuerySet[Conversation]) -> QuerySet[Conversation]:
     """Annotate `verified_lines`: how many of its lines the server's witness saw end itself."""
-    verified = (
-        Utterance.objects.filter(conversation=OuterRef("pk"), verified=True)
-        .order_by()
-        .values("conversation")
-        .annotate(n=Count("pk"))
-        .values("n")
+    return conversations.annotate(
+        verified_lines=_count(Utterance.objects.filter(conversation=OuterRef("pk"), verified=True))
     )
-    return conversations.annotate(verified_lines=Coalesce(Subquery(verified), 0))
 
 
 def _count(rows: QuerySet) -> Coalesce:

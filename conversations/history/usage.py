@@ -11,9 +11,12 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 
+from django.contrib.auth import get_user_model
 from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
 from django.db.models.functions import TruncDate
+from django.utils import timezone
 
+from conversations import budget, spend
 from conversations.history import pricing, selectors
 from conversations.models import Conversation, RealtimeCall, TranscriptionUsage
 
@@ -142,11 +145,6 @@ def budget_rows(*, now=None) -> list[BudgetRow]:
     Everyone who spent anything over the last 24 hours against their budget: over it first, then
     near it, then by spend. A fixed number of queries however many users (budget.standings()).
     """
-    from django.contrib.auth import get_user_model
-    from django.utils import timezone
-
-    from conversations import budget, spend
-
     now = now or timezone.now()
     # Spend is recorded as a conversation goes on: those active in the window hold all of it.
     since = now - spend.WINDOW
@@ -157,6 +155,7 @@ def budget_rows(*, now=None) -> list[BudgetRow]:
     rows = [BudgetRow(names[user_id], user_id, s) for user_id, s in standings.items() if s.spent > 0]
     order = {"over": 0, "near": 1, "": 2}
     return sorted(rows, key=lambda row: (order[row.state], -row.standing.spent, row.username))
+
 
 HUNG_UP_SHOWN = 50
 

@@ -305,10 +305,11 @@ async def astart_call(user, address: str, wanted: SessionRequest, sdp: str) -> S
     """
     admitted = await aadmit(user, address, wanted)
     plan = admitted.plan
-    session = upstream.session_config(
-        model=plan.model, voice=plan.voice, turn_detection=plan.turn_detection, language=plan.language
-    )
     try:
+        # Inside the try, as create_client_secret() builds it: whatever fails gives the hold back.
+        session = upstream.session_config(
+            model=plan.model, voice=plan.voice, turn_detection=plan.turn_detection, language=plan.language
+        )
         call = await upstream.create_call(sdp, session, safety_id=upstream.safety_identifier(user.pk))
         conversation = await arecord(admitted)
     except BaseException:  # CancelledError too: the client hung up mid-call
@@ -316,6 +317,8 @@ async def astart_call(user, address: str, wanted: SessionRequest, sdp: str) -> S
         raise
     try:
         await calls.abind(conversation.pk, call.call_id, calls.SERVER)
+    except calls.ConversationGone:  # deleted since arecord(): refused as arecord() refuses it
+        raise ConversationNotFound() from None
     except calls.CallTaken:
         # A page claimed this id first (it cannot have known it, unless OpenAI reused it): the
         # call still goes ahead, and the first binding stands.

@@ -242,10 +242,8 @@ def page_config(openai_configured: bool, chosen=None) -> dict:
     Its controls start from the user's preferences (`chosen`, accounts.preferences.for_user()),
     each only while the server still offers it.
     """
-    voice, mode = settings.REALTIME_VOICE, upstream.SERVER_VAD
-    if chosen is not None:
-        voice = chosen.voice if chosen.voice in upstream.VOICES else voice
-        mode = chosen.turn_detection if chosen.turn_detection in upstream.TURN_DETECTION_MODES else mode
+    # What a new session without options would get: the same rule as the API's (issuing.plan_session).
+    start = issuing.plan_session(issuing.SessionRequest(), preferences=chosen)
     return {
         "apiUrl": reverse("api_realtime_sessions"),
         # browser: mint a key at apiUrl, call OpenAI, report the call id on the socket;
@@ -261,8 +259,8 @@ def page_config(openai_configured: bool, chosen=None) -> dict:
         "warnBeforeSeconds": min(120, settings.REALTIME_MAX_SESSION_SECONDS // 2),
         "sessionGraceSeconds": SESSION_GRACE_SECONDS if witness.enabled() else 0,
         "voices": list(upstream.VOICES),
-        "voice": voice,
-        "mode": mode,  # server_vad | semantic_vad | manual: the one the controls start with
+        "voice": start.voice,
+        "mode": start.turn_detection,  # server_vad | semantic_vad | manual: the one the controls start with
         # mode -> {label, config: its `audio.input.turn_detection`, null for push-to-talk}
         "turnDetection": {
             mode: {"label": upstream.TURN_DETECTION_LABELS[mode], "config": upstream.turn_detection_config(mode)}
