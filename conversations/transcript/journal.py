@@ -454,6 +454,7 @@ def _closed(conversation: dict, now: datetime) -> bool:
 # The same rule for the recordings' uploads (conversations/recordings/store.py).
 is_closed = _closed
 
+
 def _admit(conversations: dict[int, dict], days: dict[int, list], frames: dict[tuple[int, str, int], Frame], now):
     """The frames refused for good, {(conversation id, source, seq): error}; the others may be stored.
 
