@@ -122,9 +122,7 @@ class CallWitness:
                 async with sideband:
                     # An attached socket gets no session.created: assert the server's session (this also
                     # undoes what the page may have changed before we attached).
-                    await sideband.send(
-                        {"type": "session.update", "session": {"type": "realtime", **self.expected}}
-                    )
+                    await self._assert_session(sideband)
                     async for event in sideband.events():
                         if await self._on_event(sideband, event):
                             await self._flush()
@@ -150,13 +148,14 @@ class CallWitness:
                     "Call %s: the session's instructions or tools were changed; setting them back",
                     self.call.call_id,
                 )
-                await sideband.send(
-                    {"type": "session.update", "session": {"type": "realtime", **self.expected}}
-                )
+                await self._assert_session(sideband)
                 await sync_to_async(leases.count_reset)(self.call.pk)
         elif kind == "error" and (event.get("error") or {}).get("code") == "session_expired":
             return True
         return False
+
+    async def _assert_session(self, sideband: Sideband) -> None:
+        await sideband.send({"type": "session.update", "session": {"type": "realtime", **self.expected}})
 
     # --- the journal --------------------------------------------------------------------------
 
