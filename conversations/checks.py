@@ -138,7 +138,6 @@ def recording_settings(app_configs, **kwargs):
     return errors
 
 
-
 @register()
 def budget_settings(app_configs, **kwargs):
     """USER_DAILY_BUDGET_USD and BUDGET_SESSION_RESERVE_USD: amounts of US dollars, not negative."""

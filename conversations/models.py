@@ -445,6 +445,7 @@ class BudgetHold(models.Model):
     def __str__(self):
         return f"{self.usd} USD held for {self.user_id} until {self.expires_at}"
 
+
 class Recording(models.Model):
     """
     The audio of one session (segment) of a conversation, both sides mixed, recorded by the

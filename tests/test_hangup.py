@@ -16,6 +16,7 @@ from django.utils import timezone
 from conversations.checks import realtime_settings
 from conversations.models import Conversation, RealtimeCall
 from conversations.realtime import upstream
+from conversations.transcript import sockets
 from conversations.witness import hangup
 from conversations.witness.supervisor import Supervisor
 from tests.support.events import response_done
@@ -126,6 +127,22 @@ async def test_a_call_past_the_cap_is_hung_up_and_its_page_told_why(
 @db
 def _ended(call_id):
     return RealtimeCall.objects.filter(call_id=call_id, ended_at__isnull=False).exists()
+
+
+async def test_only_the_page_of_the_hung_up_conversation_is_told(alice, conversation):
+    """call_ended goes through the user's channel group to every process: each process must pick
+    out the sockets of that one conversation, not every socket of the user."""
+    other = await db(make_conversation)(alice)
+    page = await open_socket(alice, conversation.uuid)
+    elsewhere = await open_socket(alice, other.uuid)
+    frame = {"type": "call_ended", "reason": "session_cap", "message": "This session reached its 1-minute limit."}
+    await sockets.tell_conversation(alice.pk, conversation.uuid, frame)
+    assert await page.receive() == frame
+    # One registry message tells every matching socket at once: had the other page been told, the
+    # frame would be waiting there ahead of the answer to its ping.
+    assert await elsewhere.request({"type": "ping"}) == {"type": "pong"}
+    await page.close()
+    await elsewhere.close()
 
 
 async def test_an_unwitnessed_call_is_hung_up_at_the_cap_too(realtime_standin, conversation, settings):

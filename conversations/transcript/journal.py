@@ -442,17 +442,15 @@ def _lock_days(users: set[int], now: datetime) -> dict[int, list]:
         return {row[0]: [row[1], row[2], False] for row in cursor.fetchall()}
 
 
-def _closed(conversation: dict, now: datetime) -> bool:
+def is_closed(conversation: dict, now: datetime) -> bool:
     """Ended (or failed) more than CONVERSATION_LATE_EVENTS_SECONDS ago. A new segment (key)
-    makes a conversation active again, and so open again."""
+    makes a conversation active again, and so open again. (The recordings' uploads follow the
+    same rule: conversations/recordings/store.py.)"""
     if conversation["status"] == Conversation.Status.ACTIVE:
         return False
     ended = conversation["ended_at"] or conversation["last_activity_at"] or conversation["created_at"]
     return now - ended > timedelta(seconds=settings.CONVERSATION_LATE_EVENTS_SECONDS)
 
-
-# The same rule for the recordings' uploads (conversations/recordings/store.py).
-is_closed = _closed
 
 def _admit(conversations: dict[int, dict], days: dict[int, list], frames: dict[tuple[int, str, int], Frame], now):
     """The frames refused for good, {(conversation id, source, seq): error}; the others may be stored.
@@ -464,7 +462,7 @@ def _admit(conversations: dict[int, dict], days: dict[int, list], frames: dict[t
     """
     per_conversation = settings.TRANSCRIPT_MAX_BYTES_PER_CONVERSATION
     per_day = settings.TRANSCRIPT_MAX_BYTES_PER_USER_PER_DAY
-    closed = {cid for cid, row in conversations.items() if _closed(row, now)}
+    closed = {cid for cid, row in conversations.items() if is_closed(row, now)}
     conversation_total: dict[int, int] = {}
     user_total: dict[int, int] = {}
     for (cid, _, _), f in frames.items():

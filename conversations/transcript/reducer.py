@@ -72,7 +72,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from conversations.models import Utterance
+from conversations.models import Source, Utterance
 
 USER = Utterance.Role.USER.value
 ASSISTANT = Utterance.Role.ASSISTANT.value
@@ -83,8 +83,8 @@ COMPLETED = Utterance.Status.COMPLETED.value
 FAILED = Utterance.Status.FAILED.value
 INTERRUPTED = Utterance.Status.INTERRUPTED.value
 DELETED = Utterance.Status.DELETED.value
-BROWSER = "browser"  # Event.Source
-SERVER = "server"
+BROWSER = Source.BROWSER.value  # who saw an event (Event.source)
+SERVER = Source.SERVER.value
 
 # Longest item/response id stored (the model's CharField); longer "ids" are treated as absent
 # rather than truncated, because two truncated ids could collide.

@@ -15,7 +15,6 @@ goes on from the browser's stream, unwitnessed.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import TYPE_CHECKING
 
@@ -68,7 +67,7 @@ class CallWitness:
         self.expected: dict = {}
         self.attached = False  # ever, by this witness
         self.journaled = 0
-        self._pending: list[dict] = []
+        self._pending: list[tuple[dict, str]] = []  # (event, the text it came in)
         self._flusher: asyncio.Task | None = None
         self.user_id: int | None = None
         self.hung_up = False  # asked the supervisor to hang the call up (once)
@@ -122,11 +121,9 @@ class CallWitness:
                 async with sideband:
                     # An attached socket gets no session.created: assert the server's session (this also
                     # undoes what the page may have changed before we attached).
-                    await sideband.send(
-                        {"type": "session.update", "session": {"type": "realtime", **self.expected}}
-                    )
-                    async for event in sideband.events():
-                        if await self._on_event(sideband, event):
+                    await self._assert_session(sideband)
+                    async for event, text in sideband.events():
+                        if await self._on_event(sideband, event, text):
                             await self._flush()
                             return await self._finish(None)
                 await self._flush()
@@ -139,29 +136,30 @@ class CallWitness:
                 await self._mark(State.LOST)
                 await asyncio.sleep(sup.backoff_delay(drops))
 
-    async def _on_event(self, sideband: Sideband, event: dict) -> bool:
+    async def _on_event(self, sideband: Sideband, event: dict, text: str) -> bool:
         """Handle one server event; True when it ends the call."""
         kind = event["type"]
         if kind in forwarded_types():
-            self._journal(event)
+            self._journal(event, text)
         if kind == "session.updated" and isinstance(event.get("session"), dict):
             if differs(event["session"], self.expected):
                 log.warning(
                     "Call %s: the session's instructions or tools were changed; setting them back",
                     self.call.call_id,
                 )
-                await sideband.send(
-                    {"type": "session.update", "session": {"type": "realtime", **self.expected}}
-                )
+                await self._assert_session(sideband)
                 await sync_to_async(leases.count_reset)(self.call.pk)
         elif kind == "error" and (event.get("error") or {}).get("code") == "session_expired":
             return True
         return False
 
+    async def _assert_session(self, sideband: Sideband) -> None:
+        await sideband.send({"type": "session.update", "session": {"type": "realtime", **self.expected}})
+
     # --- the journal --------------------------------------------------------------------------
 
-    def _journal(self, event: dict) -> None:
-        self._pending.append(event)
+    def _journal(self, event: dict, text: str) -> None:
+        self._pending.append((event, text))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_loop())
 
@@ -170,8 +168,8 @@ class CallWitness:
         while self._pending:
             events, self._pending = self._pending, []
             frames = []
-            for event in events:
-                frame = self._frame(event)
+            for event, text in events:
+                frame = self._frame(event, text)
                 if frame is not None:
                     frames.append(frame)
             if not frames:
@@ -182,7 +180,7 @@ class CallWitness:
                 log.exception("Witness of %s: journaling %s events failed", self.call.call_id, len(frames))
                 continue
             self.journaled += result.stored
-            if result.stored and any(event.get("type") in USAGE_EVENTS for event in events):
+            if result.stored and any(event["type"] in USAGE_EVENTS for event, _ in events):
                 await self._check_budget()
             refused = result.refused_of("server")
             if refused or not result.found:
@@ -207,11 +205,12 @@ class CallWitness:
             log.info("Witness of %s: the user's daily budget is spent; hanging up", self.call.call_id)
             self.supervisor.hang_up(self.call.pk, hangup.BUDGET)
 
-    def _frame(self, event: dict) -> Frame | None:
+    def _frame(self, event: dict, text: str) -> Frame | None:
         seq = self.supervisor.next_seq(self.call.conversation_id)
         try:
             # Made storable as the page's frames are, but never refused for size: it is what was said.
-            return server_frame(seq, json.dumps(event, ensure_ascii=False), max_chars=settings.TRANSCRIPT_MAX_CHARS)
+            # From the text as OpenAI sent it (its size is what it weighs), not the event written out again.
+            return server_frame(seq, text, max_chars=settings.TRANSCRIPT_MAX_CHARS)
         except ValueError as error:
             log.warning("Witness of %s: event %s not stored: %s", self.call.call_id, event.get("type"), error)
             return None

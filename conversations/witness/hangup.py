@@ -30,6 +30,7 @@ from datetime import timedelta
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from conversations import actions, budget, caps
@@ -67,18 +68,19 @@ def claim(call_pk: int, reason: str) -> Target | None:
     ).update(hangup_reason=reason, hangup_requested_at=now)
     if not won:
         return None
+    newer = RealtimeCall.objects.filter(
+        conversation_id=OuterRef("conversation_id"), created_at__gt=OuterRef("created_at")
+    )
     row = (
         RealtimeCall.objects.filter(pk=call_pk)
-        .values_list(
-            "call_id", "conversation_id", "conversation__uuid", "conversation__user_id", "created_at"
-        )
+        .annotate(newer=Exists(newer))
+        .values_list("call_id", "conversation_id", "conversation__uuid", "conversation__user_id", "newer")
         .first()
     )
     if row is None:  # deleted with its conversation meanwhile
         return None
-    call_id, conversation_id, conversation_uuid, user_id, created_at = row
-    newer = RealtimeCall.objects.filter(conversation_id=conversation_id, created_at__gt=created_at).exists()
-    return Target(call_pk, call_id, conversation_id, conversation_uuid, user_id, latest=not newer)
+    call_id, conversation_id, conversation_uuid, user_id, has_newer = row
+    return Target(call_pk, call_id, conversation_id, conversation_uuid, user_id, latest=not has_newer)
 
 
 def record(call_pk: int, *, attempts: int, done: bool, error: str = "") -> None:

@@ -56,7 +56,7 @@ def _error_code(body: bytes | None) -> str | None:
 
 class Sideband:
     """One attached connection: `async with Sideband.open(call_id) as sideband`, then
-    `async for event in sideband.events()` until the call's stream ends."""
+    `async for event, text in sideband.events()` until the call's stream ends."""
 
     def __init__(self, ws: ClientConnection):
         self.ws = ws
@@ -87,8 +87,9 @@ class Sideband:
     async def __aexit__(self, *exc) -> None:
         await self.close()
 
-    async def events(self) -> AsyncIterator[dict]:
-        """The server events. Ends when OpenAI closes the connection properly (the call is over);
+    async def events(self) -> AsyncIterator[tuple[dict, str]]:
+        """The server events, each with the text it came in (what the witness journals: it is not
+        written out again). Ends when OpenAI closes the connection properly (the call is over);
         raises Dropped when it was lost."""
         try:
             async for message in self.ws:
@@ -99,7 +100,7 @@ class Sideband:
                 except ValueError:
                     continue
                 if isinstance(event, dict) and isinstance(event.get("type"), str):
-                    yield event
+                    yield event, message
         except ConnectionClosedOK:
             return
         except ConnectionClosed as error:
