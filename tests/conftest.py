@@ -49,6 +49,14 @@ def _close_connections_left_by_async_tests(django_db_setup):
     SyncToAsync.single_thread_executor.submit(connections.close_all).result()
 
 
+@pytest.fixture
+def recordings_dir(settings, tmp_path):
+    """Each test's recordings go to a folder of its own (tests/support/recordings.py)."""
+    from tests.support.recordings import use_recordings_dir
+
+    return use_recordings_dir(settings, tmp_path / "recordings")
+
+
 # --- users and signed-in clients, shared by the tests of several files ------------------------
 
 @pytest.fixture
