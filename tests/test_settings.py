@@ -219,13 +219,17 @@ def test_socket_bounds_are_validated_at_start(env, message):
     assert message in result.stderr
 
 
+def setting_at_start(name, value):
+    """The setting `name` as Django reads it at start, with `value` in the environment (None: unset)."""
+    env = {"SECRET_KEY": "x" * 50, **({name: value} if value is not None else {})}
+    result = run_python(f"import django; django.setup(); from django.conf import settings; print(settings.{name})", **env)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
 @pytest.mark.parametrize("value, expected", [(None, "browser"), ("server", "server"), (" Server ", "server")])
 def test_realtime_connect_defaults_to_browser(value, expected):
-    env = {"SECRET_KEY": "x" * 50, **({"REALTIME_CONNECT": value} if value is not None else {})}
-    result = run_python("import django; django.setup(); from django.conf import settings; "
-                        "print(settings.REALTIME_CONNECT)", **env)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == expected
+    assert setting_at_start("REALTIME_CONNECT", value) == expected
 
 
 def test_unknown_realtime_connect_is_refused_at_start():
@@ -236,11 +240,7 @@ def test_unknown_realtime_connect_is_refused_at_start():
 
 @pytest.mark.parametrize("value, expected", [(None, "True"), ("false", "False"), (" TRUE ", "True"), ("0", "False")])
 def test_realtime_witness_defaults_to_true(value, expected):
-    env = {"SECRET_KEY": "x" * 50, **({"REALTIME_WITNESS": value} if value is not None else {})}
-    result = run_python("import django; django.setup(); from django.conf import settings; "
-                        "print(settings.REALTIME_WITNESS)", **env)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == expected
+    assert setting_at_start("REALTIME_WITNESS", value) == expected
 
 
 def test_a_misspelt_realtime_witness_is_refused_at_start():
