@@ -57,6 +57,19 @@ def recordings_dir(settings, tmp_path):
     return use_recordings_dir(settings, tmp_path / "recordings")
 
 
+@pytest.fixture
+def openai(settings, monkeypatch):
+    """OpenAI's /realtime/calls as a FakeOpenAI (tests/support/server_calls.py): `.requests`, `.reply`."""
+    from tests.support.server_calls import use_fake_openai
+
+    return use_fake_openai(settings, monkeypatch)
+
+
+@pytest.fixture
+def server_mode(settings):
+    settings.REALTIME_CONNECT = "server"
+
+
 # --- users and signed-in clients, shared by the tests of several files ------------------------
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from conversations.models import Conversation, RealtimeCall
 from conversations.realtime.views import page_config
 from tests.support.api import error_of, post_session
 from tests.support.factories import make_conversation, signed_in
-from tests.test_server_calls import OFFER, post_call
+from tests.support.server_calls import OFFER, post_call
 
 pytestmark = pytest.mark.django_db
 

@@ -222,7 +222,8 @@ def test_socket_bounds_are_validated_at_start(env, message):
 def setting_at_start(name, value):
     """The setting `name` as Django reads it at start, with `value` in the environment (None: unset)."""
     env = {"SECRET_KEY": "x" * 50, **({name: value} if value is not None else {})}
-    result = run_python(f"import django; django.setup(); from django.conf import settings; print(settings.{name})", **env)
+    code = f"import django; django.setup(); from django.conf import settings; print(settings.{name})"
+    result = run_python(code, **env)
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
 
