@@ -14,8 +14,8 @@ from channels.db import database_sync_to_async
 from conversations.models import RealtimeCall
 from tests.realtime_standin.clients import BrowserPeer
 from tests.support.processes import cluster_marks, two_servers
+from tests.support.witness import eventually
 from tests.test_cluster import log_in, mint, receive
-from tests.test_witness_cluster import until
 
 pytestmark = cluster_marks()
 
@@ -61,7 +61,7 @@ async def test_one_process_hangs_up_and_every_socket_of_the_page_hears_why(
         assert call.ended_by == "hangup"
         await asyncio.sleep(3)  # further sweeps of both processes
         assert len(hangups(realtime_standin, answer.call_id)) == 1
-        row = await until(lambda: _row(answer.call_id), 5)
+        row = await eventually(lambda: _row(answer.call_id), 5)
         assert row["hangup_reason"] == "session_cap" and row["hung_up_at"] is not None
         await on_a.close()
         await on_b.close()
