@@ -88,7 +88,7 @@ def test_the_page_follows_the_setting(settings, realtime_standin):
 
 
 def test_a_bad_cap_in_the_environment_stops_manage_py_check():
-    from tests.test_settings import run_python
+    from tests.support.processes import run_python
 
     result = run_python(
         "from django.core.management import execute_from_command_line; "

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
+from tests.support.processes import run_python
+
 ROOT = Path(__file__).resolve().parent.parent
 
 PRINT_CONFIG = """
@@ -25,14 +27,6 @@ print(json.dumps({
     "pool": settings.DATABASES["default"].get("OPTIONS", {}).get("pool"),
 }))
 """
-
-
-def run_python(code, **env_overrides):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_", "REDIS_", "SECRET_", "DEBUG", "OPENAI_"))}
-    env.update({"DJANGO_SETTINGS_MODULE": "voiceproject.settings", **env_overrides})
-    return subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
-    )
 
 
 def config(**env):
