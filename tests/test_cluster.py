@@ -16,7 +16,6 @@ production recipe does.
 """
 
 import asyncio
-import json
 from collections import Counter
 from contextlib import asynccontextmanager
 
