@@ -14,7 +14,7 @@ Each key's hold is released between iterations (not timed), as a session's end w
 
 Prints the median per key of each, their difference and their ratio. Starts its own stand-in;
 the database is a throw-away SQLite file unless --database-url names a PostgreSQL server (a
-database `bench_budget_<pid>` is created there and dropped afterwards). Rate limits are raised
+database `bench_budget_<pid>_<random>` is created there and dropped afterwards). Rate limits are raised
 out of the way (key_issuance.py's set-up).
 """
 
@@ -28,8 +28,9 @@ import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from contextlib import ExitStack
 
+from db_pool import fresh_postgres_database
 from key_issuance import STANDIN_KEY, configure_environment, free_port, percentile, prepare_database, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -120,8 +121,8 @@ def main() -> None:
     args = parser.parse_args()
 
     children = []
-    admin_url = None
-    with tempfile.TemporaryDirectory(prefix="bench-budget-") as workdir:
+    # Undone in reverse: the database (after the children below are stopped), then the folder.
+    with tempfile.TemporaryDirectory(prefix="bench-budget-") as workdir, ExitStack() as stack:
         try:
             port = free_port()
             standin = subprocess.Popen(
@@ -133,13 +134,8 @@ def main() -> None:
             configure_environment(f"http://127.0.0.1:{port}/v1", workdir)
             os.environ["BUDGET_SESSION_RESERVE_USD"] = "0.50"
             if args.database_url:
-                import psycopg
-
-                name = f"bench_budget_{os.getpid()}"
-                admin_url = args.database_url
-                with psycopg.connect(admin_url, autocommit=True) as admin:
-                    admin.execute(f"CREATE DATABASE {name}")
-                os.environ["DATABASE_URL"] = urlunsplit(urlsplit(admin_url)._replace(path="/" + name))
+                database = fresh_postgres_database(args.database_url, prefix="bench_budget")
+                os.environ["DATABASE_URL"] = stack.enter_context(database)
             args.auth = prepare_database()
             from django.db import connection
 
@@ -164,13 +160,6 @@ def main() -> None:
             for child in reversed(children):
                 child.terminate()
                 child.wait(10)
-            if admin_url:
-                from django.db import connections
-
-                connections.close_all()
-                with psycopg.connect(admin_url, autocommit=True) as admin:
-                    # FORCE: asgiref's thread still holds a connection to it.
-                    admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 if __name__ == "__main__":

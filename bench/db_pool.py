@@ -44,12 +44,12 @@ MODES = {"CONN_MAX_AGE=0": {"DATABASE_POOL": "false"}, "DATABASE_POOL=true": {"D
 
 
 @contextmanager
-def fresh_postgres_database(server_url: str):
+def fresh_postgres_database(server_url: str, prefix: str = "voicebench_pool"):
     """A new database on the server of `server_url`, dropped afterwards; yields its URL."""
     import psycopg
 
     parts = urlsplit(server_url)
-    name = f"voicebench_pool_{os.getpid()}_{secrets.token_hex(3)}"
+    name = f"{prefix}_{os.getpid()}_{secrets.token_hex(3)}"
     admin = urlunsplit(("postgresql", parts.netloc, parts.path or "/postgres", "", ""))
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')

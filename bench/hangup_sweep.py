@@ -14,16 +14,12 @@ created there by migrate, filled and left for a rerun: use a database of its own
 """
 
 import argparse
-import os
 import statistics
-import sys
 import tempfile
 import time
 from datetime import timedelta
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from django_setup import setup_django
 
 
 def main():
@@ -33,18 +29,8 @@ def main():
     parser.add_argument("--database-url")
     args = parser.parse_args()
     workdir = tempfile.mkdtemp(prefix="bench-sweep-")
-    os.environ.update(
-        DJANGO_SETTINGS_MODULE="voiceproject.settings",
-        DATABASE_URL=args.database_url or f"sqlite:///{workdir}/bench.sqlite3",
-        SECRET_KEY="bench-only-secret-key-0123456789-0123456789-0123456789",
-        DEBUG="false",
-    )
-    os.environ.pop("REDIS_URL", None)
-    import django
-
-    django.setup()
+    setup_django(args.database_url or f"sqlite:///{workdir}/bench.sqlite3")
     from django.contrib.auth.models import User
-    from django.core.management import call_command
     from django.db import connection, transaction
     from django.test.utils import CaptureQueriesContext
     from django.utils import timezone
@@ -52,7 +38,6 @@ def main():
     from conversations.models import Conversation, RealtimeCall
     from conversations.witness import hangup, leases
 
-    call_command("migrate", verbosity=0)
     now = timezone.now()
     if not RealtimeCall.objects.exists():
         user = User.objects.create(username="bench", password="!")

@@ -21,15 +21,12 @@ Database: a throw-away SQLite file (WAL), recordings in a throw-away folder.
 
 import argparse
 import os
-import secrets
-import sys
 import tempfile
 import time
 import warnings
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from django_setup import ROOT, setup_django
+
 warnings.filterwarnings("ignore", message="No directory at")
 
 WEBM_HEADER = (ROOT / "tests" / "fixtures" / "recordings" / "tone-0.webm").read_bytes()[:200]
@@ -60,34 +57,24 @@ def main():
     parser.add_argument("--chunk-kb", type=int, default=20, help="KB per 5 s chunk (default 20)")
     options = parser.parse_args()
     workdir = tempfile.mkdtemp(prefix="recording-bench-")
-    os.environ.update(
-        DJANGO_SETTINGS_MODULE="voiceproject.settings",
-        SECRET_KEY="bench-" + secrets.token_urlsafe(32),
-        DEBUG="false",
+    setup_django(
+        f"sqlite:///{workdir}/bench.sqlite3",
         ALLOWED_HOSTS="testserver",
-        DATABASE_URL=f"sqlite:///{workdir}/bench.sqlite3",
         RECORDINGS_ROOT=f"{workdir}/recordings",
         SECURE_SSL_REDIRECT="false",
         SESSION_COOKIE_SECURE="false",
         CSRF_COOKIE_SECURE="false",
         LOG_LEVEL="ERROR",
     )
-    os.environ.pop("REDIS_URL", None)
-
-    import django
-
-    django.setup()
     from django.conf import settings
     from django.core.files.base import ContentFile
     from django.core.files.storage import storages
-    from django.core.management import call_command
     from django.test import Client
     from django.utils.crypto import get_random_string
 
     from conversations.models import Conversation, RecordingChunk
     from tests.support.factories import make_user
 
-    call_command("migrate", verbosity=0)
     user = make_user("bench")
     chunks = options.minutes * CHUNKS_PER_MINUTE
     size = options.chunk_kb * 1000

@@ -16,28 +16,11 @@ Builds a throw-away SQLite database (or uses DATABASE_URL, migrating it) with on
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def setup_django(database_url: str):
-    os.environ.update(
-        DJANGO_SETTINGS_MODULE="voiceproject.settings",
-        DATABASE_URL=database_url,
-        SECRET_KEY="bench-only-secret-key-0123456789-0123456789-0123456789",
-        DEBUG="false",
-    )
-    sys.path.insert(0, str(ROOT))  # this script lives in bench/, the project one level up
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+from django_setup import setup_django
 
 
 def populate(old: int):
@@ -134,7 +117,8 @@ def main():
     parser.add_argument("--runs", type=int, default=25)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        setup_django(os.environ.get("DATABASE_URL") or f"sqlite:///{Path(tmp) / 'spend.sqlite3'}")
+        database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{Path(tmp) / 'spend.sqlite3'}"
+        setup_django(database_url, keep_redis=True)
         for old in args.old:
             measure(old, args.runs)
 

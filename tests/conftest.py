@@ -49,6 +49,27 @@ def _close_connections_left_by_async_tests(django_db_setup):
     SyncToAsync.single_thread_executor.submit(connections.close_all).result()
 
 
+@pytest.fixture
+def recordings_dir(settings, tmp_path):
+    """Each test's recordings go to a folder of its own (tests/support/recordings.py)."""
+    from tests.support.recordings import use_recordings_dir
+
+    return use_recordings_dir(settings, tmp_path / "recordings")
+
+
+@pytest.fixture
+def openai(settings, monkeypatch):
+    """OpenAI's /realtime/calls as a FakeOpenAI (tests/support/server_calls.py): `.requests`, `.reply`."""
+    from tests.support.server_calls import use_fake_openai
+
+    return use_fake_openai(settings, monkeypatch)
+
+
+@pytest.fixture
+def server_mode(settings):
+    settings.REALTIME_CONNECT = "server"
+
+
 # --- users and signed-in clients, shared by the tests of several files ------------------------
 
 @pytest.fixture

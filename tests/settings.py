@@ -23,7 +23,7 @@ ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    # Tests that store audio point this at a temporary directory (the `recordings_storage` fixture).
+    # Tests that look at stored audio point this at a folder of their own (the `recordings_dir` fixture).
     "recordings": RECORDINGS_STORAGE_BACKEND,  # noqa: F405
 }
 WHITENOISE_USE_FINDERS = True

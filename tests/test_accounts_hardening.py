@@ -142,8 +142,8 @@ class TestSignUpAttemptLimit:
 
 
 def test_a_malformed_attempt_limit_stops_the_start():
-    from tests.test_settings import PRINT_CONFIG, run_python
+    from tests.support.processes import run_python
 
-    result = run_python(PRINT_CONFIG, SECRET_KEY="x" * 50, SIGNUP_ATTEMPT_LIMIT_PER_IP="thirty an hour")
+    result = run_python("import django; django.setup()", SECRET_KEY="x" * 50, SIGNUP_ATTEMPT_LIMIT_PER_IP="thirty an hour")
     assert result.returncode != 0
     assert "SIGNUP_ATTEMPT_LIMIT_PER_IP='thirty an hour' is not a rate limit" in result.stderr

@@ -8,7 +8,7 @@ from channels.db import database_sync_to_async
 
 from conversations.models import RealtimeCall
 from tests.support.factories import make_conversation, make_user
-from tests.test_consumer import open_socket
+from tests.support.sockets import open_socket
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 

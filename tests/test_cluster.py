@@ -16,26 +16,24 @@ production recipe does.
 """
 
 import asyncio
-import json
 from collections import Counter
 from contextlib import asynccontextmanager
 
 import aiohttp
-import httpx
 import pytest
 from channels.db import database_sync_to_async
 from channels_redis.core import RedisChannelLayer
 
 from conversations.models import Conversation
+from tests.support.cluster import TIMEOUT, http, log_in, mint, receive
 from tests.support.events import assistant, audio_done, transcribed, user_audio
-from tests.support.factories import PASSWORD, make_conversation
+from tests.support.factories import make_conversation
 from tests.support.processes import cluster_marks, two_servers
 
 pytestmark = cluster_marks()
 
 LIMIT = 5  # keys per user per minute, on both servers
 SOCKETS = 4  # open sockets per user, on both servers together
-TIMEOUT = 10
 
 
 # --- The cluster -------------------------------------------------------------------------------
@@ -52,45 +50,12 @@ def cluster(django_db_setup, django_db_blocker, _realtime_standin_server):
     )
 
 
-def http(server, cookies=None) -> httpx.AsyncClient:
-    """A client of one server that sends the session cookies it is given, and no others.
-    (Cookies do not tell ports apart: a shared jar would blur which server set what.)"""
-    client = httpx.AsyncClient(base_url=server.url, headers={"Origin": server.url}, timeout=TIMEOUT)
-    for name, value in (cookies or {}).items():
-        client.cookies.set(name, value, domain="127.0.0.1")
-    return client
-
-
-async def log_in(server, username) -> dict:
-    """Sign in through the real log-in form of `server`; its session and CSRF cookies."""
-    async with http(server) as client:
-        await client.get("/accounts/login/")
-        token = client.cookies["csrftoken"]
-        form = {"username": username, "password": PASSWORD, "csrfmiddlewaretoken": token}
-        response = await client.post("/accounts/login/", data=form)
-        assert response.status_code == 302, response.text
-        return {"sessionid": client.cookies["sessionid"], "csrftoken": client.cookies["csrftoken"]}
-
-
-async def mint(server, cookies) -> httpx.Response:
-    async with http(server, cookies) as client:
-        return await client.post(
-            "/api/realtime/sessions", json={}, headers={"X-CSRFToken": cookies["csrftoken"]}
-        )
-
-
 @asynccontextmanager
 async def socket(server, path, cookies):
     async with aiohttp.ClientSession() as session:
         headers = {"Origin": server.url, "Cookie": f"sessionid={cookies['sessionid']}"}
         async with session.ws_connect(server.ws_url + path, headers=headers) as ws:
             yield ws
-
-
-async def receive(ws) -> dict:
-    message = await ws.receive(timeout=TIMEOUT)
-    assert message.type == aiohttp.WSMsgType.TEXT, message
-    return json.loads(message.data)
 
 
 async def send_events(ws, events, first_seq=1):

@@ -7,14 +7,12 @@ through the real ASGI stack (Origin check, session cookie).
 
 import asyncio
 import io
-import json
 import uuid
 from datetime import timedelta
 
 import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
-from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser
 from django.core.management import call_command
@@ -23,7 +21,6 @@ from django.utils import timezone
 
 from conversations import actions
 from conversations.models import Conversation, Event, ResponseUsage, TokenUsage, Utterance
-from conversations.routing import websocket_urlpatterns
 from conversations.transcript import journal, live
 from tests.support.events import (
     SCENARIOS,
@@ -39,10 +36,10 @@ from tests.support.events import (
     user_text,
 )
 from tests.support.factories import make_conversation, make_user, signed_in
+from tests.support.sockets import TIMEOUT, Socket, open_socket
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 
-TIMEOUT = 10
 db = database_sync_to_async
 
 
@@ -56,48 +53,6 @@ def _no_frame_rate_limit(settings):
 @pytest.fixture
 def conversation(alice):
     return make_conversation(alice)
-
-
-class Socket:
-    def __init__(self, communicator):
-        self.communicator = communicator
-
-    async def send(self, frame):
-        await self.communicator.send_to(text_data=frame if isinstance(frame, str) else json.dumps(frame))
-
-    async def receive(self):
-        return json.loads(await self.communicator.receive_from(timeout=TIMEOUT))
-
-    async def request(self, frame):
-        await self.send(frame)
-        return await self.receive()
-
-    async def events(self, events, first_seq=1):
-        """Send events as frames (without waiting), then collect their acks in order."""
-        for offset, event in enumerate(events):
-            await self.send({"type": "event", "seq": first_seq + offset, "event": event})
-        replies = [await self.receive() for _ in events]
-        assert replies == [{"type": "ack", "seq": first_seq + i} for i in range(len(events))]
-
-    async def closed_with(self):
-        message = await self.communicator.receive_output(timeout=TIMEOUT)
-        assert message["type"] == "websocket.close", message
-        return message.get("code")
-
-    async def close(self):
-        await self.communicator.disconnect(timeout=TIMEOUT)
-
-
-async def open_socket(user, conversation_uuid, expect_ready=True):
-    communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), f"/ws/conversations/{conversation_uuid}/")
-    communicator.scope["user"] = user
-    connected, _ = await communicator.connect(timeout=TIMEOUT)
-    assert connected
-    socket = Socket(communicator)
-    if expect_ready:
-        socket.ready = await socket.receive()
-        assert socket.ready["type"] == "ready"
-    return socket
 
 
 @db

@@ -21,8 +21,8 @@ from conversations.witness import hangup
 from conversations.witness.supervisor import Supervisor
 from tests.support.events import response_done
 from tests.support.factories import make_conversation
-from tests.test_consumer import open_socket
-from tests.test_witness import FAST, attached_to, eventually, live_call, record, send
+from tests.support.sockets import open_socket
+from tests.support.witness import FAST, attached_to, eventually, live_call, record, send
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 

@@ -20,7 +20,7 @@ from conversations.models import Conversation
 from tests.support.admin import change_form_data
 from tests.support.api import error_of, post_session
 from tests.support.factories import make_conversation, make_full_conversation, make_user, signed_in
-from tests.test_server_calls import OFFER, openai, parts, post_call, server_mode  # noqa: F401 (fixtures)
+from tests.support.server_calls import OFFER, parts, post_call
 
 pytestmark = pytest.mark.django_db
 
@@ -214,7 +214,7 @@ class TestSessions:
 
 
 class TestServerMadeCalls:
-    def test_the_call_session_carries_the_language(self, client, alice, openai, server_mode):  # noqa: F811
+    def test_the_call_session_carries_the_language(self, client, alice, openai, server_mode):
         save(client, voice="sage", language="es")
         response = post_call(client)
         assert response.status_code == 201, response.content
@@ -226,7 +226,7 @@ class TestServerMadeCalls:
         assert session["audio"]["output"]["voice"] == "sage"
         assert Conversation.objects.get().language == "es"
 
-    def test_an_unknown_language_is_refused(self, client, openai, server_mode):  # noqa: F811
+    def test_an_unknown_language_is_refused(self, client, openai, server_mode):
         response = post_call(client, {"sdp": OFFER, "language": "klingon"})
         assert response.status_code == 400
         assert error_of(response)["message"].startswith("Unknown language 'klingon'")

@@ -557,3 +557,6 @@ class TestBareCalls:
         refused = httpx.post(f"{standin.origin}/_standin/calls", json={"count": 0}, timeout=5)
         assert refused.status_code == 400
         assert standin.calls.calls == []
+        for body in ({}, {"gate": 3}, {"gate": "go", "call_ids": 5}):
+            refused = httpx.post(f"{standin.origin}/_standin/calls/release", json=body, timeout=5)
+            assert refused.status_code == 400 and "gate name" in refused.json()["error"]

@@ -14,14 +14,10 @@ from django.core.management import CommandError, call_command
 from conversations.models import Recording, RecordingChunk
 from conversations.recordings import store
 from tests.support.factories import make_conversation
-from tests.test_recordings import TONE, WEBM, recordings_dir, stored_files  # noqa: F401 (a fixture)
+from tests.support.recordings import TONE, WEBM, record, stored_files
 
-pytestmark = pytest.mark.django_db
-
-
-def record(conversation, segment=1, chunks=TONE):
-    for index, data in enumerate(chunks):
-        store.append_chunk(conversation, segment, index, data, WEBM, 1000 * (index + 1))
+# Every test stores into a folder of its own, whether or not it looks at it.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("recordings_dir")]
 
 
 def clean(*args, **options):

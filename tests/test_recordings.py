@@ -21,30 +21,10 @@ from conversations.checks import recording_settings
 from conversations.models import Conversation, Recording, RecordingChunk, Utterance
 from conversations.recordings import store
 from tests.support.factories import make_conversation, make_talk, signed_in
+from tests.support.recordings import TONE, WEBM, WHOLE, stored_files
 
-pytestmark = pytest.mark.django_db
-
-FIXTURES = Path(__file__).parent / "fixtures" / "recordings"
-TONE = [(FIXTURES / f"tone-{i}.webm").read_bytes() for i in range(4)]
-WHOLE = b"".join(TONE)
-WEBM = "audio/webm;codecs=opus"
-
-
-@pytest.fixture(autouse=True)
-def recordings_dir(settings, tmp_path):
-    """Each test's recordings go to a folder of its own."""
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "recordings": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": str(tmp_path / "recordings")},
-        },
-    }
-    return tmp_path / "recordings"
-
-
-def stored_files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+# Every test stores into a folder of its own, whether or not it looks at it.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("recordings_dir")]
 
 
 def chunk_url(conversation, segment=1, index=0):

@@ -8,7 +8,7 @@ import pytest
 
 from tests.support.factories import PASSWORD, make_conversation, make_user
 from tests.support.processes import LiveServer, server_environment, wait_for_server_sessions_to_close
-from tests.test_recordings import TONE, WEBM, WHOLE
+from tests.support.recordings import TONE, WEBM, WHOLE
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -14,7 +14,7 @@ from conversations.models import Conversation, RealtimeCall
 from conversations.realtime.views import page_config
 from tests.support.api import error_of, post_session
 from tests.support.factories import make_conversation, signed_in
-from tests.test_server_calls import OFFER, post_call
+from tests.support.server_calls import OFFER, post_call
 
 pytestmark = pytest.mark.django_db
 
@@ -88,7 +88,7 @@ def test_the_page_follows_the_setting(settings, realtime_standin):
 
 
 def test_a_bad_cap_in_the_environment_stops_manage_py_check():
-    from tests.test_settings import run_python
+    from tests.support.processes import run_python
 
     result = run_python(
         "from django.core.management import execute_from_command_line; "

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
+from tests.support.processes import run_python
+
 ROOT = Path(__file__).resolve().parent.parent
 
 PRINT_CONFIG = """
@@ -25,14 +27,6 @@ print(json.dumps({
     "pool": settings.DATABASES["default"].get("OPTIONS", {}).get("pool"),
 }))
 """
-
-
-def run_python(code, **env_overrides):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_", "REDIS_", "SECRET_", "DEBUG", "OPENAI_"))}
-    env.update({"DJANGO_SETTINGS_MODULE": "voiceproject.settings", **env_overrides})
-    return subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
-    )
 
 
 def config(**env):
@@ -219,13 +213,18 @@ def test_socket_bounds_are_validated_at_start(env, message):
     assert message in result.stderr
 
 
+def setting_at_start(name, value):
+    """The setting `name` as Django reads it at start, with `value` in the environment (None: unset)."""
+    env = {"SECRET_KEY": "x" * 50, **({name: value} if value is not None else {})}
+    code = f"import django; django.setup(); from django.conf import settings; print(settings.{name})"
+    result = run_python(code, **env)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
 @pytest.mark.parametrize("value, expected", [(None, "browser"), ("server", "server"), (" Server ", "server")])
 def test_realtime_connect_defaults_to_browser(value, expected):
-    env = {"SECRET_KEY": "x" * 50, **({"REALTIME_CONNECT": value} if value is not None else {})}
-    result = run_python("import django; django.setup(); from django.conf import settings; "
-                        "print(settings.REALTIME_CONNECT)", **env)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == expected
+    assert setting_at_start("REALTIME_CONNECT", value) == expected
 
 
 def test_unknown_realtime_connect_is_refused_at_start():
@@ -236,11 +235,7 @@ def test_unknown_realtime_connect_is_refused_at_start():
 
 @pytest.mark.parametrize("value, expected", [(None, "True"), ("false", "False"), (" TRUE ", "True"), ("0", "False")])
 def test_realtime_witness_defaults_to_true(value, expected):
-    env = {"SECRET_KEY": "x" * 50, **({"REALTIME_WITNESS": value} if value is not None else {})}
-    result = run_python("import django; django.setup(); from django.conf import settings; "
-                        "print(settings.REALTIME_WITNESS)", **env)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == expected
+    assert setting_at_start("REALTIME_WITNESS", value) == expected
 
 
 def test_a_misspelt_realtime_witness_is_refused_at_start():

@@ -25,7 +25,7 @@ from conversations.transcript import journal
 from conversations.transcript.frames import parse_frame
 from tests.support.events import output_item, response_done, transcribed, user_audio, user_text
 from tests.support.factories import make_conversation, make_user
-from tests.test_consumer import open_socket
+from tests.support.sockets import open_socket
 
 db = database_sync_to_async
 

@@ -21,38 +21,20 @@ from conversations.transcript.forwarded import forwarded_types
 from conversations.witness import leases
 from conversations.witness.supervisor import Supervisor, supervisors
 from tests.realtime_standin import scripts
-from tests.realtime_standin.clients import BrowserPeer
 from tests.support.events import assistant, audio_done
 from tests.support.factories import make_conversation
-from tests.test_consumer import open_socket
+from tests.support.sockets import open_socket
+from tests.support.witness import FAST, attached_to, eventually, live_call, record, send
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 
 db = database_sync_to_async
-FAST = {"scan_every": 0.2, "heartbeat_every": 0.3, "lease_seconds": 1.5, "backoff": 0.1, "backoff_max": 0.5}
 SERVER_INSTRUCTIONS = upstream.session_config(model="gpt-realtime-2.1", voice="marin")["instructions"]
 
 
 @pytest.fixture
 def conversation(alice):
     return make_conversation(alice)
-
-
-@contextlib.asynccontextmanager
-async def live_call(standin, script=()):
-    """A call as the server makes it (unified interface); the script waits for the gate "go"."""
-    standin.calls.script_next([{"gate": "go"}, *script])
-    session = upstream.session_config(model="gpt-realtime-2.1", voice="marin")
-    async with BrowserPeer() as browser:
-        answer = await browser.call(standin.url, standin.api_key, session=session)
-        assert answer.status == 201, answer.body
-        assert (await browser.next_event())["type"] == "session.created"
-        yield browser, standin.calls.find(answer.call_id)
-
-
-@db
-def record(conversation, call_id):
-    return RealtimeCall.objects.create(conversation=conversation, call_id=call_id, source="server")
 
 
 @db
@@ -78,35 +60,12 @@ def journaled(conversation):
     return [e.payload.get("event_id") for e in rows]
 
 
-async def eventually(check, timeout=10.0, every=0.05):
-    """Poll an async `check` until it returns something true; that value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s (last: {value!r})")
-        await asyncio.sleep(every)
-
-
-async def attached_to(call, count=1):
-    """Wait until `count` witness connections have announced themselves (their session.update)."""
-    async def seen():
-        return len(call.received_from("sideband")) >= count
-    await eventually(seen)
-
-
 def forwarded_ids(events):
     return [e["event_id"] for e in events if e["type"] in forwarded_types()]
 
 
 async def release(call, gate="go"):
     await asyncio.to_thread(call.release, gate)
-
-
-async def send(call, event):
-    await asyncio.to_thread(call.send, event)
 
 
 def hang_up(standin, call_id):

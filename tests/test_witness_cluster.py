@@ -5,18 +5,16 @@ after that are journaled once.
 """
 
 import asyncio
-import json
 import time
 
-import aiohttp
 import pytest
 from channels.db import database_sync_to_async
 
 from conversations.models import Event, RealtimeCall
-from tests.realtime_standin.clients import BrowserPeer
+from tests.support.cluster import a_call_seen_by_both
 from tests.support.events import assistant, audio_done
 from tests.support.processes import cluster_marks, two_servers
-from tests.test_cluster import log_in, mint, receive
+from tests.support.witness import eventually, send
 
 pytestmark = cluster_marks()
 
@@ -44,56 +42,32 @@ def attaches(standin, call_id):
     return [r for r in standin.requests if r.path == "/v1/realtime" and f"call_id={call_id}" in r.query]
 
 
-async def until(check, timeout):
-    deadline = time.monotonic() + timeout
-    while not (value := await check()):
-        assert time.monotonic() < deadline, f"not within {timeout}s"
-        await asyncio.sleep(0.1)
-    return value
-
-
 async def test_killing_the_holder_hands_the_call_to_the_other_process(servers, alice, realtime_standin):
     a, b = servers
-    cookies = await log_in(a, "alice")
-    minted = (await mint(a, cookies)).json()
-    conversation = minted["conversation"]["id"]
-    realtime_standin.calls.script_next([{"gate": "never"}])
-
-    async with BrowserPeer() as browser, aiohttp.ClientSession() as session:
-        answer = await browser.call(realtime_standin.url, minted["client_secret"])
-        assert answer.status == 201, answer.body
-        call = realtime_standin.calls.find(answer.call_id)
-        headers = {"Origin": a.url, "Cookie": f"sessionid={cookies['sessionid']}"}
-        on_a = await session.ws_connect(a.ws_url + minted["socket_url"], headers=headers)
-        assert (await receive(on_a))["type"] == "ready"
-        await on_a.send_str(json.dumps({"type": "call", "call_id": answer.call_id}))
-        assert (await receive(on_a))["status"] == "bound"
-        # The page's socket is on B too (a second tab, or a reconnect through the load balancer).
-        on_b = await session.ws_connect(b.ws_url + minted["socket_url"], headers={**headers, "Origin": b.url})
-        assert (await receive(on_b))["type"] == "ready"
-
-        row = await until(lambda: _attached(answer.call_id), 10)
+    async with a_call_seen_by_both(a, b, realtime_standin) as (minted, call, _on_a, on_b):
+        conversation = minted["conversation"]["id"]
+        row = await eventually(lambda: _attached(call.id), 10)
         assert row["witness_holder"].split(":")[1] == str(a.process.pid)
         await asyncio.sleep(4)  # B's supervisor scans and heartbeats meanwhile: it must leave the call alone
-        assert len(attaches(realtime_standin, answer.call_id)) == 1
+        assert len(attaches(realtime_standin, call.id)) == 1
 
-        await asyncio.to_thread(call.send, assistant("item_1", transcript=None))
-        before = await until(lambda: _journaled(conversation, 1), 10)
+        await send(call, assistant("item_1", transcript=None))
+        before = await eventually(lambda: _journaled(conversation, 1), 10)
 
         killed = time.monotonic()
         a.stop()  # SIGKILL: no lease is released
-        await until(lambda: _held_by(answer.call_id, b.process.pid), TAKE_OVER_WITHIN)
+        await eventually(lambda: _held_by(call.id, b.process.pid), TAKE_OVER_WITHIN)
         took = time.monotonic() - killed
-        await until(lambda: _sideband_count(call, 1), 5)
+        await eventually(lambda: _sideband_count(call, 1), 5)
 
         later = [assistant("item_1", "completed", "After the take-over."),
                  audio_done("item_1", "resp_1", "After the take-over.")]
         for event in later:
-            await asyncio.to_thread(call.send, event)
-        ids = await until(lambda: _journaled(conversation, 3), 10)
+            await send(call, event)
+        ids = await eventually(lambda: _journaled(conversation, 3), 10)
         await asyncio.sleep(1)
         assert await journaled_ids(conversation) == ids and len(set(ids)) == 3 and ids[:1] == before
-        assert len(attaches(realtime_standin, answer.call_id)) == 2
+        assert len(attaches(realtime_standin, call.id)) == 2
         print(f"take-over after the holder's death: {took:.1f} s")
         assert took <= TAKE_OVER_WITHIN
         await on_b.close()

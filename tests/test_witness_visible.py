@@ -18,7 +18,7 @@ from conversations.transcript import journal
 from conversations.transcript.frames import Frame
 from tests.support.events import assistant, audio_done, output_item, response_done, transcribed, user_audio
 from tests.support.factories import make_conversation
-from tests.test_consumer import open_socket
+from tests.support.sockets import open_socket
 
 db = database_sync_to_async
 

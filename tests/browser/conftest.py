@@ -194,6 +194,15 @@ def _open_chat(server, user, page):
     page.context.close()  # no more traffic from the browser before the tables are emptied
 
 
+def _new_user_on_chat(server, standin, page, username: str):
+    """For a module's own server (as `_live_server(...)` with other settings): the server ready, a
+    new user signed in on /chat/. Yields (page, user); use it as a fixture's body with `yield from`."""
+    for ready in _ready(server, standin):
+        user = make_user(username=username)
+        for opened in _open_chat(ready, user, page):
+            yield opened, user
+
+
 @pytest.fixture
 def chat_page(daphne_server, user, page):
     """A signed-in user on /chat/. Uncaught script errors are collected in page.errors, console

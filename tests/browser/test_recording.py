@@ -265,15 +265,13 @@ def test_a_conversation_over_two_sessions_has_two_recordings_played_in_order(cha
 def test_in_the_admin_the_sessions_recordings_play_in_order(daphne_server, user, page):
     """The admin's change page has the same players and script: no transcript list beside them
     there, but the parts still play one after the other."""
-    from conversations.recordings import store
     from tests.support.browser import sign_in
     from tests.support.factories import make_conversation, make_superuser
-    from tests.test_recordings import TONE, WEBM
+    from tests.support.recordings import record
 
     conversation = make_conversation(user, segments=2)
     for segment in (1, 2):
-        for index, data in enumerate(TONE):
-            store.append_chunk(conversation, segment, index, data, WEBM, 1000 * (index + 1))
+        record(conversation, segment)
     sign_in(page.context, make_superuser(f"staff{user.pk}"), daphne_server.url)
     errors = []
     page.on("pageerror", lambda error: errors.append(str(error)))

@@ -8,10 +8,9 @@ Range answers are checked in tests/test_recordings.py.
 
 import pytest
 
-from conversations.recordings import store
 from tests.support.browser import sign_in
 from tests.support.factories import make_conversation, make_superuser
-from tests.test_recordings import TONE, WEBM
+from tests.support.recordings import record
 
 pytestmark = pytest.mark.browser
 
@@ -38,8 +37,7 @@ async (seconds) => {
 
 def recorded(user):
     conversation = make_conversation(user, segments=1)
-    for index, data in enumerate(TONE):
-        store.append_chunk(conversation, 1, index, data, WEBM, 1000 * (index + 1))
+    record(conversation)
     return conversation
 
 

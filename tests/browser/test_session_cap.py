@@ -8,10 +8,9 @@ import pytest
 from playwright.sync_api import expect
 
 from conversations.models import Conversation, RealtimeCall
-from tests.browser.conftest import _live_server, _open_chat, _ready
+from tests.browser.conftest import _live_server, _new_user_on_chat
 from tests.realtime_standin import scripts
 from tests.support.browser import conversation_of, expect_alert, expect_lines, expect_phase, start
-from tests.support.factories import make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -30,10 +29,7 @@ def _capped_server(django_db_setup, django_db_blocker, _realtime_standin_server)
 
 @pytest.fixture
 def capped_page(_capped_server, transactional_db, _realtime_standin_server, page):
-    for server in _ready(_capped_server, _realtime_standin_server):
-        user = make_user(username="capped")
-        for opened in _open_chat(server, user, page):
-            yield opened, user
+    yield from _new_user_on_chat(_capped_server, _realtime_standin_server, page, "capped")
 
 
 def test_the_cap_hang_up_says_why_and_continue_keeps_the_conversation(capped_page, standin):

@@ -11,10 +11,9 @@ import pytest
 from playwright.sync_api import expect
 
 from conversations.models import Conversation, RealtimeCall
-from tests.browser.conftest import _live_server, _open_chat, _ready
+from tests.browser.conftest import _live_server, _new_user_on_chat
 from tests.realtime_standin import scripts
 from tests.support.browser import expect_alert, expect_lines, expect_phase, start
-from tests.support.factories import make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -34,10 +33,7 @@ def _unwitnessed_server(django_db_setup, django_db_blocker, _realtime_standin_se
 
 @pytest.fixture
 def unwitnessed_page(_unwitnessed_server, transactional_db, _realtime_standin_server, page):
-    for server in _ready(_unwitnessed_server, _realtime_standin_server):
-        user = make_user(username="unwitnessed")
-        for opened in _open_chat(server, user, page):
-            yield opened, user
+    yield from _new_user_on_chat(_unwitnessed_server, _realtime_standin_server, page, "unwitnessed")
 
 
 def test_without_a_witness_the_page_ends_the_session_and_the_server_refuses_to_continue(

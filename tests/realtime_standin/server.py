@@ -272,12 +272,18 @@ class StandIn:
 
     async def control_release(self, request: web.Request) -> web.Response:
         """`{"gate": name}`, optionally `"call_ids": [...]`: open that gate of those calls (default: all)."""
-        body = await request.json()
-        wanted = set(body["call_ids"]) if body.get("call_ids") is not None else None
+        try:
+            body = await request.json()
+            gate = body["gate"]
+            wanted = set(body["call_ids"]) if body.get("call_ids") is not None else None
+            if not isinstance(gate, str):
+                raise ValueError("gate must be a string")
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            return web.json_response({"error": f"a gate name and optional call_ids are needed ({exc!r})"}, status=400)
         released = 0
         for call in list(self.calls.calls):
             if wanted is None or call.id in wanted:
-                await call._release(str(body["gate"]))
+                await call._release(gate)
                 released += 1
         return web.json_response({"released": released})
 

@@ -142,6 +142,17 @@ def wait_for_server_sessions_to_close(timeout: float = 10.0) -> None:
             time.sleep(0.05)
 
 
+def run_python(code: str, **env_overrides: str) -> subprocess.CompletedProcess:
+    """`code` in a fresh interpreter with the production settings (voiceproject.settings) and only
+    `env_overrides` of the settings' variables: how the app starts where it is deployed."""
+    ours = ("DJANGO_", "DATABASE_", "REDIS_", "SECRET_", "DEBUG", "OPENAI_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(ours)}
+    env.update({"DJANGO_SETTINGS_MODULE": "voiceproject.settings", **env_overrides})
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
 def run_manage(*args, database=False, **kwargs):
     """`manage.py` in a fresh interpreter with the test settings; returns the CompletedProcess."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_"))}
