@@ -203,8 +203,11 @@ class Utterance(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     error = models.TextField(blank=True, help_text="Why the transcription or the reply failed.")
     response_id = models.CharField(max_length=100, blank=True)
-    # The order in which the item entered the conversation — not when its text arrived.
+    # The line's place in the transcript: OpenAI's conversation order (right after the item
+    # `previous_item_id` names), not when its text arrived (conversations/transcript/order.py).
     position = models.PositiveIntegerField()
+    # The item OpenAI placed this one after, as the events said (blank: the first, or not said).
+    previous_item_id = models.CharField(max_length=100, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
     completed_at = models.DateTimeField(null=True, blank=True)
     # The server's witness of the call saw this line's final text (what is stored is its version).
@@ -213,8 +216,9 @@ class Utterance(models.Model):
     # The one list of a transcript line's fields, in record order: what the reducer derives
     # (UtteranceState), the journal writes, exports carry and live updates send.
     FIELDS = ("position", "item_id", "role", "kind", "status", "text", "error", "response_id",
-              "created_at", "completed_at", "verified")  # fmt: skip
-    # Set when the item first appears, never changed afterwards (the journal updates the rest).
+              "created_at", "completed_at", "verified", "previous_item_id")  # fmt: skip
+    # Set when the item first appears (the journal updates the rest). A position changes only
+    # when a line is placed again, after the item it follows arrives late (order.py).
     SET_ONCE_FIELDS = ("position", "item_id", "created_at")
     DATETIME_FIELDS = ("created_at", "completed_at")
 
@@ -234,6 +238,8 @@ class Utterance(models.Model):
             models.Index(
                 fields=["conversation"], condition=models.Q(status="interrupted"), name="utt_interrupted"
             ),
+            # The lines that follow an item, found when that item arrives (order.py).
+            models.Index(fields=["conversation", "previous_item_id"], name="utt_follows"),
         ]
 
     def __str__(self):

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from conversations.models import Conversation, Utterance
 from conversations.transcript.live import serialize_utterance
-from tests.support.events import assistant, audio_done, transcribed, user_audio
+from tests.support.events import assistant, audio_done, linked, transcribed, user_audio
 from tests.support.factories import make_talk, make_user, signed_in
 from tests.support.processes import LiveServer, server_environment
 
@@ -245,6 +245,26 @@ def test_history_transcript_and_admin_screens(server, chromium):
     chromium.run(admin_pages)
 
 
+# What the chat page does with the events it forwards, one frame at a time (each ack before the next
+# frame, so each is stored in a batch of its own); returns the acked seqs.
+SEND_EVENTS = """async ([path, events]) => {
+    const socket = new WebSocket(`ws://${location.host}${path}`);
+    const acks = [];
+    const send = () => socket.send(JSON.stringify({type: "event", seq: acks.length + 1, event: events[acks.length]}));
+    await new Promise((resolve, reject) => {
+        socket.onerror = reject;
+        socket.onmessage = (m) => {
+            const message = JSON.parse(m.data);
+            if (message.type === "ready") send();
+            if (message.type === "ack") acks.push(message.seq);
+            if (message.type === "ack") acks.length === events.length ? resolve() : send();
+        };
+    });
+    socket.close();
+    return acks;
+}"""
+
+
 def test_a_turn_appears_live_on_the_open_transcript_page(server, chromium):
     alice = make_user("alice")
     conversation = make_talk(alice, [], title="Live now")
@@ -270,25 +290,7 @@ def test_a_turn_appears_live_on_the_open_transcript_page(server, chromium):
         # Another tab of alice's does the talking, over the transcript socket as the chat page does.
         talking = transcript.context.new_page()
         talking.goto(server + "/conversations/")
-        acked = talking.evaluate(
-            """async ([path, events]) => {
-                const socket = new WebSocket(`ws://${location.host}${path}`);
-                const acks = [];
-                await new Promise((resolve, reject) => {
-                    socket.onerror = reject;
-                    socket.onmessage = (m) => {
-                        const message = JSON.parse(m.data);
-                        if (message.type === "ready") events.forEach((event, i) =>
-                            socket.send(JSON.stringify({type: "event", seq: i + 1, event})));
-                        if (message.type === "ack") acks.push(message.seq);
-                        if (acks.length === events.length) resolve();
-                    };
-                });
-                socket.close();
-                return acks;
-            }""",
-            [f"/ws/conversations/{conversation.uuid}/", events],
-        )
+        acked = talking.evaluate(SEND_EVENTS, [f"/ws/conversations/{conversation.uuid}/", events])
         assert acked == [1, 2, 3, 4]
 
         for page, name in ((transcript, "transcript-live"), (reviewing, "admin-live")):
@@ -395,3 +397,33 @@ def test_an_open_transcript_page_says_when_its_conversation_is_deleted(server, c
 def _fresh_artifacts():
     shutil.rmtree(ARTIFACTS, ignore_errors=True)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+
+
+def test_a_turn_stored_ahead_of_the_one_it_follows_moves_into_place_live(server, chromium):
+    """Turn 2 reaches the server first (as when the witness stores it while the page's outbox still
+    holds turn 1); when turn 1 comes, the open transcript page shows the turns in the order said."""
+    alice = make_user("alice")
+    conversation = make_talk(alice, [], title="Out of order")
+    cookie = session_cookie(alice, server)
+    turn_1 = [user_audio("item_u1"), assistant("item_a1"), audio_done("item_a1", "resp_1", "The first answer.")]
+    turn_2 = [user_audio("item_u2"), assistant("item_a2"), audio_done("item_a2", "resp_2", "The second answer.")]
+    events = linked(turn_1 + turn_2)
+    events = events[3:] + events[:3]
+
+    def watch(browser):
+        page = open_page(browser, cookie)
+        page.goto(server + conversation.get_absolute_url())
+        page.locator(".live-status.is-live").wait_for()
+        talking = page.context.new_page()
+        talking.goto(server + "/conversations/")
+        assert talking.evaluate(SEND_EVENTS, [f"/ws/conversations/{conversation.uuid}/", events]) == list(range(1, 7))
+        page.locator('.line[data-item-id="item_a1"] .line-text', has_text="The first answer.").wait_for()
+        lines = page.locator(".transcript .line")
+        expect_order = ["item_u1", "item_a1", "item_u2", "item_a2"]
+        assert [lines.nth(i).get_attribute("data-item-id") for i in range(lines.count())] == expect_order
+        page.reload()  # and as stored
+        assert [lines.nth(i).get_attribute("data-item-id") for i in range(lines.count())] == expect_order
+        assert page.problems == [], page.problems
+        page.context.close()
+
+    chromium.run(watch)

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from conversations import actions
 from conversations.models import Conversation, Event, ResponseUsage, TokenUsage, TranscriptionUsage, Utterance
-from conversations.transcript import journal, live, reducer
+from conversations.transcript import journal, live, order, reducer
 from conversations.transcript.frames import Frame
 from tests.support.events import (
     SCENARIOS,
@@ -177,6 +177,7 @@ def test_live_in_any_batches_then_rebuild_is_unchanged(conversation, events, cut
                 journal.append_frames(conversation.pk, batch)
         state = reducer.TranscriptState()
         reducer.fold(state, [(f.event, timezone.now()) for f in all_frames])
+        state.utterances = order.placed(state.utterances)
         utterances, *_ = snapshot(conversation)
         assert untimed(utterances) == untimed(sorted(state.utterances.values(), key=lambda u: u.position))
         assert journal.rebuild(conversation).status == "unchanged"
@@ -191,7 +192,7 @@ def test_serialize_utterance_is_the_same_for_rows_and_reducer_states(conversatio
     assert live.serialize_utterance(row) == {
         "item_id": "u0", "role": "user", "kind": "audio", "text": "question 0", "status": "completed", "error": "",
         "response_id": "", "position": 0, "created_at": row.created_at.isoformat(),
-        "completed_at": row.completed_at.isoformat(), "verified": False,
+        "completed_at": row.completed_at.isoformat(), "verified": False, "previous_item_id": "",
     }  # fmt: skip
 
 

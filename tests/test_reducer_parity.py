@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conversations.transcript import reducer
+from conversations.transcript import order, reducer
 from tests.support.events import (
     SCENARIOS,
     assistant,
@@ -54,7 +54,7 @@ def server(events: list) -> dict:
     """What the server stores of a stream: the forwarded events folded by the reducer."""
     state = reducer.TranscriptState()
     changes = reducer.fold(state, [(e, T0 + timedelta(seconds=i)) for i, e in enumerate(forwarded(events))])
-    lines = sorted(state.utterances.values(), key=lambda u: u.position)
+    lines = sorted(order.placed(state.utterances).values(), key=lambda u: u.position)  # as stored
     return {"lines": [{k: getattr(u, k) for k in FIELDS} for u in lines], "conflicts": changes.conflicts}
 
 

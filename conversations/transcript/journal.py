@@ -35,7 +35,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import BooleanField, Max
+from django.db.models import BooleanField, Max, Q
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
@@ -48,7 +48,7 @@ from conversations.models import (
     TranscriptionUsage,
     Utterance,
 )
-from conversations.transcript import reducer
+from conversations.transcript import order, reducer
 from conversations.transcript.frames import Frame, FrameError
 from conversations.transcript.reducer import (
     BROWSER,
@@ -244,8 +244,11 @@ def _load_state(conversations: dict[int, dict], new: dict[int, list[Frame]]):
     pks: dict[tuple[int, str], int] = {}
     wanted = [(cid, item_id) for cid, ids in items.items() for item_id in ids]
     for part in _chunks(wanted):
+        # The lines named, and the lines that follow them (placed ahead of a line that comes late).
+        named = _pairs(Utterance, ("conversation", "item_id"), part)
+        following = _pairs(Utterance, ("conversation", "previous_item_id"), part)
         for pk, cid, *values in (
-            Utterance.objects.filter(_pairs(Utterance, ("conversation", "item_id"), part))
+            Utterance.objects.filter(Q(named) | Q(following))
             .order_by()
             .values_list("pk", "conversation_id", *UtteranceState.FIELDS)
         ):
@@ -368,9 +371,18 @@ def _append_locked(merged: dict[int, list[Frame]]) -> dict[int, AppendResult]:
     pks, states = _load_state(conversations, new)
     create_utterances, update_utterances, create_usages, update_conversations = [], [], [], []
     replaced_usages, create_transcriptions, replaced_transcriptions = [], [], []
+    moves: list[tuple[int, int]] = []  # (pk, position): stored lines placed again
+    above = 0  # a position above every one in use in those conversations
     for cid, frames in new.items():
         originals = dict(states[cid].utterances)
         changes = reducer.fold(states[cid], ((f.event, now, f.source) for f in frames))
+        created = {item_id for item_id in changes.utterances if (cid, item_id) not in pks}
+        if changes.relinked or order.misplaced(states[cid].utterances, changes.utterances, created):
+            moved, top = _place(cid, changes, pks)
+            moves += [(pks[cid, u.item_id], u.position) for u in moved]
+            above = max(above, top + 1)
+            originals.update({u.item_id: None for u in moved})  # sent live as changed
+            changes.utterances.update({u.item_id: u for u in moved if u.item_id not in changes.utterances})
         changed = []
         for item_id, u in changes.utterances.items():
             if originals.get(item_id) == u:
@@ -400,6 +412,11 @@ def _append_locked(merged: dict[int, list[Frame]]) -> dict[int, AppendResult]:
         update_conversations.append((cid, derived | times | stored))
         results[cid].stored = len(frames)
         results[cid].changed = sorted(changed, key=lambda u: u.position)
+    if moves:
+        # Through positions above every one in use, so that no two lines ever share one (the
+        # unique constraint is checked row by row, on both backends).
+        _update_rows(Utterance, [(pk, {"position": above + position}) for pk, position in moves])
+        _update_rows(Utterance, [(pk, {"position": position}) for pk, position in moves])
     _insert(Utterance, ["conversation", *UtteranceState.FIELDS], create_utterances)
     _update_rows(Utterance, update_utterances)
     for part in _chunks(replaced_usages):  # the witness's usage replaces the browser's (rare: one query)
@@ -417,6 +434,27 @@ def _append_locked(merged: dict[int, list[Frame]]) -> dict[int, AppendResult]:
     _update_rows(Conversation, update_conversations)
     _update_rows(DailyStorage, [(pk, {"bytes": used}) for pk, used, counted in days.values() if counted])
     return results
+
+
+def _place(cid: int, changes: reducer.Changes, pks: dict[tuple[int, str], int]) -> tuple[list[UtteranceState], int]:
+    """Place the lines of a conversation again by their links (order.py), the batch's changes
+    included: gives the batch's lines their positions (in `changes`), and returns the stored lines
+    that move, at their new positions, and the highest position in use."""
+    lines = {}
+    for pk, *values in Utterance.objects.filter(conversation_id=cid).order_by().values_list("pk", *UtteranceState.FIELDS):
+        u = UtteranceState(**dict(zip(UtteranceState.FIELDS, values)))
+        lines[u.item_id] = u
+        pks[cid, u.item_id] = pk
+    lines.update(changes.utterances)
+    moved = []
+    for item_id, u in order.placed(lines).items():
+        if u is lines[item_id]:
+            continue
+        if item_id in changes.utterances:
+            changes.utterances[item_id] = u
+        if (cid, item_id) in pks:
+            moved.append(u)
+    return moved, max(u.position for u in lines.values())
 
 
 # --- admission: the late-events window and the stored-bytes bounds ------------------------------
@@ -613,6 +651,7 @@ def rebuild(conversation: Conversation) -> RebuildResult:
         changes = reducer.fold(
             state, events.values_list("payload", "received_at", "source").iterator(chunk_size=2000)
         )
+        state.utterances = order.placed(state.utterances)  # as the live path placed them
         usages = {
             r.response_id: ResponseUsage(
                 conversation=conversation, response_id=r.response_id, status=r.status,

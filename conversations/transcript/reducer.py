@@ -16,9 +16,13 @@ forwarded: they only fill a line's text until its final text arrives.
 
 What each event means (see also docs/architecture.md; GA and beta spellings of the events and content
 parts are accepted):
-- one utterance per conversation item (`type: "message"`, role user or assistant); its position
-  is the order in which the item entered the conversation — the first event that names it —
-  never the order in which its transcript arrived. Its role is fixed by that first event;
+- one utterance per conversation item (`type: "message"`, role user or assistant); it enters
+  the transcript at the end when the first event names it, never when its transcript arrives.
+  Its role is fixed by that first event. The item it follows (`previous_item_id` of the item
+  events and of `input_audio_buffer.committed`) is kept in `previous_item_id`: the first event
+  that names one sets it, and the witness's word replaces the browser's (a conflict when they
+  differ). The journal and a rebuild then place the lines by those links (order.py), which moves
+  a line only when the streams interleaved out of order;
 - a user audio item is `pending` until `…input_audio_transcription.completed` (text) or
   `.failed` (reason kept in `error`); typed user input (`input_text`) is a completed text item;
 - an assistant item is completed by its final transcript/text, or `interrupted` when it is
@@ -139,6 +143,7 @@ class UtteranceState:
     response_id: str = ""
     completed_at: datetime | None = None
     verified: bool = False  # the witness saw its final text (or its failed transcription)
+    previous_item_id: str = ""  # the item OpenAI placed it after (order.py)
 
     FIELDS = Utterance.FIELDS
 
@@ -207,6 +212,7 @@ class Changes:
     started_at: datetime | None = None
     last_activity_at: datetime | None = None
     conflicts: int = 0  # events that contradicted a line (applied only when the witness contradicted the browser)
+    relinked: bool = False  # a line's link was replaced (the witness's over the browser's): place them all again
     # Recorded usages (the browser's) that `usages` replace: their counts come off the totals.
     replaced_usages: list[UsageRecord] = field(default_factory=list)
     # Recorded transcription usages (the browser's) that `transcriptions` replace.
@@ -229,6 +235,7 @@ class Changes:
         self.transcriptions.extend(later.transcriptions)
         self.transcription_tokens = saturating_add(self.transcription_tokens, later.transcription_tokens)
         self.conflicts = saturating_add(self.conflicts, later.conflicts)
+        self.relinked = self.relinked or later.relinked
         self.title = self.title if self.title is not None else later.title
         self.started_at = self.started_at or later.started_at
         self.last_activity_at = later.last_activity_at or self.last_activity_at
@@ -377,8 +384,11 @@ def referenced_ids(event) -> tuple[set[str], set[str]]:
     kind = _str(event.get("type"))
     if kind in ITEM_EVENTS:
         items.add(_id(_dict(event.get("item")).get("id")))
+        items.add(_id(event.get("previous_item_id")))
     elif kind in (TRANSCRIPTION_COMPLETED, TRANSCRIPTION_FAILED, BUFFER_COMMITTED, ITEM_TRUNCATED, ITEM_DELETED):
         items.add(_id(event.get("item_id")))
+        if kind == BUFFER_COMMITTED:
+            items.add(_id(event.get("previous_item_id")))
     elif kind in AUDIO_TRANSCRIPT_DONE or kind in TEXT_DONE:
         items.add(_id(event.get("item_id")))
         responses.add(_id(event.get("response_id")))
@@ -455,6 +465,19 @@ class _Step:
 
     def conflict(self) -> None:
         self.changes.conflicts = saturating_add(self.changes.conflicts, 1)
+
+    def follow(self, item_id: str | None, previous) -> None:
+        """Keep the item the event says this line follows: the first one said, or the witness's."""
+        previous = _id(previous)
+        u = self.get(item_id) if item_id else None
+        if u is None or previous is None or previous in (item_id, u.previous_item_id) or u.status == DELETED:
+            return
+        if u.previous_item_id:
+            if not self.server:
+                return
+            self.conflict()
+            self.changes.relinked = True
+        self.put(dataclasses.replace(u, previous_item_id=previous))
 
     def finish(self, u: UtteranceState, status: str, **fields) -> UtteranceState:
         return dataclasses.replace(u, status=status, completed_at=u.completed_at or self.at, **fields)
@@ -617,8 +640,8 @@ def reduce(state: TranscriptState, event, at: datetime, source: str = BROWSER) -
     kind = _str(event.get("type"))
     if kind in ITEM_EVENTS:
         item = _parse_item(event.get("item"))
-        if item is not None:
-            step.item(item)
+        if item is not None and step.item(item):
+            step.follow(item.id, event.get("previous_item_id"))
     elif kind == TRANSCRIPTION_COMPLETED:
         step.transcription(event, completed=True)
     elif kind == TRANSCRIPTION_FAILED:
@@ -637,6 +660,8 @@ def reduce(state: TranscriptState, event, at: datetime, source: str = BROWSER) -
         item_id = _id(event.get("item_id"))
         if item_id and step.get(item_id) is None:
             step.put(step.create(item_id, USER, AUDIO))
+        if item_id and step.get(item_id).role == USER:
+            step.follow(item_id, event.get("previous_item_id"))
     # Anything else (deltas, `error`, session events, unknown types) is journaled only.
     return step.changes
 

@@ -156,6 +156,7 @@ class Call:
         self.speaking = False
         self.audio_frames = 0  # microphone frames received from the browser
         self.sent: list[dict] = []  # server events sent, in order
+        self.items: list[str] = []  # the conversation's item ids, in OpenAI's order (for previous_item_id)
         self._received: list[dict] = []  # client events received, in order
         self._cond = threading.Condition()  # for waiters in other threads
         self._changed = asyncio.Event()  # for the script on the loop
@@ -301,6 +302,7 @@ class Call:
             return
         event = copy.deepcopy(event)
         event.setdefault("event_id", "event_" + secrets.token_hex(8))
+        scripts.place(self.items, event)
         if event["type"] == "output_audio_buffer.started":
             self.speaking = True
         elif event["type"] in ("output_audio_buffer.stopped", "output_audio_buffer.cleared"):
@@ -401,7 +403,7 @@ class Call:
         n = next(self._replies)
         user_id = f"item_user_v{n}"
         await self._steps(scripts.user_audio_item(user_id) + scripts.user_transcript(user_id, "(something you said)")
-                          + scripts.assistant_turn(f"item_reply_v{n}", f"resp_v{n}", scripts.next_reply(), previous_item_id=user_id))
+                          + scripts.assistant_turn(f"item_reply_v{n}", f"resp_v{n}", scripts.next_reply()))
 
     async def _close(self, what: str = "peer", *, by: str = "peer") -> None:
         if what == "channel" and self.channel:

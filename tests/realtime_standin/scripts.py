@@ -19,7 +19,8 @@ A script is a list of steps, each a plain dict, played in order once the channel
 
 The builders below produce the event sequences OpenAI's GA API sends (docs/realtime.md §3), so
 test scripts read like conversations: `voice_turn(...)`, `barge_in(...)`, … Every builder returns
-a list of steps; concatenate them.
+a list of steps; concatenate them. The call fills in each item's `previous_item_id` as OpenAI
+does (calls.py); a script that sets one itself places its item there.
 """
 
 from __future__ import annotations
@@ -35,6 +36,31 @@ USAGE = {
 }
 
 
+# The server events that place an item in the conversation, and so carry its previous_item_id.
+PLACING_EVENTS = frozenset(
+    {"input_audio_buffer.committed", "conversation.item.added", "conversation.item.done", "conversation.item.created"}
+)
+
+
+def place(items: list[str], event: dict) -> None:
+    """Keep a conversation's item ids in order (`items`, updated) and give an event that places
+    an item its `previous_item_id` as OpenAI does: the item before it (null for the first). An
+    event that already names one puts a new item after that one."""
+    kind = event.get("type")
+    if kind == "conversation.item.deleted" and event.get("item_id") in items:
+        items.remove(event["item_id"])
+    if kind not in PLACING_EVENTS:
+        return
+    item_id = event.get("item_id") if kind == "input_audio_buffer.committed" else (event.get("item") or {}).get("id")
+    if not isinstance(item_id, str):
+        return
+    if item_id not in items:
+        after = event.get("previous_item_id", items[-1] if items else None)
+        items.insert(items.index(after) + 1 if after in items else len(items), item_id)
+    index = items.index(item_id)
+    event.setdefault("previous_item_id", items[index - 1] if index else None)
+
+
 def send(event: dict) -> dict:
     return {"send": event}
 
@@ -45,7 +71,7 @@ def _words(text: str, size: int = 3) -> list[str]:
     return [" ".join(words[i : i + size]) + (" " if i + size < len(words) else "") for i in range(0, len(words), size)]
 
 
-def user_audio_item(item_id: str, *, previous_item_id: str | None = None, vad: bool = True) -> list[dict]:
+def user_audio_item(item_id: str, *, vad: bool = True) -> list[dict]:
     """The user spoke and the turn was committed: the item enters the conversation, untranscribed."""
     steps = []
     if vad:
@@ -54,11 +80,10 @@ def user_audio_item(item_id: str, *, previous_item_id: str | None = None, vad: b
             send({"type": "input_audio_buffer.speech_stopped", "item_id": item_id, "audio_end_ms": 1500}),
         ]
     steps += [
-        send({"type": "input_audio_buffer.committed", "item_id": item_id, "previous_item_id": previous_item_id}),
+        send({"type": "input_audio_buffer.committed", "item_id": item_id}),
         send(
             {
                 "type": "conversation.item.added",
-                "previous_item_id": previous_item_id,
                 "item": {
                     "id": item_id,
                     "type": "message",
@@ -106,22 +131,21 @@ def transcription_failed(item_id: str, message: str = "Audio was unintelligible"
     ]
 
 
-def typed_user_item(item_id: str, text: str, *, previous_item_id: str | None = None) -> list[dict]:
+def typed_user_item(item_id: str, text: str) -> list[dict]:
     item = {"id": item_id, "type": "message", "role": "user", "status": "completed", "content": [{"type": "input_text", "text": text}]}
     return [
-        send({"type": "conversation.item.added", "previous_item_id": previous_item_id, "item": item}),
-        send({"type": "conversation.item.done", "previous_item_id": previous_item_id, "item": item}),
+        send({"type": "conversation.item.added", "item": item}),
+        send({"type": "conversation.item.done", "item": item}),
     ]
 
 
-def assistant_start(item_id: str, response_id: str, *, previous_item_id: str | None = None) -> list[dict]:
+def assistant_start(item_id: str, response_id: str) -> list[dict]:
     """A response begins and its item enters the conversation; the voice starts playing."""
     return [
         send({"type": "response.created", "response": {"id": response_id, "object": "realtime.response", "status": "in_progress", "output": []}}),
         send(
             {
                 "type": "conversation.item.added",
-                "previous_item_id": previous_item_id,
                 "item": {"id": item_id, "type": "message", "role": "assistant", "status": "in_progress", "content": []},
             }
         ),
@@ -150,9 +174,9 @@ def assistant_finish(item_id: str, response_id: str, text: str, *, status: str =
     ]
 
 
-def assistant_turn(item_id: str, response_id: str, text: str, *, previous_item_id: str | None = None) -> list[dict]:
+def assistant_turn(item_id: str, response_id: str, text: str) -> list[dict]:
     return (
-        assistant_start(item_id, response_id, previous_item_id=previous_item_id)
+        assistant_start(item_id, response_id)
         + assistant_deltas(item_id, response_id, text)
         + assistant_finish(item_id, response_id, text)
     )
@@ -165,7 +189,7 @@ def voice_turn(n: int, user: str, reply: str, *, late_transcript: bool = True) -
     steps = user_audio_item(user_id)
     if not late_transcript:
         steps += user_transcript(user_id, user)
-    steps += assistant_turn(reply_id, response_id, reply, previous_item_id=user_id)
+    steps += assistant_turn(reply_id, response_id, reply)
     if late_transcript:
         steps += user_transcript(user_id, user)
     return steps
@@ -246,5 +270,5 @@ def reply_to(request: dict | None, n: int) -> list[dict]:
         answer = next_reply()
     else:
         answer = next_reply()
-    steps += assistant_turn(reply_id, response_id, answer, previous_item_id=user_id if steps else None)
+    steps += assistant_turn(reply_id, response_id, answer)
     return steps

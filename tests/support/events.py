@@ -1,9 +1,11 @@
 """The recorded Realtime event streams (tests/fixtures/realtime/) and small event builders."""
 
+import copy
 import json
 from pathlib import Path
 
 from conversations.transcript.forwarded import forwarded_types
+from tests.realtime_standin.scripts import place
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "realtime"
 SCENARIOS = sorted(p.stem for p in FIXTURES.glob("*.json"))
@@ -104,3 +106,14 @@ def turn_events(n_turns, prefix=""):
                    output_tokens=3), {"type": "output_audio_buffer.stopped", "response_id": r},
                    transcribed(u, f"question {t}", tokens=1)]  # fmt: skip
     return events
+
+
+def linked(events: list) -> list:
+    """Copies of the events with the `previous_item_id` OpenAI gives them (as the stand-in does)."""
+    items: list[str] = []
+    out = []
+    for event in events:
+        event = copy.deepcopy(event)
+        place(items, event)
+        out.append(event)
+    return out
