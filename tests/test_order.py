@@ -25,7 +25,9 @@ class L:
 
 def ordered(lines) -> list[str]:
     positions = order.placement(lines)
-    assert sorted(positions.values()) == sorted(u.position for u in lines)  # the same positions, handed out again
+    assert sorted(positions.values()) == sorted(
+        u.position for u in lines
+    )  # the same positions, handed out again
     return sorted(positions, key=positions.get)
 
 
@@ -78,7 +80,11 @@ STREAM = linked(turn_events(TURNS))  # 6 events a turn
 
 
 def stored(conversation) -> list[str]:
-    return list(Utterance.objects.filter(conversation=conversation).order_by("position").values_list("item_id", flat=True))
+    return list(
+        Utterance.objects.filter(conversation=conversation)
+        .order_by("position")
+        .values_list("item_id", flat=True)
+    )
 
 
 def test_the_witness_storing_turn_2_first_does_not_put_it_first():
@@ -88,7 +94,9 @@ def test_the_witness_storing_turn_2_first_does_not_put_it_first():
     server = [Frame("event", seq, e, source="server") for seq, e in enumerate(STREAM[6:], start=1)]
     journal.append_frames(conversation.pk, server)
     assert stored(conversation) == ["u1", "a1", "u2", "a2"]
-    result = journal.append_frames(conversation.pk, [Frame("event", seq, e) for seq, e in enumerate(STREAM, start=1)])
+    result = journal.append_frames(
+        conversation.pk, [Frame("event", seq, e) for seq, e in enumerate(STREAM, start=1)]
+    )
     assert stored(conversation) == TRUE_ORDER
     # Every line that moved is sent live too, at its new place (a history page open on it follows).
     assert [(u.item_id, u.position) for u in result.changed] == list(zip(TRUE_ORDER, range(6)))
@@ -99,7 +107,11 @@ def test_the_witness_storing_turn_2_first_does_not_put_it_first():
 def test_the_witness_relinking_a_line_places_it_by_its_word():
     conversation = make_conversation(make_user("pia"))
     # The page says the reply followed u0, before u1 was said; the witness says it followed u1.
-    page = [user_audio("u0"), {**assistant("a0"), "previous_item_id": "u0"}, {**user_audio("u1"), "previous_item_id": "u0"}]
+    page = [
+        user_audio("u0"),
+        {**assistant("a0"), "previous_item_id": "u0"},
+        {**user_audio("u1"), "previous_item_id": "u0"},
+    ]
     journal.append_frames(conversation.pk, [Frame("event", seq, e) for seq, e in enumerate(page, start=1)])
     assert stored(conversation) == ["u0", "a0", "u1"]
     witness = {**assistant("a0"), "previous_item_id": "u1"}
@@ -111,7 +123,11 @@ def test_the_witness_relinking_a_line_places_it_by_its_word():
     assert journal.rebuild(conversation).status == "unchanged"
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(
     attach=st.integers(0, len(STREAM)),
     interleaving=st.lists(st.booleans(), min_size=2 * len(STREAM), max_size=2 * len(STREAM)),
@@ -144,7 +160,9 @@ def test_any_interleaving_of_the_two_streams_in_any_batches_stores_the_true_orde
 def test_the_reducer_keeps_the_first_link_and_the_witness_word():
     state = reducer.TranscriptState()
     at = timezone.now()
-    reducer.fold(state, [({"type": "input_audio_buffer.committed", "item_id": "u1", "previous_item_id": "a0"}, at)])
+    reducer.fold(
+        state, [({"type": "input_audio_buffer.committed", "item_id": "u1", "previous_item_id": "a0"}, at)]
+    )
     reducer.fold(state, [({**STREAM[6], "previous_item_id": "elsewhere"}, at)])  # the page cannot move it
     assert state.utterances["u1"].previous_item_id == "a0"
     changes = reducer.fold(state, [({**STREAM[6], "previous_item_id": "a9"}, at, "server")])

@@ -436,12 +436,15 @@ def _append_locked(merged: dict[int, list[Frame]]) -> dict[int, AppendResult]:
     return results
 
 
-def _place(cid: int, changes: reducer.Changes, pks: dict[tuple[int, str], int]) -> tuple[list[UtteranceState], int]:
+def _place(
+    cid: int, changes: reducer.Changes, pks: dict[tuple[int, str], int]
+) -> tuple[list[UtteranceState], int]:
     """Place the lines of a conversation again by their links (order.py), the batch's changes
     included: gives the batch's lines their positions (in `changes`), and returns the stored lines
     that move, at their new positions, and the highest position in use."""
     lines = {}
-    for pk, *values in Utterance.objects.filter(conversation_id=cid).order_by().values_list("pk", *UtteranceState.FIELDS):
+    rows = Utterance.objects.filter(conversation_id=cid).order_by().values_list("pk", *UtteranceState.FIELDS)
+    for pk, *values in rows:
         u = UtteranceState(**dict(zip(UtteranceState.FIELDS, values)))
         lines[u.item_id] = u
         pks[cid, u.item_id] = pk
