@@ -91,6 +91,9 @@ class Conversation(TokenUsage):
     # Bytes of the frames journaled for it (as received), counted in the transaction that stores
     # them: bounded by TRANSCRIPT_MAX_BYTES_PER_CONVERSATION.
     stored_bytes = models.PositiveBigIntegerField(default=0)
+    # The highest seq of the server's stream handed out to a witness (conversations/witness/seqs.py):
+    # witnesses reserve their seqs above it, so two processes never number two events alike.
+    server_seqs_reserved = models.PositiveBigIntegerField(default=0)
 
     # Staff review.
     reviewed = models.BooleanField(default=False)

@@ -230,6 +230,42 @@ async def test_when_the_holder_dies_another_process_takes_over(realtime_standin,
         await b.stop()
 
 
+async def test_two_processes_witnessing_calls_of_one_conversation_keep_every_event(
+    realtime_standin, conversation
+):
+    """A conversation's new call while its older one still runs, each witnessed by another process:
+    both number the server's stream of that conversation at once, and a seq taken twice would be
+    skipped by the journal as a resend, losing one process's events."""
+    async with contextlib.AsyncExitStack() as stack:
+        # No loops started: each process's one scan claims one call, and no lease runs out meanwhile.
+        processes = [Supervisor(holder, **{**FAST, "lease_seconds": 60}) for holder in ("a", "b")]
+        live = []
+        for supervisor in processes:
+            _browser, call = await stack.enter_async_context(live_call(realtime_standin))
+            await record(conversation, call.id)
+            assert len(await supervisor.scan()) == 1
+            await attached_to(call)
+            live.append(call)
+
+        sent = {call.id: [f"{call.id}_event_{n}" for n in range(4)] for call in live}
+        for n in range(4):  # interleaved, as two live calls send them
+            for call in live:
+                event = assistant(f"item_{n}_{call.id}", transcript=None)
+                await send(call, {**event, "event_id": sent[call.id][n]})
+
+        everything = sorted(sum(sent.values(), []))
+        await eventually(lambda: _equal(_sorted(journaled(conversation)), everything))
+        ids = await journaled(conversation)
+        for call in live:  # each call's events in the order OpenAI sent them
+            assert [i for i in ids if i.startswith(call.id)] == sent[call.id]
+        for supervisor in processes:
+            await supervisor.stop()
+
+
+async def _sorted(awaitable):
+    return sorted(await awaitable)
+
+
 async def _count(awaitable, n):
     value = await awaitable
     return value if len(value) >= n else None

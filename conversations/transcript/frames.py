@@ -49,7 +49,8 @@ class Frame:
     repairs: dict | None = None
     call_id: str | None = None  # of a "call" frame (after the others: callers build frames positionally)
     # Whose stream the event frame belongs to: "browser" (the transcript socket) or "server" (the
-    # witness's sideband connection). Each numbers its own seqs (journal.last_seq(…, source=…)).
+    # witness's sideband connection). Each numbers its own seqs: the page after journal.last_seq(),
+    # the witnesses from blocks they reserve (witness/seqs.py).
     source: str = "browser"
 
 

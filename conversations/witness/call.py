@@ -22,12 +22,13 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from conversations import budget
-from conversations.models import RealtimeCall
+from conversations.models import Conversation, RealtimeCall
 from conversations.realtime import upstream
 from conversations.transcript.forwarded import forwarded_types
 from conversations.transcript.frames import Frame, server_frame
 from conversations.transcript.writer import get_writer
 from conversations.witness import hangup, leases
+from conversations.witness.seqs import Numbering
 from conversations.witness.sideband import AttachRefused, Dropped, Sideband
 
 if TYPE_CHECKING:
@@ -67,6 +68,9 @@ class CallWitness:
         self.expected: dict = {}
         self.attached = False  # ever, by this witness
         self.journaled = 0
+        # Seqs from blocks this witness reserved (seqs.py), never from a count in memory: another
+        # process may be numbering the same conversation's server stream at the same time.
+        self.numbering = Numbering(claimed.conversation_id)
         self._pending: list[tuple[dict, str]] = []  # (event, the text it came in)
         self._flusher: asyncio.Task | None = None
         self.user_id: int | None = None
@@ -79,7 +83,6 @@ class CallWitness:
     async def run(self) -> None:
         sup, call = self.supervisor, self.call
         self.expected = expected_session(await sync_to_async(leases.plan)(call.conversation_id))
-        await sup.load_seq(call.conversation_id)
         self.user_id = await sync_to_async(hangup.owner)(call.conversation_id)
         refused = 0
         drops = 0
@@ -167,17 +170,17 @@ class CallWitness:
         # One write for whatever arrived while the previous one was committing.
         while self._pending:
             events, self._pending = self._pending, []
-            frames = []
-            for event, text in events:
-                frame = self._frame(event, text)
-                if frame is not None:
-                    frames.append(frame)
-            if not frames:
-                continue
             try:
+                frames = await self._frames(events)
+                if not frames:
+                    continue
                 result = await get_writer().write(self.call.conversation_id, frames)
+            except Conversation.DoesNotExist:  # deleted: the heartbeat ends this witness
+                log.info("Witness of %s: %s events not stored (conversation gone)", self.call.call_id,
+                         len(events))
+                continue
             except Exception:
-                log.exception("Witness of %s: journaling %s events failed", self.call.call_id, len(frames))
+                log.exception("Witness of %s: journaling %s events failed", self.call.call_id, len(events))
                 continue
             self.journaled += result.stored
             if result.stored and any(event["type"] in USAGE_EVENTS for event, _ in events):
@@ -205,8 +208,13 @@ class CallWitness:
             log.info("Witness of %s: the user's daily budget is spent; hanging up", self.call.call_id)
             self.supervisor.hang_up(self.call.pk, hangup.BUDGET)
 
-    def _frame(self, event: dict, text: str) -> Frame | None:
-        seq = self.supervisor.next_seq(self.call.conversation_id)
+    async def _frames(self, events: list[tuple[dict, str]]) -> list[Frame]:
+        """The events as the server's frames, numbered in the order OpenAI sent them."""
+        seqs = await self.numbering.take(len(events))
+        frames = (self._frame(seq, event, text) for seq, (event, text) in zip(seqs, events))
+        return [frame for frame in frames if frame is not None]
+
+    def _frame(self, seq: int, event: dict, text: str) -> Frame | None:
         try:
             # Made storable as the page's frames are, but never refused for size: it is what was said.
             # From the text as OpenAI sent it (its size is what it weighs), not the event written out again.

@@ -29,7 +29,6 @@ import socket
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from conversations.transcript import journal
 from conversations.witness import hangup, leases
 from conversations.witness.call import CallWitness, LeaseLost
 from voiceproject.loopbound import PerLoop, detached_task
@@ -73,8 +72,6 @@ class Supervisor:
         self.witnesses: dict[int, asyncio.Task] = {}  # RealtimeCall pk -> its witness
         self.hangups: dict[int, asyncio.Task] = {}  # RealtimeCall pk -> its hang-up (hangup.py)
         self.sweep_per_round = claim_per_scan
-        self._conversations: dict[int, int] = {}  # RealtimeCall pk -> conversation id
-        self._seq: dict[int, int] = {}  # conversation id -> next server seq
         self._task: asyncio.Task | None = None
         self._wake: asyncio.Event | None = None
 
@@ -158,7 +155,6 @@ class Supervisor:
             self.holder, self.lease_seconds, limit=self.claim_per_scan, skip=tuple(self.witnesses)
         )
         for call in claimed:
-            self._conversations[call.pk] = call.conversation_id
             self.witnesses[call.pk] = asyncio.get_running_loop().create_task(
                 self._witness(call), name=f"witness {call.call_id}"
             )
@@ -206,24 +202,9 @@ class Supervisor:
             log.exception("Witness of %s failed", call.call_id)
         finally:
             self.witnesses.pop(call.pk, None)
-            conversation_id = self._conversations.pop(call.pk, None)
-            if conversation_id not in self._conversations.values():
-                self._seq.pop(conversation_id, None)
 
     def backoff_delay(self, tries: int) -> float:
         return min(self.backoff_max, self.backoff * 2 ** max(0, tries - 1)) * random.uniform(0.8, 1.2)
-
-    # --- server seqs ----------------------------------------------------------------------------
-
-    async def load_seq(self, conversation_id: int) -> None:
-        """Continue after the server seqs stored (by any process: this may be a take-over)."""
-        top = await sync_to_async(journal.last_seq)(conversation_id, source="server")
-        self._seq[conversation_id] = max(self._seq.get(conversation_id, 1), top + 1)
-
-    def next_seq(self, conversation_id: int) -> int:
-        seq = self._seq.get(conversation_id, 1)
-        self._seq[conversation_id] = seq + 1
-        return seq
 
 
 # The process's supervisor (one per event loop: daphne has one; each test has its own, stopped
