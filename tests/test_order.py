@@ -2,14 +2,17 @@
 whichever stream brings an item first and however the frames are batched."""
 
 import dataclasses
+import io
+import json
 
 import pytest
+from django.core.management import call_command
 from django.db import transaction
 from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conversations.models import Utterance
+from conversations.models import Conversation, Utterance
 from conversations.transcript import journal, order, reducer
 from conversations.transcript.frames import Frame
 from tests.support.events import assistant, linked, turn_events, user_audio
@@ -167,3 +170,23 @@ def test_the_reducer_keeps_the_first_link_and_the_witness_word():
     assert state.utterances["u1"].previous_item_id == "a0"
     changes = reducer.fold(state, [({**STREAM[6], "previous_item_id": "a9"}, at, "server")])
     assert (state.utterances["u1"].previous_item_id, changes.conflicts, changes.relinked) == ("a9", 1, True)
+
+
+def test_exports_keep_the_links_and_older_records_still_import(tmp_path):
+    conversation = make_conversation(make_user("rhea"))
+    journal.append_frames(conversation.pk, [Frame("event", seq, e) for seq, e in enumerate(STREAM, start=1)])
+    out = io.StringIO()
+    call_command("export_sessions", stdout=out, stderr=io.StringIO())
+    (record,) = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [u["previous_item_id"] for u in record["utterances"]] == ["", *TRUE_ORDER[:-1]]
+    path = tmp_path / "backup.jsonl"
+    for written_before_links in (False, True):
+        if written_before_links:
+            for u in record["utterances"]:
+                del u["previous_item_id"]
+        path.write_text(json.dumps(record) + "\n")
+        Conversation.objects.all().delete()
+        call_command("import_sessions", str(path), stdout=io.StringIO())
+        links = list(Utterance.objects.order_by("position").values_list("item_id", "previous_item_id"))
+        expected = ["", *TRUE_ORDER[:-1]] if not written_before_links else [""] * len(TRUE_ORDER)
+        assert links == list(zip(TRUE_ORDER, expected))

@@ -6,7 +6,6 @@ test database, as server processes share theirs.
 
 import asyncio
 import contextlib
-import time
 from datetime import timedelta
 
 import httpx
@@ -211,11 +210,8 @@ async def test_when_the_holder_dies_another_process_takes_over(realtime_standin,
         await eventually(lambda: _count(journaled(conversation), 1))
         assert (await call_row(call.id)).witness_holder == "process-a" and not b.witnesses
 
-        died = time.monotonic()
         await a.stop(release=False)  # as if the process were killed: the lease is left to run out
-        await attached_to(call, 2)
-        took = time.monotonic() - died
-        assert took <= FAST["lease_seconds"] + FAST["scan_every"] + 1.0
+        await attached_to(call, 2)  # how soon is bench/witness.py's to measure, not a test's
         row = await call_row(call.id)
         assert row.witness_holder == "process-b" and row.witness_state == "attached"
 

@@ -5,7 +5,6 @@ after that are journaled once.
 """
 
 import asyncio
-import time
 
 import pytest
 from channels.db import database_sync_to_async
@@ -54,10 +53,8 @@ async def test_killing_the_holder_hands_the_call_to_the_other_process(servers, a
         await send(call, assistant("item_1", transcript=None))
         before = await eventually(lambda: _journaled(conversation, 1), 10)
 
-        killed = time.monotonic()
         a.stop()  # SIGKILL: no lease is released
         await eventually(lambda: _held_by(call.id, b.process.pid), TAKE_OVER_WITHIN)
-        took = time.monotonic() - killed
         await eventually(lambda: _sideband_count(call, 1), 5)
 
         later = [assistant("item_1", "completed", "After the take-over."),
@@ -68,8 +65,6 @@ async def test_killing_the_holder_hands_the_call_to_the_other_process(servers, a
         await asyncio.sleep(1)
         assert await journaled_ids(conversation) == ids and len(set(ids)) == 3 and ids[:1] == before
         assert len(attaches(realtime_standin, call.id)) == 2
-        print(f"take-over after the holder's death: {took:.1f} s")
-        assert took <= TAKE_OVER_WITHIN
         await on_b.close()
 
 

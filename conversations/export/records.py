@@ -89,10 +89,10 @@ CONVERSATION = Fields(
 # (Records written before a field existed still import, so SCHEMA stays 1.)
 ADDED_LATER = {"conflicts": 0, "language": ""}
 # The same for the rows of a record's lists: `verified` (the server's witness saw the line end
-# itself), and whose `source` a response's usage and a journal event are (the browser's before
-# the server witnessed calls).
+# itself), `previous_item_id` (the item a line follows), and whose `source` a response's usage
+# and a journal event are (the browser's before the server witnessed calls).
 ADDED_LATER_TO = {
-    "utterances": {"verified": False},
+    "utterances": {"verified": False, "previous_item_id": ""},
     "responses": {"source": "browser"},
     "events": {"source": "browser"},
 }

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('conversations', '0012_budget'),
+        ('conversations', '0013_utterance_previous_item'),
     ]
 
     operations = [
