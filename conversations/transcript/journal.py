@@ -377,13 +377,13 @@ def _append_locked(merged: dict[int, list[Frame]]) -> dict[int, AppendResult]:
         originals = dict(states[cid].utterances)
         changes = reducer.fold(states[cid], ((f.event, now, f.source) for f in frames))
         created = {item_id for item_id in changes.utterances if (cid, item_id) not in pks}
+        moved = []
         if changes.relinked or order.misplaced(states[cid].utterances, changes.utterances, created):
             moved, top = _place(cid, changes, pks)
             moves += [(pks[cid, u.item_id], u.position) for u in moved]
             above = max(above, top + 1)
-            originals.update({u.item_id: None for u in moved})  # sent live as changed
-            changes.utterances.update({u.item_id: u for u in moved if u.item_id not in changes.utterances})
-        changed = []
+        # Lines that only moved: `moves` writes their position; they are sent live all the same.
+        changed = [u for u in moved if u.item_id not in changes.utterances]
         for item_id, u in changes.utterances.items():
             if originals.get(item_id) == u:
                 continue  # changed, then changed back within the batch
